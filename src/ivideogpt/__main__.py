@@ -1,0 +1,3 @@
+from ivideogpt.cli import main
+
+raise SystemExit(main())

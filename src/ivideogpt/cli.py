@@ -1,0 +1,43 @@
+"""The `ivideogpt` command: one entry point, one module per subcommand.
+
+Each module in `ivideogpt.commands` defines `HELP`, `add_arguments(parser)` and `run(args) -> int`,
+and imports its heavy dependencies inside `run`, so `ivideogpt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "describe": "ivideogpt.commands.describe",
+    "data": "ivideogpt.commands.data",
+    "train": "ivideogpt.commands.train",
+    "demo": "ivideogpt.commands.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivideogpt", description="iVideoGPT: an interactive video world model.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue  # a subcommand whose module is not part of this installation
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Episodes on disk, readers for common formats, segment sampling, mixtures and augmentation."""
