@@ -1,0 +1,105 @@
+"""`ivideogpt evaluate`: the paper's video prediction protocol on a checkpoint or a baseline.
+
+    ivideogpt evaluate --checkpoint runs/bair --data data/bair/test --protocol bair --samples 100
+    ivideogpt evaluate --baseline copy-last-frame --data data/pusht/test --protocol custom --horizon 8
+
+Writes results.json, results.md and sample grids (GIF/PNG) to --output; a rerun resumes.
+LPIPS and FVD need local weight files (see `ivideogpt.perceptual` and `ivideogpt.eval.metrics`);
+when they are missing those metrics are skipped with a message, unless --require-all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "evaluate video prediction (PSNR, SSIM, LPIPS, FVD; best of N samples) on test episodes"
+BASELINES = ("copy-last-frame",)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="directory of a trained world model")
+    source.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline predictor instead")
+    parser.add_argument("--data", type=Path, required=True, help="directory of test episodes (*.npz)")
+    parser.add_argument("--protocol", choices=("bair", "robonet", "custom"), default="bair",
+                        help="bair: 1 context + 15 predicted; robonet: 2 + 10, action-conditioned; custom: set below")
+    parser.add_argument("--samples", type=int, help="futures sampled per video (default 100)")
+    parser.add_argument("--context-frames", type=int, help="override the protocol's context frames")
+    parser.add_argument("--horizon", type=int, help="override the protocol's number of predicted frames")
+    conditioning = parser.add_mutually_exclusive_group()
+    conditioning.add_argument("--action-conditioned", dest="action_conditioned", action="store_true", default=None)
+    conditioning.add_argument("--action-free", dest="action_conditioned", action="store_false")
+    parser.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default: 0)")
+    parser.add_argument("--max-videos", type=int, help="evaluate only the first N test videos")
+    parser.add_argument("--batch-size", type=int, help="samples per prediction call (default 20)")
+    parser.add_argument("--output", type=Path, help="results directory (default: <checkpoint>/eval-<protocol>)")
+    parser.add_argument("--lpips-weights", type=Path, help="torchvision vgg16 weights file for LPIPS")
+    parser.add_argument("--i3d", type=Path, help="i3d_torchscript.pt file for FVD")
+    parser.add_argument("--require-all", action="store_true", help="fail instead of skipping LPIPS/FVD")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_world_model(checkpoint_dir: Path, device: str) -> Any:
+    """The world model (tokenizer + transformer) saved in `checkpoint_dir`, as a `Predictor`."""
+    from ivideogpt.eval.predictors import WorldModelPredictor
+    from ivideogpt.world_model import WorldModel
+
+    try:
+        from ivideogpt.train.checkpoint import load_model
+
+        model = load_model(checkpoint_dir)
+    except ImportError as error:
+        raise RuntimeError(f"cannot load {checkpoint_dir}: this installation lacks checkpoint loading ({error})") from error
+    tokenizer, transformer = getattr(model, "tokenizer", None), getattr(model, "transformer", None)
+    if tokenizer is None or transformer is None:
+        raise RuntimeError(f"{checkpoint_dir} holds a {type(model).__name__}, not a tokenizer + transformer world model")
+    world_model = WorldModel(tokenizer.to(device), transformer.to(device))  # paper sampling: temperature 1, top-k 100
+    return WorldModelPredictor(world_model, name=Path(checkpoint_dir).resolve().name)
+
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    if args.output is not None:
+        return args.output
+    if args.checkpoint is not None:
+        return args.checkpoint / f"eval-{args.protocol}"
+    return Path("eval") / f"{args.baseline}-{args.protocol}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ivideogpt.eval.metrics import load_i3d
+    from ivideogpt.eval.predictors import CopyLastFrame
+    from ivideogpt.eval.protocol import protocol_config, run_protocol
+    from ivideogpt.eval.report import results_markdown, write_report
+    from ivideogpt.eval.videos import load_test_videos
+    from ivideogpt.perceptual import load_lpips
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
+                                 horizon=args.horizon, action_conditioned=args.action_conditioned,
+                                 seeds=args.seeds, batch_size=args.batch_size)
+        videos = load_test_videos(args.data, config.clip_length, args.max_videos)
+        if not videos:
+            raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
+        predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
+        lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
+        i3d = load_i3d(args.i3d, required=args.require_all)
+        if lpips_model is not None:
+            lpips_model.to(device)
+        if i3d is not None:
+            i3d.to(device)
+        result = run_protocol(predictor, videos, config, _output_dir(args), lpips_model, i3d,
+                              progress=not args.no_progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"ivideogpt evaluate: {error}", file=sys.stderr)
+        return 2
+    paths = write_report(result.out_dir)
+    print(results_markdown(result.summary))
+    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir}")
+    return 0

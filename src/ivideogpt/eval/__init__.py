@@ -1,0 +1,1 @@
+"""Video prediction evaluation: metrics (PSNR, SSIM, LPIPS, FVD), the best-of-N protocol, reports."""

@@ -1,0 +1,54 @@
+"""Test clips for the evaluation protocol, read from the project's episode files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ivideogpt.frames import to_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TestVideo:
+    """One test clip: `frames` (T, 3, H, W) float in [-1, 1], `actions` (T, A) float or None."""
+
+    __test__ = False  # not a pytest test class
+
+    id: str
+    frames: torch.Tensor
+    actions: torch.Tensor | None = None
+
+
+def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | None = None) -> list[TestVideo]:
+    """The first `clip_length` frames of every `*.npz` episode under `data_dir` (sorted by path).
+
+    Episodes shorter than `clip_length` are skipped and counted in one log line.
+    """
+    data_dir = Path(data_dir)
+    paths = sorted(data_dir.rglob("*.npz")) if data_dir.is_dir() else []
+    if not paths:
+        raise FileNotFoundError(f"no episode files (*.npz) under {data_dir}")
+    videos, short = [], 0
+    for path in paths:
+        if max_videos is not None and len(videos) >= max_videos:
+            break
+        with np.load(path) as data:
+            frames = data["frames"]
+            if frames.shape[0] < clip_length:
+                short += 1
+                continue
+            actions = data["actions"][:clip_length] if "actions" in data else None
+            clip = frames[:clip_length]
+        videos.append(TestVideo(
+            id=str(path.relative_to(data_dir).with_suffix("")),
+            frames=to_model(np.ascontiguousarray(clip)),
+            actions=None if actions is None else torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(clip_length, -1))))
+    if short:
+        logger.warning("skipped %d episode(s) under %s shorter than %d frames", short, data_dir, clip_length)
+    return videos
