@@ -69,7 +69,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} items, got {value!r}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
         coerced = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(coerced) if origin is tuple else coerced
@@ -147,6 +147,17 @@ def parse_override(text: str) -> tuple[str, Any]:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
     """Defaults of `cls`, updated by the YAML file at `path`, then by dotted `overrides`."""
     tree: dict[str, Any] = config_to_dict(cls()) if _has_defaults(cls) else {}
+    return from_dict(cls, read_tree(path, overrides, base=tree))
+
+
+def read_tree(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+              base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The nested mapping of `base`, updated by the YAML file at `path`, then by dotted `overrides`.
+
+    For loaders that must look at the raw values before building dataclasses (e.g. to start a
+    section from a named preset).
+    """
+    tree: dict[str, Any] = base if base is not None else {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -158,7 +169,13 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
-    return from_dict(cls, tree)
+    return tree
+
+
+def merge_tree(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursively update mapping `base` with `update` (in place) and return it."""
+    _merge(base, update)
+    return base
 
 
 def _has_defaults(cls: type) -> bool:

@@ -1,1 +1,16 @@
-"""Episodes on disk, readers for common formats, segment sampling, mixtures and augmentation."""
+"""Episodes on disk, readers for common formats, segment sampling, mixtures and augmentation.
+
+Main entry points: `DataConfig`/`SourceConfig` (config), `build_dataset`/`build_datasets` and
+`collate_segments` (dataset), `load_episode`/`Episode` (episode), `ActionBounds` (actions),
+`DataReport`/`DataError` (report), `convert` (convert), `ShardStream` (stream).
+"""
+
+from ivideogpt.data.actions import ActionBounds
+from ivideogpt.data.batch import Batch
+from ivideogpt.data.config import DataConfig, SourceConfig
+from ivideogpt.data.dataset import SegmentDataset, build_dataset, build_datasets, collate_segments
+from ivideogpt.data.episode import Episode, EpisodeError, load_episode
+from ivideogpt.data.report import DataError, DataReport
+
+__all__ = ["ActionBounds", "Batch", "DataConfig", "DataError", "DataReport", "Episode", "EpisodeError",
+           "SegmentDataset", "SourceConfig", "build_dataset", "build_datasets", "collate_segments", "load_episode"]

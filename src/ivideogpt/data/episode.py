@@ -7,6 +7,11 @@ Keys and alignment (T = number of frames):
 - `rewards` (T,) float32, optional: `rewards[t]` is received on arriving at `frames[t]`
   (so `rewards[0] == 0`); a world model predicts it from frame t.
 - `success` (T,) bool, optional: whether the task is solved at `frames[t]`.
+- `states`  (T, S) float32, optional: low-dimensional simulator state at `frames[t]` (for
+  analysis and tests; models do not read it).
+
+`load_episode(path)` also reads the `.npz` layouts other code writes (key aliases such as
+`image`/`obs`/`action`, channel-first frames, T - 1 actions): see `ivideogpt.data.sources.npz`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class Episode:
     actions: np.ndarray | None = None
     rewards: np.ndarray | None = None
     success: np.ndarray | None = None
+    states: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -60,6 +66,12 @@ class Episode:
                 raise EpisodeError(f"actions must be shaped ({length}, A) to match frames, got {self.actions.shape}")
             if not np.isfinite(self.actions).all():
                 raise EpisodeError("actions contain NaN or inf")
+        if self.states is not None:
+            self.states = np.asarray(self.states, dtype=np.float32)
+            if self.states.ndim == 1:
+                self.states = self.states[:, None]
+            if self.states.ndim != 2 or self.states.shape[0] != length:
+                raise EpisodeError(f"states must be shaped ({length}, S) to match frames, got {self.states.shape}")
         for name in ("rewards", "success"):
             value = getattr(self, name)
             if value is None:
@@ -76,7 +88,7 @@ class Episode:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"frames": self.frames}
-        for name in ("actions", "rewards", "success"):
+        for name in ("actions", "rewards", "success", "states"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
@@ -87,3 +99,13 @@ class Episode:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def load_episode(path: str | Path, **options: str) -> Episode:
+    """Read one `.npz` episode in the project layout or a known alias layout; EpisodeError if unusable.
+
+    `options` name arrays explicitly (`image_key`, `action_key`, `reward_key`, `success_key`).
+    """
+    from ivideogpt.data.sources.npz import read_npz_episode
+
+    return read_npz_episode(Path(path), options)

@@ -1,0 +1,117 @@
+"""`ivideogpt data`: generate embedded robot data, convert datasets, check a data config.
+
+    ivideogpt data generate pusht --episodes 200 --out data/pusht
+    ivideogpt data generate metaworld --task button-press-topdown --episodes 50 --out data/mw
+    ivideogpt data convert bair softmotion30_44k/train --out data/bair/train
+    ivideogpt data check configs/data/my_mix.yaml root=/datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+HELP = "generate embedded robot data, convert datasets to episodes, check a data config"
+CONVERT_KINDS = ("bair", "robonet", "video", "hdf5", "lerobot", "rlds", "npz", "tar")
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """`key=value` with the value parsed as YAML (numbers, lists, null)."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"option {text!r} must look like key=value")
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    generate = actions.add_parser("generate", help="roll out a simulator with a scripted policy")
+    envs = generate.add_subparsers(dest="env", required=True, metavar="ENV")
+    for name, text in (("pusht", "Push-T (gym-pusht)"), ("metaworld", "a Meta-World v3 task")):
+        sub = envs.add_parser(name, help=f"episodes of {text}")
+        sub.add_argument("--episodes", type=int, required=True, help="number of episodes to write")
+        sub.add_argument("--out", required=True, help="output folder (episode_*.npz + metadata.json)")
+        sub.add_argument("--resolution", type=int, default=64, help="frame height and width (default 64)")
+        sub.add_argument("--steps", type=int, default=100, help="agent steps per episode (frames = steps + 1)")
+        sub.add_argument("--seed", type=int, default=0, help="seed; same seed, same data")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "metaworld":
+            sub.add_argument("--task", required=True, help="v3 task name, e.g. button-press-topdown (-v3 optional)")
+            sub.add_argument("--action-repeat", type=int, default=2, help="env steps per agent step (paper: 2)")
+            sub.add_argument("--noise", type=float, default=0.1, help="std of Gaussian noise on policy actions")
+            sub.add_argument("--camera", default="corner2", help="MuJoCo camera name (default corner2)")
+    convert = actions.add_parser("convert", help="convert a dataset to project episodes")
+    convert.add_argument("kind", choices=CONVERT_KINDS, help="source format")
+    convert.add_argument("source", help="source file or folder")
+    convert.add_argument("--out", required=True, help="output folder")
+    convert.add_argument("--resolution", type=int, default=None, help="centre-crop and resize frames to this size")
+    convert.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                         help="reader option, e.g. image_key=aux1_image or camera=main (repeatable)")
+    convert.add_argument("--limit", type=int, default=None, help="convert at most this many episodes")
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+    check = actions.add_parser("check", help="index a data config and report what would be used")
+    check.add_argument("config", help="YAML DataConfig, or an experiment config with a `data:` section")
+    check.add_argument("overrides", nargs="*", help="dotted overrides, e.g. root=/datasets segment_length=12")
+    check.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if args.env == "pusht":
+        from ivideogpt.envs.pusht_data import generate_pusht
+
+        stats = generate_pusht(args.out, args.episodes, args.resolution, args.steps, args.seed, progress=not args.quiet)
+    else:
+        from ivideogpt.envs.metaworld_data import generate_metaworld
+
+        stats = generate_metaworld(args.task, args.out, args.episodes, args.resolution, args.steps, args.seed,
+                                   args.action_repeat, args.noise, args.camera, progress=not args.quiet)
+    print(json.dumps(stats))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ivideogpt.data.convert import convert
+
+    report = convert(args.kind, args.source, args.out, options=dict(args.option), resolution=args.resolution,
+                     limit=args.limit, progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.used else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ivideogpt.configuration import from_dict, merge_tree, read_tree
+    from ivideogpt.data.config import DataConfig
+    from ivideogpt.data.index import SPLITS, build_index
+
+    path = Path(args.config)
+    tree = read_tree(path)
+    section = tree["data"] if isinstance(tree.get("data"), dict) else tree
+    if "include" in section:  # `data: {include: data/pusht.yaml, ...}`, relative to the config's folder
+        included = read_tree(path.parent / str(section.pop("include")))
+        section = merge_tree(included["data"] if isinstance(included.get("data"), dict) else included, section)
+    index = build_index(from_dict(DataConfig, read_tree(None, args.overrides, base=section)))
+    counts = {s: {} for s in SPLITS}
+    for split in SPLITS:
+        for episode in index.splits[split]:
+            name = index.config.sources[episode.source].name
+            counts[split][name] = counts[split].get(name, 0) + 1
+    result = {"episodes": counts, "action_dim": index.action_dim, "rewards": index.with_rewards,
+              "found": index.report.found, "used": index.report.used, "skipped": dict(index.report.counts),
+              "notes": index.report.notes}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(index.report.summary())
+        for split in SPLITS:
+            print(f"{split}: {sum(counts[split].values())} episodes {counts[split]}")
+        print(f"actions: {index.action_dim if index.with_actions else 'none'}; rewards: {index.with_rewards}")
+    return 0 if index.splits["train"] else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"generate": _generate, "convert": _convert, "check": _check}[args.action](args)

@@ -1,0 +1,99 @@
+"""What every reader returns: an index of episodes (id, length, widths) and `load(info) -> Episode`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ivideogpt.data.episode import Episode, EpisodeError
+from ivideogpt.data.report import DataReport
+
+
+@dataclass(frozen=True)
+class EpisodeInfo:
+    """One indexed episode: a stable id, its length and widths, and where to read it.
+
+    episode_id: unique within its source and stable across runs (a relative path, file/group, ...).
+    location: reader-specific handle (a path, a (path, offset) pair, ...), opaque to callers.
+    """
+
+    episode_id: str
+    length: int
+    action_dim: int | None
+    has_rewards: bool
+    location: Any
+
+
+class EpisodeReader(Protocol):
+    """A format: `scan` indexes episodes (skipping bad files into the report), `load` reads one."""
+
+    def scan(self, report: DataReport) -> list[EpisodeInfo]: ...
+
+    def load(self, info: EpisodeInfo) -> Episode: ...
+
+
+def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:
+    """Any common frame layout -> uint8 (T, H, W, 3); raises EpisodeError when it cannot be sure.
+
+    Accepts channel-last (T, H, W, C) or channel-first (T, C, H, W) with C in {1, 3, 4 (RGBA)} or a frame
+    stack of 3k channels (the last 3 are the newest frame, as in DrQ-style replay buffers),
+    grayscale (T, H, W); uint8, integers within [0, 255], or floats within [0, 1].
+    """
+    frames = np.asarray(array)
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4:
+        raise EpisodeError(f"{where}: expected (T, H, W, C) or (T, C, H, W), got shape {frames.shape}")
+    last, first = frames.shape[-1], frames.shape[1]
+    if last not in (1, 3, 4) and (first in (1, 3, 4) or (first % 3 == 0 and first <= 12)):
+        frames = frames[:, :3] if first == 4 else frames[:, -3:] if first > 3 else frames
+        frames = np.moveaxis(frames, 1, -1)
+    elif last == 4:
+        frames = frames[..., :3]  # RGBA: drop alpha
+    elif last > 3 and last % 3 == 0 and last <= 12:
+        frames = frames[..., -3:]
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    if frames.shape[-1] != 3:
+        raise EpisodeError(f"{where}: cannot find 3 colour channels in shape {np.asarray(array).shape}")
+    if frames.shape[0] == 0:
+        raise EpisodeError(f"{where}: episode has no frames")
+    if frames.dtype == np.uint8:
+        return np.ascontiguousarray(frames)
+    if np.issubdtype(frames.dtype, np.integer) or frames.dtype == np.bool_:
+        if frames.min() < 0 or frames.max() > 255:
+            raise EpisodeError(f"{where}: integer frames outside [0, 255] (dtype {frames.dtype})")
+        return frames.astype(np.uint8)
+    if np.issubdtype(frames.dtype, np.floating):
+        if not np.isfinite(frames).all() or frames.min() < 0.0 or frames.max() > 1.0:
+            raise EpisodeError(f"{where}: float frames must lie in [0, 1] (dtype {frames.dtype}, "
+                               f"range [{np.nanmin(frames):.3g}, {np.nanmax(frames):.3g}])")
+        return np.round(frames * 255.0).astype(np.uint8)
+    raise EpisodeError(f"{where}: unsupported frame dtype {frames.dtype}")
+
+
+def align_actions(actions: Any, length: int, where: str = "actions") -> np.ndarray:
+    """(T, A) or (T - 1, A) actions -> (T, A) float32; a missing last row is zero-padded.
+
+    The last row leads out of the episode, so no frame is ever predicted from the padding.
+    """
+    actions = np.asarray(actions)
+    if actions.ndim == 1:
+        actions = actions[:, None]
+    if actions.ndim != 2:
+        raise EpisodeError(f"{where}: expected (T, A), got shape {actions.shape}")
+    if not (np.issubdtype(actions.dtype, np.floating) or np.issubdtype(actions.dtype, np.integer)):
+        raise EpisodeError(f"{where}: expected numbers, got dtype {actions.dtype}")
+    actions = actions.astype(np.float32)
+    if actions.shape[0] == length - 1:
+        actions = np.concatenate([actions, np.zeros((1, actions.shape[1]), np.float32)])
+    if actions.shape[0] != length:
+        raise EpisodeError(f"{where}: {actions.shape[0]} rows for {length} frames (expected {length} or {length - 1})")
+    return actions
+
+
+def action_rows_ok(rows: int, length: int) -> bool:
+    """Whether an action array with `rows` rows fits an episode of `length` frames."""
+    return rows in (length, length - 1)

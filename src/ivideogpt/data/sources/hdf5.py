@@ -1,0 +1,154 @@
+"""HDF5 trajectory files (`.h5`/`.hdf5`): one episode per file, or one per group.
+
+Dataset keys come from the source options, else the first that exists of:
+- frames (`image_key`): frames, images, image, obs/image, obs/agentview_image, observations/images,
+  observation/image, rgb, pixels (a group of cameras takes its first camera, sorted by name;
+  name one, e.g. `observations/images/top`, to choose). Frames may also be per-frame encoded
+  JPEG/PNG bytes.
+- actions (`action_key`): actions, action. rewards (`reward_key`): rewards, reward.
+  success (`success_key`): success, dones.
+Episodes: the file root when the frame key resolves there; otherwise every group under
+`group` (option; default `data` when present, as in robomimic files, else the root).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivideogpt.data.episode import Episode, EpisodeError
+from ivideogpt.data.report import DataReport
+from ivideogpt.data.sources.base import EpisodeInfo, action_rows_ok
+from ivideogpt.data.sources.npz import episode_from_arrays
+
+FRAME_KEYS = ("frames", "images", "image", "obs/image", "obs/agentview_image", "observations/images",
+              "observation/image", "rgb", "pixels")
+ACTION_KEYS = ("actions", "action")
+REWARD_KEYS = ("rewards", "reward")
+SUCCESS_KEYS = ("success", "dones")
+
+
+def _dataset(group: Any, key: str) -> Any | None:
+    """The dataset at `key` under `group` (a group of cameras -> its first dataset), or None."""
+    import h5py
+
+    if key not in group:
+        return None
+    node = group[key]
+    if isinstance(node, h5py.Group):
+        names = sorted(name for name in node if isinstance(node[name], h5py.Dataset))
+        return node[names[0]] if names else None
+    return node
+
+
+def _find(group: Any, option: str | None, candidates: tuple[str, ...]) -> Any | None:
+    if option is not None:
+        return _dataset(group, option)
+    for key in candidates:
+        found = _dataset(group, key)
+        if found is not None:
+            return found
+    return None
+
+
+def _decode_encoded(frames: Any) -> np.ndarray:
+    """Per-frame encoded images (JPEG/PNG bytes) -> (T, H, W, 3) uint8."""
+    from PIL import Image
+
+    images = []
+    for blob in frames:
+        data = bytes(np.asarray(blob, dtype=np.uint8)) if not isinstance(blob, bytes) else blob
+        images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    return np.stack(images)
+
+
+class Hdf5Reader:
+    """HDF5 files under a folder (or one file); episode id `file` or `file/group`."""
+
+    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
+        self.path, self.options = Path(path), dict(options or {})
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in (".h5", ".hdf5") and p.is_file())
+
+    def _groups(self, handle: Any) -> list[str]:
+        import h5py
+
+        if _find(handle, self.options.get("image_key"), FRAME_KEYS) is not None and "group" not in self.options:
+            return [""]
+        parent = self.options.get("group", "data" if "data" in handle else "")
+        node = handle[parent] if parent else handle
+        return [f"{parent}/{name}".strip("/") for name in sorted(node, key=_natural)
+                if isinstance(node[name], h5py.Group)]
+
+    def _arrays(self, group: Any, read: bool) -> dict[str, Any]:
+        found = {"frames": _find(group, self.options.get("image_key"), FRAME_KEYS),
+                 "actions": _find(group, self.options.get("action_key"), ACTION_KEYS),
+                 "rewards": _find(group, self.options.get("reward_key"), REWARD_KEYS),
+                 "success": _find(group, self.options.get("success_key"), SUCCESS_KEYS)}
+        if found["frames"] is None:
+            raise EpisodeError("no frame dataset found (set options.image_key)")
+        return {k: (v[()] if read else v) for k, v in found.items() if v is not None}
+
+    def scan(self, report: DataReport) -> list[EpisodeInfo]:
+        import h5py
+
+        infos = []
+        for file in self.files():
+            stem = file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+            try:
+                with h5py.File(file, "r") as handle:
+                    groups = self._groups(handle)
+                    if not groups:
+                        raise EpisodeError("no episode groups with frames found")
+                    for group in groups:
+                        report.found += 1
+                        where = f"{file}:{group or '/'}"
+                        try:
+                            infos.append(self._info(stem, group, handle[group] if group else handle, file))
+                        except (EpisodeError, KeyError, ValueError) as error:
+                            report.skip(where, str(error), "inconsistent")
+            except (OSError, EpisodeError, KeyError) as error:
+                report.found += 1
+                report.skip(str(file), f"{type(error).__name__}: {error}", "unreadable")
+        return infos
+
+    def _info(self, stem: str, group: str, node: Any, file: Path) -> EpisodeInfo:
+        arrays = self._arrays(node, read=False)
+        frames = arrays["frames"]
+        length = int(frames.shape[0])
+        if length == 0 or frames.ndim not in (1, 3, 4):
+            raise EpisodeError(f"frames: bad shape {frames.shape}")
+        action_dim = None
+        if "actions" in arrays:
+            shape = arrays["actions"].shape
+            if len(shape) not in (1, 2) or not action_rows_ok(shape[0], length):
+                raise EpisodeError(f"actions: shape {shape} does not fit {length} frames")
+            action_dim = 1 if len(shape) == 1 else int(shape[1])
+        episode_id = f"{stem}/{group}" if group else stem
+        return EpisodeInfo(episode_id, length, action_dim, "rewards" in arrays, (file, group))
+
+    def load(self, info: EpisodeInfo) -> Episode:
+        import h5py
+
+        file, group = info.location
+        try:
+            with h5py.File(file, "r") as handle:
+                arrays = self._arrays(handle[group] if group else handle, read=True)
+        except (OSError, KeyError) as error:
+            raise EpisodeError(f"cannot read {file}:{group or '/'}: {error}") from error
+        frames = arrays["frames"]
+        if frames.ndim == 1 or frames.dtype == object:
+            arrays["frames"] = _decode_encoded(frames)
+        return episode_from_arrays(arrays)
+
+
+def _natural(name: str) -> tuple:
+    """Sort key so that demo_2 comes before demo_10."""
+    digits = "".join(c for c in name if c.isdigit())
+    return (name.rstrip("0123456789"), int(digits) if digits else -1, name)

@@ -1,0 +1,160 @@
+"""Video files through PyAV (its wheels bundle ffmpeg: mp4/H.264, AV1, webm/VP9, gif, ...).
+
+A folder of videos is an action-free source: each file is one episode, its id the relative
+path without the suffix. Optional side files `<name>.actions.npy` (T or T - 1 rows) and
+`<name>.rewards.npy` (T rows) next to a video add actions and rewards.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ivideogpt.data.episode import Episode, EpisodeError
+from ivideogpt.data.report import DataReport
+from ivideogpt.data.sources.base import EpisodeInfo, action_rows_ok, align_actions
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".m4v")
+_ENCODERS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8"),
+             ".mkv": ("libx264", "yuv420p"), ".avi": ("mpeg4", "yuv420p")}
+
+
+def _open(source: str | Path | bytes | BinaryIO) -> Any:
+    import av
+
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        return av.open(source if not isinstance(source, Path) else str(source))
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise EpisodeError(f"cannot open video: {error}") from error
+
+
+def decode_frames(source: str | Path | bytes | BinaryIO, start: float | None = None,
+                  end: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (T, H, W, 3) uint8 and their times in seconds; `start`/`end` limit the time range."""
+    import av
+
+    container = _open(source)
+    frames, times = [], []
+    try:
+        if not container.streams.video:
+            raise EpisodeError("file has no video stream")
+        stream = container.streams.video[0]
+        if start is not None and start > 0 and stream.time_base is not None:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            time = float(frame.time) if frame.time is not None else len(frames) / float(stream.average_rate or 1)
+            if start is not None and time < start - 1e-4:
+                continue
+            if end is not None and time >= end - 1e-4:
+                break
+            frames.append(frame.to_ndarray(format="rgb24"))
+            times.append(time)
+    except av.error.FFmpegError as error:
+        raise EpisodeError(f"video decoding failed after {len(frames)} frames: {error}") from error
+    finally:
+        container.close()
+    if not frames:
+        raise EpisodeError("video has no decodable frames")
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise EpisodeError(f"frames change size within the video: {sorted(shapes)}")
+    return np.stack(frames), np.asarray(times, dtype=np.float64)
+
+
+def read_video(source: str | Path | bytes | BinaryIO) -> np.ndarray:
+    """Every frame of a video file (path, bytes or file object) as (T, H, W, 3) uint8."""
+    return decode_frames(source)[0]
+
+
+def count_frames(source: str | Path | bytes | BinaryIO) -> int:
+    """Number of frames, from the container header when recorded, else by counting packets."""
+    import av
+
+    container = _open(source)
+    try:
+        if not container.streams.video:
+            raise EpisodeError("file has no video stream")
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        return sum(1 for packet in container.demux(stream) if packet.size)
+    except av.error.FFmpegError as error:
+        raise EpisodeError(f"cannot read video packets: {error}") from error
+    finally:
+        container.close()
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 10, codec: str | None = None) -> Path:
+    """Encode uint8 (T, H, W, 3) frames; the codec follows the suffix (mp4: H.264, webm: VP9, gif)."""
+    import av
+
+    path = Path(path)
+    name, pixel_format = _ENCODERS.get(path.suffix.lower(), ("libx264", "yuv420p"))
+    name = codec or name
+    frames = np.asarray(frames, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(name, rate=fps)
+        stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
+        stream.pix_fmt = pixel_format if name != "libsvtav1" else "yuv420p"
+        if name in ("libx264", "libvpx-vp9"):
+            stream.options = {"crf": "18"} if name == "libx264" else {"crf": "20", "b": "0"}
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _side_file(video: Path, kind: str) -> Path:
+    return video.with_name(f"{video.stem}.{kind}.npy")
+
+
+class VideoFolderReader:
+    """Every video file under a folder (recursively), one episode each."""
+
+    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
+        self.path, self.options = Path(path), dict(options or {})
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+    def scan(self, report: DataReport) -> list[EpisodeInfo]:
+        infos = []
+        for file in self.files():
+            report.found += 1
+            episode_id = file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+            try:
+                length = count_frames(file)
+                if length == 0:
+                    raise EpisodeError("video has no frames")
+                action_dim = None
+                actions_file = _side_file(file, "actions")
+                if actions_file.is_file():
+                    shape = np.load(actions_file, mmap_mode="r").shape
+                    if not action_rows_ok(shape[0], length):
+                        raise EpisodeError(f"{actions_file.name} has {shape[0]} rows for {length} frames")
+                    action_dim = 1 if len(shape) == 1 else int(shape[1])
+                infos.append(EpisodeInfo(episode_id, length, action_dim, _side_file(file, "rewards").is_file(), file))
+            except (EpisodeError, OSError, ValueError) as error:
+                report.skip(str(file), str(error), "unreadable")
+        return infos
+
+    def load(self, info: EpisodeInfo) -> Episode:
+        frames = read_video(info.location)
+        if frames.shape[0] != info.length:
+            raise EpisodeError(f"{info.location}: decoded {frames.shape[0]} frames, the header said {info.length}")
+        actions = rewards = None
+        if info.action_dim is not None:
+            actions = align_actions(np.load(_side_file(info.location, "actions")), frames.shape[0])
+        if info.has_rewards:
+            rewards = np.load(_side_file(info.location, "rewards")).reshape(-1)
+        return Episode(frames=frames, actions=actions, rewards=rewards)

@@ -1,0 +1,89 @@
+"""Converters to project episodes (BAIR, RoboNet, video, HDF5) and the `ivideogpt data` command."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import yaml
+
+from ivideogpt.cli import main
+from ivideogpt.data.convert import convert
+from ivideogpt.data.episode import load_episode
+from ivideogpt.data.sources import detect_format
+from ivideogpt.data.sources.tfrecord import encode_example, write_tfrecord
+from ivideogpt.data.sources.video import write_video
+
+
+def _frames(length: int, size: int = 64) -> np.ndarray:
+    values = (10 * np.arange(length))[:, None, None, None]
+    return np.broadcast_to(values, (length, size, size, 3)).astype(np.uint8).copy()
+
+
+def _bair_record(length: int) -> bytes:
+    features = {}
+    for t in range(length):
+        features[f"{t}/image_aux1/encoded"] = [_frames(length)[t].tobytes()]
+        features[f"{t}/image_main/encoded"] = [np.zeros((64, 64, 3), np.uint8).tobytes()]
+        features[f"{t}/action"] = np.asarray([t, 0.5, -0.5, 1.0], np.float32)
+        features[f"{t}/endeffector_pos"] = np.asarray([t, t, t], np.float32)
+    return encode_example(features)
+
+
+def test_convert_bair_tfrecords(tmp_path):
+    write_tfrecord(tmp_path / "train" / "traj_0_to_255.tfrecords", [_bair_record(6), _bair_record(6)])
+    assert detect_format(tmp_path / "train") == "bair"
+    report = convert("bair", tmp_path / "train", tmp_path / "out", progress=False)
+    assert report.used == 2 and not report.skipped
+    episode = load_episode(tmp_path / "out" / "traj_0_to_255" / "1.npz")
+    np.testing.assert_array_equal(episode.frames, _frames(6))
+    np.testing.assert_array_equal(episode.actions[:, 0], np.arange(6))
+    assert episode.states.shape == (6, 3)
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["episodes"] == 2 and metadata["action_space"]["low"] == [0, 0.5, -0.5, 1.0]
+
+
+def test_convert_robonet_hdf5_with_autograsp_actions(tmp_path):
+    length = 5
+    video = write_video(tmp_path / "v.mp4", _frames(length, 48)).read_bytes()
+    (tmp_path / "raw").mkdir()
+    with h5py.File(tmp_path / "raw" / "penn_traj0.hdf5", "w") as f:
+        frames = f.create_dataset("env/cam0_video/frames", data=np.frombuffer(video, np.uint8))
+        frames.attrs["T"], frames.attrs["image_format"] = length, "RGB"
+        f["env/state"] = np.stack([np.zeros(length), np.asarray([0, 1, 0, 1, 1], np.float32)], 1)
+        f["policy/actions"] = np.ones((length - 1, 4), np.float32)
+        f.create_group("metadata").attrs.update({"primitives": "autograsp", "high_bound": [1, 1, 1, 1, 2.0],
+                                                 "low_bound": [0, 0, 0, 0, -2.0]})
+    (tmp_path / "raw" / "broken.hdf5").write_bytes(b"nope")
+    report = convert("robonet", tmp_path / "raw", tmp_path / "out", resolution=32, progress=False)
+    assert report.used == 1 and len(report.skipped) == 1
+    episode = load_episode(tmp_path / "out" / "penn_traj0.npz")
+    assert episode.frames.shape == (5, 32, 32, 3) and episode.actions.shape == (5, 5)
+    np.testing.assert_array_equal(episode.actions[:4, 4], [2.0, -2.0, 2.0, 2.0])  # gripper from the next state
+    np.testing.assert_allclose(episode.frames[:, 16, 16, 0], 10 * np.arange(5), atol=3)
+
+
+def test_cli_convert_video_and_hdf5(tmp_path):
+    write_video(tmp_path / "videos" / "clip.mp4", _frames(7, 32))
+    assert main(["data", "convert", "video", str(tmp_path / "videos"), "--out", str(tmp_path / "v"), "--quiet",
+                 "--resolution", "16"]) == 0
+    assert load_episode(tmp_path / "v" / "clip.npz").frames.shape == (7, 16, 16, 3)
+    with h5py.File(tmp_path / "traj.h5", "w") as f:
+        f["obs/pixels"] = _frames(5, 16)
+        f["act"] = np.ones((5, 3))
+    assert main(["data", "convert", "hdf5", str(tmp_path / "traj.h5"), "--out", str(tmp_path / "h"), "--quiet",
+                 "--option", "image_key=obs/pixels", "--option", "action_key=act"]) == 0
+    assert load_episode(tmp_path / "h" / "traj.npz").actions.shape == (5, 3)
+
+
+def test_cli_check_reports_splits(tmp_path, write_episodes, capsys):
+    write_episodes(tmp_path / "eps", 10)
+    (tmp_path / "eps" / "bad.npz").write_bytes(b"")
+    config = {"data": {"segment_length": 4, "resolution": 8, "val_fraction": 0.2,
+                       "sources": [{"name": "mine", "path": "eps"}]}}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(config))
+    assert main(["data", "check", str(tmp_path / "data.yaml"), f"root={tmp_path}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["episodes"]["train"] == {"mine": 8} and result["episodes"]["val"] == {"mine": 2}
+    assert result["skipped"] == {"unreadable": 1} and result["action_dim"] == 2

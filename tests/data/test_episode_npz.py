@@ -1,0 +1,100 @@
+"""load_episode: the project layout and the npz layouts other code writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ivideogpt.data.episode import Episode, EpisodeError, load_episode
+from ivideogpt.data.report import DataReport
+from ivideogpt.data.sources.npz import NpzReader
+
+
+def test_round_trip_keeps_every_array(tmp_path, make_episode):
+    episode = make_episode(7)
+    episode.states = np.ones((7, 3), np.float32)
+    episode.save(tmp_path / "a.npz")
+    loaded = load_episode(tmp_path / "a.npz")
+    for name in ("frames", "actions", "rewards", "success", "states"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(episode, name))
+
+
+def test_paper_bair_layout_with_camera_choice(tmp_path):
+    main = np.zeros((30, 64, 64, 3), np.uint8)
+    aux = np.full((30, 64, 64, 3), 7, np.uint8)
+    np.savez_compressed(tmp_path / "traj.npz", image=main, action=np.ones((30, 4)), aux1_image=aux)
+    assert load_episode(tmp_path / "traj.npz").frames.max() == 0
+    episode = load_episode(tmp_path / "traj.npz", image_key="aux1_image")
+    assert episode.frames.max() == 7 and episode.actions.shape == (30, 4)
+
+
+def test_transition_actions_are_padded_and_camera_only_files_are_action_free(tmp_path):
+    np.savez_compressed(tmp_path / "robonet.npz", image=np.zeros((5, 8, 8, 3), np.uint8), action=np.ones((4, 5)))
+    episode = load_episode(tmp_path / "robonet.npz")
+    assert episode.actions.shape == (5, 5) and np.all(episode.actions[-1] == 0) and np.all(episode.actions[:4] == 1)
+    np.savez_compressed(tmp_path / "oxe.npz", rgb_static=np.zeros((5, 8, 8, 3), np.uint8))
+    assert load_episode(tmp_path / "oxe.npz").actions is None
+
+
+def test_replay_buffer_layout_is_shifted_and_unstacked(tmp_path):
+    length = 6
+    observation = np.zeros((length, 9, 8, 8), np.uint8)
+    observation[:, 6:] = np.arange(length)[:, None, None, None]  # newest frame of the stack
+    action = np.arange(length, dtype=np.float32)[:, None].repeat(4, 1)  # row t led to frame t
+    np.savez_compressed(tmp_path / "demo.npz", observation=observation, action=action,
+                        reward=np.arange(length, dtype=np.float32)[:, None], discount=np.ones((length, 1)))
+    episode = load_episode(tmp_path / "demo.npz")
+    assert episode.frames.shape == (length, 8, 8, 3)
+    np.testing.assert_array_equal(episode.frames[:, 0, 0, 0], np.arange(length))
+    np.testing.assert_array_equal(episode.actions[:-1, 0], np.arange(1, length))  # actions[t] leads to t + 1
+    np.testing.assert_array_equal(episode.rewards, np.arange(length))
+
+
+@pytest.mark.parametrize("frames", [
+    np.zeros((4, 3, 8, 8), np.uint8),  # channel-first
+    np.zeros((4, 8, 8), np.uint8),  # grayscale
+    np.full((4, 8, 8, 3), 0.5, np.float32),  # floats in [0, 1]
+    np.full((4, 8, 8, 3), 200, np.int64),  # integers in range
+    np.zeros((4, 8, 8, 4), np.uint8),  # RGBA
+])
+def test_frame_layouts_are_coerced(tmp_path, frames):
+    np.savez_compressed(tmp_path / "x.npz", obs=frames)
+    episode = load_episode(tmp_path / "x.npz")
+    assert episode.frames.shape == (4, 8, 8, 3) and episode.frames.dtype == np.uint8
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"frames": np.full((4, 8, 8, 3), 2.0, np.float32)}, "float frames"),
+    ({"frames": np.full((4, 8, 8, 3), 300, np.int32)}, "integer frames"),
+    ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "actions": np.zeros((2, 2))}, "rows"),
+    ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "actions": np.full((4, 2), np.nan)}, "NaN"),
+    ({"frames": np.zeros((4, 8, 8, 5), np.uint8)}, "colour channels"),
+    ({"video": np.zeros((4, 8, 8, 3), np.uint8)}, "no frame array"),
+])
+def test_bad_arrays_raise_episode_error(tmp_path, arrays, message):
+    np.savez_compressed(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(EpisodeError, match=message):
+        load_episode(tmp_path / "bad.npz")
+
+
+def test_scan_reads_headers_and_reports_bad_files(tmp_path, make_episode):
+    make_episode(6).save(tmp_path / "good.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip at all")
+    good = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(good[: len(good) // 2])
+    np.savez_compressed(tmp_path / "mismatch.npz", frames=np.zeros((5, 8, 8, 3), np.uint8), rewards=np.zeros(3))
+    np.savez_compressed(tmp_path / "text.npz", frames=np.array(["a", "b"]))
+    report = DataReport()
+    infos = NpzReader(tmp_path).scan(report)
+    assert [i.episode_id for i in infos] == ["good"]
+    assert infos[0].length == 6 and infos[0].action_dim == 2 and infos[0].has_rewards
+    assert report.found == 6 and len(report.skipped) == 5
+    assert {w.split("/")[-1] for w, _, _ in report.skipped} == {"empty.npz", "junk.npz", "truncated.npz",
+                                                                "mismatch.npz", "text.npz"}
+    assert "mismatch.npz" in report.summary()
+
+
+def test_episode_validates_states(tmp_path):
+    with pytest.raises(EpisodeError, match="states"):
+        Episode(frames=np.zeros((3, 4, 4, 3), np.uint8), states=np.zeros((2, 1)))
