@@ -1,0 +1,125 @@
+"""`ivideogpt train tokenizer|transformer --config FILE [--resume [PATH]] [--section.field=value ...]`.
+
+Every field of the experiment config can be overridden with a dotted flag, e.g.
+`--train.lr=1e-4 --data.root=/datasets --tokenizer.codebook_size=512`; unknown keys and wrong
+types are errors. `--resume` continues the run in `train.out_dir` from its latest valid
+checkpoint; `--resume PATH` continues from a checkpoint or run directory, reading its saved
+config (overrides still apply, e.g. a larger `--train.max_steps`). Several processes:
+`accelerate launch --multi_gpu --num_processes N -m ivideogpt train ...` (or torchrun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+HELP = "train the tokenizer or the transformer from a YAML recipe (see configs/)"
+KINDS = ("tokenizer", "transformer")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=KINDS, help="what to train")
+    parser.add_argument("options", nargs=argparse.REMAINDER, metavar="...",
+                        help="--config FILE, --resume [PATH], and dotted overrides such as --train.lr=1e-4")
+
+
+def _options_parser(kind: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"ivideogpt train {kind}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="experiment YAML (e.g. configs/tokenizer_cpu.yaml)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
+                        help="continue the run in train.out_dir, or the checkpoint / run directory PATH")
+    return parser
+
+
+def parse_options(kind: str, options: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Split `options` into --config/--resume and `key.sub=value` overrides; malformed flags raise ConfigError."""
+    from ivideogpt.configuration import ConfigError
+
+    known, rest = _options_parser(kind).parse_known_args(options)
+    overrides = []
+    for text in rest:
+        body = text[2:] if text.startswith("--") else text
+        if "=" not in body or not body.split("=", 1)[0]:
+            raise ConfigError(f"cannot read option {text!r}: overrides look like --section.field=value "
+                              f"(e.g. --train.lr=1e-4 or --preset=tokenizer_tiny)")
+        overrides.append(body)
+    return known, overrides
+
+
+def load(kind: str, config: str | None, resume: str | None, overrides: list[str]) -> Any:
+    """The experiment to run: from --config (or a resumed checkpoint's config.yaml) plus overrides."""
+    from ivideogpt.configuration import ConfigError
+    from ivideogpt.train import checkpoint as ckpt
+    from ivideogpt.train.experiments import load_experiment
+
+    if resume is None:
+        if config is None:
+            raise ConfigError("give --config FILE (see configs/), or --resume PATH to continue a run")
+        return load_experiment(kind, config, overrides)
+    if config is not None:
+        return load_experiment(kind, config, [*overrides, f"train.resume={resume}"])
+    if resume == "latest":
+        raise ConfigError("--resume without a PATH needs --config to know train.out_dir; "
+                          "or pass the run directory: --resume runs/NAME")
+    source = ckpt.resolve(resume)
+    return load_experiment(kind, source / "config.yaml", [*overrides, f"train.resume={source}"])
+
+
+def main(experiment: Any) -> dict[str, Any]:
+    """Build data and objective for `experiment`, train, and return the final step and losses."""
+    from functools import partial
+
+    from accelerate.utils import set_seed
+
+    from ivideogpt.data import build_datasets, collate_segments
+    from ivideogpt.train import Trainer
+    from ivideogpt.train import checkpoint as ckpt
+
+    data, cfg = experiment.data, experiment.train
+    splits = ("train", "val") if data.val_fraction > 0 and cfg.val_every > 0 else ("train",)
+    datasets = build_datasets(data, splits)
+    if experiment.kind == "transformer":
+        _check_actions(experiment, datasets["train"])
+    resuming = cfg.resume not in (None, "latest", "auto") or (
+        cfg.resume is not None and ckpt.find_latest(f"{cfg.out_dir}/checkpoints") is not None)
+    set_seed(cfg.seed)  # the same initial weights on every process
+    objective = experiment.build_objective(initialise=not resuming)
+    trainer = Trainer(objective, datasets["train"], cfg, val_dataset=datasets.get("val"),
+                      collate_fn=partial(collate_segments, num_context=data.num_context),
+                      component=experiment.kind, config=experiment)
+    return trainer.fit()
+
+
+def _check_actions(experiment: Any, dataset: Any) -> None:
+    """Fail early when the transformer's action width or reward head does not fit the data."""
+    from ivideogpt.configuration import ConfigError
+
+    want, have = experiment.transformer.action_dim, dataset.action_dim
+    if want and have != want:
+        raise ConfigError(f"transformer.action_dim={want} but the data has "
+                          f"{'no actions' if have is None else f'{have}-dim actions'}"
+                          f"{'' if have is None else f'; set --transformer.action_dim={have}'}")
+    if experiment.transformer.reward_head and not dataset.has_rewards:
+        raise ConfigError("transformer.reward_head=true but the data has no rewards")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ivideogpt.configuration import ConfigError
+    from ivideogpt.data.report import DataError
+    from ivideogpt.train import CheckpointError, NonFiniteLossError
+
+    try:
+        known, overrides = parse_options(args.kind, args.options)
+        experiment = load(args.kind, known.config, known.resume, overrides)
+        summary = main(experiment)
+    except (ConfigError, CheckpointError, DataError, NonFiniteLossError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if os.environ.get("RANK", "0") != "0":  # one summary line per run, not per process
+        return 0
+    print(f"{args.kind}: trained to step {summary['step']}, train loss {summary['train_loss']}, "
+          f"val loss {summary['val_loss']}; run directory {experiment.train.out_dir}")
+    return 0

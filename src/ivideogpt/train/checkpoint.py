@@ -1,0 +1,264 @@
+"""Self-describing, atomically written checkpoints: safetensors + JSON + the resolved config YAML.
+
+Layout of `<out_dir>/checkpoints/`:
+  step_000123/  config.yaml, model.safetensors, optimizer.safetensors + optimizer.json,
+                trainer_state.json, rng/rank<r>.json, manifest.json (written last)
+  latest, best  one-line pointer files naming a checkpoint directory
+A checkpoint is written into `.tmp-step_000123`, fsynced, then renamed; `manifest.json` lists
+every file with its size and sha256, so a directory that lacks it or does not match it is
+skipped and the previous good checkpoint is used instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+MANIFEST = "manifest.json"
+STATE = "trainer_state.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or no valid checkpoint could be read."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def step_of(path: Path) -> int | None:
+    """The step of a `step_000123` directory, or None for any other name."""
+    match = _STEP_DIR.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def tmp_path(root: Path, step: int) -> Path:
+    """Where step `step` is assembled before the rename (the same on every process)."""
+    return Path(root) / f".tmp-{checkpoint_name(step)}"
+
+
+def _fsync(path: Path) -> None:
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() and hasattr(os, "O_DIRECTORY") else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON and fsync it."""
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write tensors as safetensors (shared storage is cloned apart) and fsync."""
+    seen: set[int] = set()
+    plain: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage().data_ptr()
+        shared = storage in seen and tensor.numel() > 0
+        plain[name] = tensor.clone(memory_format=torch.contiguous_format) if shared else tensor.contiguous()
+        seen.add(storage)
+    save_file(plain, str(path))
+    _fsync(Path(path))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def begin(root: Path, step: int) -> Path:
+    """Create the empty temporary directory for `step`, clearing leftovers of interrupted writes."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = tmp_path(root, step)
+    tmp.mkdir()
+    return tmp
+
+
+def finish(root: Path, step: int) -> Path:
+    """Write the manifest, fsync, rename the temporary directory into place and point `latest` at it."""
+    root, tmp = Path(root), tmp_path(root, step)
+    files = {}
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        _fsync(path)
+        files[path.relative_to(tmp).as_posix()] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    for sub in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
+        _fsync(sub)
+    write_json(tmp / MANIFEST, {"format": 1, "step": step, "files": files})
+    _fsync(tmp)
+    final = root / checkpoint_name(step)
+    if final.exists():  # an older, possibly broken, copy of this step: move it out of the way first
+        trash = root / f".tmp-old-{final.name}"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.rename(tmp, final)
+    _fsync(root)
+    write_pointer(root, "latest", final)
+    return final
+
+
+def abort(root: Path, step: int) -> None:
+    """Remove the temporary directory of a failed write (best effort)."""
+    shutil.rmtree(tmp_path(root, step), ignore_errors=True)
+
+
+def write_pointer(root: Path, name: str, target: Path) -> None:
+    """Atomically set pointer file `root/name` to the checkpoint directory `target`."""
+    tmp = Path(root) / f".{name}.tmp"
+    with open(tmp, "w") as handle:
+        handle.write(Path(target).name + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, Path(root) / name)
+    _fsync(Path(root))
+
+
+def read_pointer(root: Path, name: str) -> Path | None:
+    path = Path(root) / name
+    if not path.is_file():
+        return None
+    target = path.read_text().strip()
+    return Path(root) / target if target else None
+
+
+def verify(path: Path, deep: bool = True) -> str | None:
+    """None when `path` is a complete checkpoint; otherwise why not. `deep` also checks sha256."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        return f"{path} has no {MANIFEST} (an interrupted or foreign write)"
+    try:
+        files = read_json(path / MANIFEST)["files"]
+    except (ValueError, KeyError, TypeError) as error:
+        return f"{path / MANIFEST} is unreadable: {error}"
+    for name, facts in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != facts["bytes"]:
+            return f"{file} has {file.stat().st_size} bytes, manifest says {facts['bytes']}"
+        if deep and _sha256(file) != facts["sha256"]:
+            return f"{file} does not match its sha256 in the manifest"
+    return None
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under `root` (size-checked), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and step_of(p) is not None]
+    return sorted((p for p in found if verify(p, deep=False) is None), key=lambda p: step_of(p) or 0)
+
+
+def find_latest(root: Path) -> Path | None:
+    """The newest checkpoint that verifies, trying the `latest` pointer first, then older ones."""
+    root = Path(root)
+    pointed = read_pointer(root, "latest")
+    if pointed is not None and pointed.is_dir() and verify(pointed) is None:
+        newer = [p for p in list_checkpoints(root) if (step_of(p) or 0) > (step_of(pointed) or 0)]
+        if not newer:
+            return pointed
+    for candidate in reversed(list_checkpoints(root)):
+        if verify(candidate) is None:
+            return candidate
+    return None
+
+
+def resolve(target: str | Path) -> Path:
+    """A checkpoint directory from a checkpoint, checkpoints or run directory; raises if none is valid."""
+    target = Path(target)
+    if step_of(target) is not None:
+        problem = verify(target)
+        if problem:
+            raise CheckpointError(f"cannot load {target}: {problem}")
+        return target
+    for root in (target / "checkpoints", target):
+        found = find_latest(root)
+        if found is not None:
+            return found
+    raise CheckpointError(f"no valid checkpoint under {target}")
+
+
+def apply_retention(root: Path, keep_last: int) -> None:
+    """Keep the newest `keep_last` checkpoints plus the best one (lowest val loss); point `best` at it."""
+    checkpoints = list_checkpoints(root)
+    scored = []
+    for path in checkpoints:
+        val = read_json(path / STATE).get("val_loss")
+        if val is not None and math.isfinite(val):
+            scored.append((val, -(step_of(path) or 0), path))
+    keep = set(checkpoints[-keep_last:])
+    if scored:
+        best = min(scored)[2]
+        keep.add(best)
+        write_pointer(root, "best", best)
+    for path in checkpoints:
+        if path not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def optimizer_to_files(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (for safetensors) and JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for index, entries in state["state"].items():
+        plain = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}/{key}"] = value
+            else:
+                plain[key] = value
+        meta["state"][str(index)] = plain
+    return tensors, meta
+
+
+def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the optimizer state_dict written by `optimizer_to_files`."""
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta["state"].items()}
+    for name, tensor in tensors.items():
+        index, key = name.split("/", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def load_weights(module: nn.Module, checkpoint: Path) -> None:
+    """Load `model.safetensors` of `checkpoint` into `module` (strict)."""
+    module.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=True)
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild the trained model of a checkpoint (or run) directory from its config.yaml and weights."""
+    from ivideogpt.train.experiments import load_model_from_checkpoint
+
+    return load_model_from_checkpoint(resolve(path))

@@ -1,0 +1,204 @@
+"""Experiment configs for `ivideogpt train tokenizer|transformer`, and rebuilding models from checkpoints.
+
+An experiment = a model preset (its section layered on the preset's values) + data + training.
+The resolved experiment is saved as `config.yaml` in every checkpoint, so a checkpoint directory
+alone rebuilds its model: a transformer experiment embeds the tokenizer config it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from safetensors.torch import load_file
+from torch import nn
+
+from ivideogpt.configuration import ConfigError, config_to_dict, from_dict, merge_tree, read_tree
+from ivideogpt.data.config import DataConfig
+from ivideogpt.tokenizer.config import TokenizerConfig
+from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train.config import TrainConfig
+from ivideogpt.transformer.config import TransformerConfig
+from ivideogpt.transformer.objective import TransformerObjectiveConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenizerExperiment:
+    """Train a tokenizer: `preset` names the architecture, `tokenizer` holds its (overridable) fields."""
+
+    kind: Literal["tokenizer"] = "tokenizer"
+    preset: str = "tokenizer_cpu"  # a tokenizer preset of `ivideogpt describe`
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # starts from the preset's values
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # tokenizer checkpoint whose weights start this run (fine-tuning)
+
+    def __post_init__(self) -> None:
+        if self.data.resolution != self.tokenizer.resolution:
+            raise ValueError(f"data.resolution={self.data.resolution} differs from "
+                             f"tokenizer.resolution={self.tokenizer.resolution}")
+
+    def build_objective(self, initialise: bool = True) -> nn.Module:
+        """The TokenizerObjective to train (weights from `init_from` when `initialise`)."""
+        from ivideogpt.tokenizer.objective import TokenizerObjective
+
+        objective = TokenizerObjective(self.tokenizer)
+        if initialise and self.init_from:
+            objective.tokenizer.load_state_dict(_weights(ckpt.resolve(self.init_from), "tokenizer."))
+        return objective
+
+
+@dataclass
+class TransformerExperiment:
+    """Train the world-model transformer on ids from a trained tokenizer (or both, see `objective.mode`)."""
+
+    kind: Literal["transformer"] = "transformer"
+    tokenizer_checkpoint: str | None = None  # trained tokenizer: a checkpoint or run directory
+    tokenizer: TokenizerConfig | None = None  # filled from tokenizer_checkpoint when the run starts
+    preset: str = "transformer_tiny"  # a transformer preset of `ivideogpt describe`
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)  # starts from the preset's values;
+    #   codebook_size and token grids are always taken from the tokenizer
+    objective: TransformerObjectiveConfig = field(default_factory=TransformerObjectiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # transformer checkpoint to start from (e.g. action-free -> action-conditioned)
+
+    def build_objective(self, initialise: bool = True) -> nn.Module:
+        """The TransformerObjective (tokenizer from `tokenizer_checkpoint` when `initialise`, else from `tokenizer`)."""
+        from ivideogpt.transformer.objective import TransformerObjective
+
+        if initialise and self.tokenizer_checkpoint:
+            source = ckpt.resolve(self.tokenizer_checkpoint)
+            saved = read_experiment(source, strict=False)
+            if not isinstance(saved, TokenizerExperiment):
+                raise ConfigError(f"tokenizer_checkpoint {source} holds a {saved.kind} run, not a tokenizer")
+            self.tokenizer = saved.tokenizer
+            tokenizer = saved.tokenizer.build()
+            tokenizer.load_state_dict(_weights(source, "tokenizer."))
+        elif self.tokenizer is not None:
+            tokenizer = self.tokenizer.build()
+        else:
+            raise ConfigError("a transformer run needs tokenizer_checkpoint (a trained tokenizer's run directory)")
+        if self.data.resolution != self.tokenizer.resolution:
+            raise ConfigError(f"data.resolution={self.data.resolution} differs from the tokenizer's "
+                              f"{self.tokenizer.resolution}")
+        facts = tokenizer.describe()
+        self.transformer = dataclasses.replace(self.transformer, codebook_size=facts["codebook_size"],
+                                               context_grid=tuple(facts["context_tokens"]),
+                                               future_grid=tuple(facts["future_tokens"]))
+        transformer = self.transformer.build()
+        if initialise and self.init_from:
+            transformer.load_pretrained(_weights(ckpt.resolve(self.init_from), "transformer."))
+        return TransformerObjective(transformer, tokenizer, self.objective)
+
+
+Experiment = Union[TokenizerExperiment, TransformerExperiment]
+EXPERIMENTS: dict[str, type] = {"tokenizer": TokenizerExperiment, "transformer": TransformerExperiment}
+_SECTIONS = {"tokenizer": (TokenizerConfig, "tokenizer"), "transformer": (TransformerConfig, "transformer")}
+
+
+def load_experiment(kind: str, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Defaults, the preset's model section, the YAML file, then dotted overrides -> a validated experiment.
+
+    A section may start from another file: `data: {include: data/oxe_pretrain.yaml, sampled_future: 6}`.
+    """
+    if kind not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment kind {kind!r}; choose one of {sorted(EXPERIMENTS)}")
+    cls = EXPERIMENTS[kind]
+    tree = _expand_includes(read_tree(path), Path(path).parent if path is not None else Path("."))
+    tree = read_tree(None, overrides, base=tree)
+    if tree.setdefault("kind", kind) != kind:
+        raise ConfigError(f"{path or 'the overrides'} describe a {tree['kind']!r} run, not {kind!r}")
+    model_cls, section = _SECTIONS[kind]
+    preset = tree.get("preset", cls.preset)
+    if not isinstance(preset, str):
+        raise ConfigError(f"preset: expected a preset name, got {preset!r}")
+    from ivideogpt.presets import PRESETS, get_preset
+
+    try:
+        base = get_preset(preset)
+    except KeyError as error:
+        raise ConfigError(f"preset: {error.args[0]}") from error
+    if not isinstance(base, model_cls):
+        names = [n for n in PRESETS if n.startswith(kind)]
+        raise ConfigError(f"preset: {preset!r} is not a {kind} preset; choose one of {', '.join(names)}")
+    user = tree.get(section) or {}
+    if not isinstance(user, dict):
+        raise ConfigError(f"{section}: expected a mapping of {model_cls.__name__} fields, got {user!r}")
+    tree[section] = merge_tree(config_to_dict(base), user)
+    defaults = config_to_dict(cls())
+    return from_dict(cls, merge_tree(defaults, tree))
+
+
+def _expand_includes(tree: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A top-level section may say `include: FILE` (relative to the config's folder); its other keys win."""
+    for name, section in tree.items():
+        if isinstance(section, dict) and "include" in section:
+            included = read_tree(directory / str(section.pop("include")))
+            included.pop("kind", None)
+            content = included.get(name, included) if isinstance(included.get(name), dict) else included
+            tree[name] = merge_tree(content, section)
+    return tree
+
+
+def read_experiment(checkpoint: str | Path, strict: bool = True) -> Any:
+    """The experiment saved in a checkpoint directory's config.yaml.
+
+    With `strict=False` (rebuilding a model for inference), `data` and `train` keys that this
+    version no longer knows are dropped with a warning instead of failing.
+    """
+    path = Path(checkpoint) / "config.yaml"
+    tree = read_tree(path)
+    kind = tree.get("kind")
+    if kind not in EXPERIMENTS:
+        raise ConfigError(f"{path} has no known `kind` (got {kind!r}); it was not written by `ivideogpt train`")
+    if not strict:
+        for name, section_cls in (("data", DataConfig), ("train", TrainConfig)):
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            stale = sorted(set(tree.get(name) or {}) - known)
+            if stale:
+                log.warning("%s: ignoring %s keys this version does not know: %s", path, name, ", ".join(stale))
+                tree[name] = {k: v for k, v in tree[name].items() if k in known}
+    return from_dict(EXPERIMENTS[kind], merge_tree(config_to_dict(EXPERIMENTS[kind]()), tree))
+
+
+def _weights(checkpoint: Path, prefix: str) -> dict[str, Any]:
+    """The tensors of `checkpoint/model.safetensors` under `prefix`, with the prefix removed."""
+    state = load_file(str(Path(checkpoint) / "model.safetensors"))
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not picked:
+        raise ckpt.CheckpointError(f"{checkpoint} has no {prefix.rstrip('.')} weights")
+    return picked
+
+
+def load_objective(checkpoint: str | Path) -> nn.Module:
+    """The whole training objective of a checkpoint, weights loaded (e.g. to fine-tune it further)."""
+    path = ckpt.resolve(checkpoint)
+    objective = read_experiment(path, strict=False).build_objective(initialise=False)
+    ckpt.load_weights(objective, path)
+    return objective
+
+
+def load_model_from_checkpoint(path: Path) -> Any:
+    """A tokenizer checkpoint -> the tokenizer (eval mode); a transformer checkpoint -> a `WorldModel`
+    whose `.tokenizer` and `.transformer` are the trained modules (`.num_context` from its data config)."""
+    experiment = read_experiment(path, strict=False)
+    if isinstance(experiment, TokenizerExperiment):
+        tokenizer = experiment.tokenizer.build()
+        tokenizer.load_state_dict(_weights(path, "tokenizer."))
+        return tokenizer.eval()
+    from ivideogpt.world_model import WorldModel
+
+    if experiment.tokenizer is None:
+        raise ConfigError(f"{path}/config.yaml lacks the tokenizer config it was trained with")
+    tokenizer, transformer = experiment.tokenizer.build(), experiment.transformer.build()
+    tokenizer.load_state_dict(_weights(path, "tokenizer."))
+    transformer.load_state_dict(_weights(path, "transformer."))
+    world_model = WorldModel(tokenizer, transformer)
+    world_model.num_context = experiment.data.num_context
+    return world_model

@@ -1,0 +1,145 @@
+"""`CheckpointIO`: saving and restoring the whole trainer state, called collectively by every process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from ivideogpt.configuration import save_config
+from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train.config import TrainConfig
+from ivideogpt.train.rng import capture_rng
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointIO:
+    """Writes model / optimizer / scheduler / RNG / data position atomically; finds and reads them back."""
+
+    def __init__(self, accelerator: Accelerator, root: Path, cfg: TrainConfig) -> None:
+        self.accelerator, self.root, self.cfg = accelerator, Path(root), cfg
+        self.fsdp = cfg.distributed == "fsdp" and accelerator.num_processes > 1
+        self.last_val: tuple[int, float] | None = None  # (step, loss) of the latest validation
+
+    def resume_target(self) -> Path | None:
+        """The checkpoint `train.resume` asks for (None for a fresh run); refuses to clobber a run."""
+        resume, existing = self.cfg.resume, ckpt.list_checkpoints(self.root)
+        if resume is None:
+            if existing:
+                raise ckpt.CheckpointError(
+                    f"{self.cfg.out_dir} already holds checkpoints (latest {existing[-1].name}); pass --resume "
+                    "(train.resume=latest) to continue that run, or choose another train.out_dir")
+            return None
+        if resume in ("latest", "auto"):
+            found = ckpt.find_latest(self.root)
+            if found is None and resume == "latest":
+                raise ckpt.CheckpointError(f"train.resume=latest, but there is no valid checkpoint under {self.root}")
+            return found
+        found = ckpt.resolve(resume)
+        newer = [p.name for p in existing if (ckpt.step_of(p) or 0) > (ckpt.step_of(found) or 0)]
+        if newer and found.parent.resolve() != self.root.resolve():
+            raise ckpt.CheckpointError(f"{self.root} holds checkpoints newer than {found} ({', '.join(newer)}); "
+                                       "resume into another train.out_dir")
+        return found
+
+    def note_validation(self, step: int, loss: float) -> None:
+        self.last_val = (step, loss)
+
+    # ------------------------------------------------------------------ save
+    def save(self, step: int, model: torch.nn.Module, optimizer: Any, scheduler: Any, config: Any,
+             extra: dict[str, Any]) -> Path:
+        """Write checkpoint `step`; on any process's OSError remove the partial write and raise CheckpointError."""
+        acc, tmp = self.accelerator, ckpt.tmp_path(self.root, step)
+        self._run(step, lambda: ckpt.begin(self.root, step) if acc.is_main_process else None)
+        weights = acc.get_state_dict(model)  # collective under FSDP; keys start with "objective."
+        if self.fsdp:
+            from accelerate.utils import save_fsdp_optimizer
+
+            self._run(step, lambda: save_fsdp_optimizer(acc.state.fsdp_plugin, acc, optimizer, model,
+                                                        str(tmp / "optimizer_fsdp")))
+
+        def write() -> None:
+            (tmp / "rng").mkdir(exist_ok=True)
+            ckpt.write_json(tmp / "rng" / f"rank{acc.process_index}.json", capture_rng())
+            if not acc.is_main_process:
+                return
+            ckpt.save_tensors(tmp / "model.safetensors",
+                              {k.removeprefix("objective."): v for k, v in weights.items()})
+            if not self.fsdp:
+                tensors, meta = ckpt.optimizer_to_files(optimizer.state_dict())
+                ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
+                ckpt.write_json(tmp / "optimizer.json", meta)
+            ckpt.write_json(tmp / ckpt.STATE, self._trainer_state(step, scheduler, extra))
+            save_config(config, tmp / "config.yaml")
+
+        self._run(step, write)
+
+        def publish() -> None:
+            if acc.is_main_process:
+                ckpt.finish(self.root, step)
+                ckpt.apply_retention(self.root, self.cfg.keep_last)
+
+        self._run(step, publish)
+        return self.root / ckpt.checkpoint_name(step)
+
+    def _trainer_state(self, step: int, scheduler: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        cfg, acc = self.cfg, self.accelerator
+        val = self.last_val
+        return {
+            "format": 1, "step": step, **extra,
+            "samples_seen": step * cfg.batch_size,
+            "data_position": {"next_sample": step * cfg.batch_size, "seed": cfg.seed, "batch_size": cfg.batch_size},
+            "world_size": acc.num_processes, "grad_accum": cfg.grad_accum,
+            "val_loss": val[1] if val is not None and val[0] == step else None,
+            "last_val": {"step": val[0], "loss": val[1]} if val is not None else None,
+            "scheduler": scheduler.state_dict(),
+        }
+
+    def _run(self, step: int, action: Any) -> None:
+        """Run `action` on every process; if it failed anywhere, clean up and raise on every process."""
+        error: OSError | None = None
+        try:
+            action()
+        except OSError as caught:
+            error = caught
+        failed = self.accelerator.reduce(torch.tensor([int(error is not None)], device=self.accelerator.device),
+                                         reduction="sum")
+        if int(failed.item()):
+            if self.accelerator.is_main_process:
+                ckpt.abort(self.root, step)
+            where = self.root / ckpt.checkpoint_name(step)
+            raise ckpt.CheckpointError(
+                f"could not write checkpoint {where}: {error or 'another process failed to write'}. "
+                f"Earlier checkpoints are intact (latest: {ckpt.read_pointer(self.root, 'latest')}); "
+                "free some space and continue with --resume") from error
+
+    # ------------------------------------------------------------------ load
+    def load(self, path: Path, model: torch.nn.Module, optimizer: Any,
+             scheduler: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Restore optimizer and scheduler (weights are loaded before `prepare`); returns the state and this rank's RNG."""
+        acc, cfg = self.accelerator, self.cfg
+        state = ckpt.read_json(path / ckpt.STATE)
+        if state["data_position"]["batch_size"] != cfg.batch_size:
+            log.warning("train.batch_size changed from %s to %s: the data order differs from an uninterrupted run",
+                        state["data_position"]["batch_size"], cfg.batch_size)
+        if self.fsdp:
+            from accelerate.utils import load_fsdp_optimizer
+
+            load_fsdp_optimizer(acc.state.fsdp_plugin, acc, optimizer, model, str(path / "optimizer_fsdp"))
+        else:
+            meta = ckpt.read_json(path / "optimizer.json")
+            optimizer.load_state_dict(ckpt.optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta))
+        scheduler.load_state_dict(state["scheduler"])
+        last = state.get("last_val")
+        self.last_val = (last["step"], last["loss"]) if last else None
+        rng_file = path / "rng" / f"rank{acc.process_index}.json"
+        if not rng_file.is_file():
+            log.warning("%s has no RNG state for process %d (it ran with %s processes): reseeding",
+                        path, acc.process_index, state.get("world_size"))
+            return state, None
+        return state, ckpt.read_json(rng_file)

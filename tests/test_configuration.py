@@ -1,0 +1,107 @@
+"""The one config surface: YAML file + dotted overrides into dataclasses, for TrainConfig and experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ivideogpt.configuration import ConfigError, load_config, parse_override, read_tree, save_config
+from ivideogpt.train.config import TrainConfig
+from ivideogpt.train.experiments import TokenizerExperiment, load_experiment, read_experiment
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_file_then_dotted_overrides(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, "lr: 1e-3\nbetas: [0.8, 0.95]\nschedule: cosine\nmixed_precision: no\n")
+    cfg = load_config(TrainConfig, path, ["--lr=2e-4", "max_steps=50", "grad_clip=null"])
+    assert cfg.lr == pytest.approx(2e-4) and cfg.max_steps == 50 and cfg.grad_clip is None
+    assert cfg.betas == (0.8, 0.95) and cfg.schedule == "cosine"
+    assert cfg.mixed_precision == "no"  # YAML's bare `no` (false) means "no"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lrr=1e-4", "unknown config key.*lrr"),
+    ("max_steps=ten", "max_steps: expected an integer"),
+    ("max_steps=1.5", "max_steps: expected an integer"),
+    ("lr=fast", "lr: expected a number"),
+    ("schedule=linear", "schedule.*not one of"),
+    ("betas=[0.9]", "betas: expected 2 items"),
+    ("batch_size=0", "batch_size must be > 0"),
+    ("batch_size=6", "batch_size=6 is not divisible by train.grad_accum=4"),
+    ("lr", "must look like key.sub=value"),
+])
+def test_bad_values_name_the_field(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, ["grad_accum=4", "batch_size=8", override])
+
+
+def test_parse_override_reads_yaml_values() -> None:
+    assert parse_override("--train.betas=[0.9, 0.95]") == ("train.betas", [0.9, 0.95])
+    assert parse_override("train.resume=") == ("train.resume", "")
+
+
+def test_micro_batch_must_split_over_processes() -> None:
+    cfg = TrainConfig(batch_size=12, grad_accum=2)
+    assert cfg.micro_batch(2) == 3
+    with pytest.raises(ValueError, match="does not split over 4 process"):
+        cfg.micro_batch(4)
+
+
+def test_experiment_layers_preset_file_and_flags(tmp_path: Path) -> None:
+    path = _yaml(tmp_path, "kind: tokenizer\npreset: tokenizer_tiny\ntokenizer: {codebook_size: 64}\n"
+                           "train: {lr: 3e-4}\n")
+    experiment = load_experiment("tokenizer", path, ["--tokenizer.embed_dim=8", "--train.max_steps=7"])
+    assert isinstance(experiment, TokenizerExperiment)
+    assert experiment.tokenizer.down_channels == (16, 32, 32)  # from the preset
+    assert experiment.tokenizer.codebook_size == 64 and experiment.tokenizer.embed_dim == 8
+    assert experiment.train.lr == pytest.approx(3e-4) and experiment.train.max_steps == 7
+
+
+def test_experiment_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown config key.*tokenizer.codebok_size"):
+        load_experiment("tokenizer", None, ["tokenizer.codebok_size=3"])
+    with pytest.raises(ConfigError, match="not a tokenizer preset"):
+        load_experiment("tokenizer", None, ["preset=transformer_tiny"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_experiment("transformer", None, ["preset=transformer_huge"])
+    with pytest.raises(ConfigError, match="describe a 'tokenizer' run, not 'transformer'"):
+        load_experiment("transformer", _yaml(tmp_path, "kind: tokenizer\n"))
+    with pytest.raises(ConfigError, match="data.resolution=32 differs"):
+        load_experiment("tokenizer", None, ["data.resolution=32"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_experiment("tokenizer", tmp_path / "missing.yaml")
+
+
+def test_sections_can_include_another_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mix.yaml").write_text("segment_length: 9\nnum_context: 2\nsources: [{name: a, path: a}]\n")
+    path = _yaml(tmp_path, "kind: tokenizer\ndata: {include: data/mix.yaml, num_context: 3}\n")
+    data = load_experiment("tokenizer", path, ["data.segment_length=10"]).data
+    assert (data.segment_length, data.num_context, data.sources[0].name) == (10, 3, "a")
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    experiment = load_experiment("tokenizer", CONFIGS / "tokenizer_cpu.yaml", ["train.lr=5e-4"])
+    save_config(experiment, tmp_path / "config.yaml")
+    assert read_experiment(tmp_path) == experiment
+    assert "include" not in read_tree(tmp_path / "config.yaml")["data"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_shipped_recipes_load(name: str) -> None:
+    kind = "tokenizer" if name.startswith("tokenizer") else "transformer"
+    experiment = load_experiment(kind, CONFIGS / f"{name}.yaml")
+    cpu = name.endswith("_cpu")
+    assert experiment.train.mixed_precision == ("no" if cpu else "bf16")
+    if not cpu:  # paper recipes, Table 3
+        assert experiment.train.batch_size == 64 and experiment.train.grad_clip == 1.0
+        expected = (500, "constant", 0.0) if kind == "tokenizer" else (5000, "cosine", 0.01)
+        assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected

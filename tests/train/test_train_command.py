@@ -1,0 +1,80 @@
+"""`ivideogpt train tokenizer|transformer` end to end on a few synthetic episodes: train, resume, load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivideogpt.cli import main as cli
+from ivideogpt.data.episode import Episode
+from ivideogpt.train import load_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SMALL_TOKENIZER = ["--preset=tokenizer_tiny", "--tokenizer.down_channels=[8,8,8]", "--tokenizer.norm_groups=4",
+                   "--tokenizer.embed_dim=8", "--tokenizer.attention_head_dim=8", "--tokenizer.codebook_size=32"]
+SHORT = ["--data.segment_length=4", "--data.val_fraction=0.25", "--train.batch_size=2", "--train.log_every=1",
+         "--train.val_every=2", "--train.val_batches=1", "--train.save_every=2", "--train.progress=false"]
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, monkeypatch) -> Path:
+    """8 episodes of a moving blue square with 2-d actions, under data/pusht (the CPU recipes' path)."""
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        frames = np.full((10, 64, 64, 3), 255, np.uint8)
+        for t in range(10):
+            x, y = 8 + 4 * t, 8 + 3 * i
+            frames[t, y:y + 6, x:x + 6] = (0, 0, 255)
+        Episode(frames=frames, actions=rng.uniform(-1, 1, (10, 2)).astype(np.float32)).save(
+            tmp_path / "data" / "pusht" / f"episode_{i:03d}.npz")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _train_losses(run: Path) -> dict[int, float]:
+    lines = (run / "losses.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["split"] == "train"}
+
+
+@pytest.mark.slow
+def test_tokenizer_then_transformer_then_resume(workdir: Path) -> None:
+    assert cli(["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+                "--data.sampled_future=1", "--train.max_steps=2", "--train.sample_every=2",
+                "--train.out_dir=runs/tok"]) == 0
+    tokenizer = load_model("runs/tok")
+    assert type(tokenizer).__name__ == "CompressiveTokenizer" and not tokenizer.training
+    assert list((workdir / "runs/tok/samples").glob("step_000002_reconstruction.gif"))
+
+    trm = ["train", "transformer", "--config", str(CONFIGS / "transformer_cpu.yaml"), *SHORT,
+           "--tokenizer_checkpoint=runs/tok", "--transformer.hidden_size=32", "--transformer.ffn_size=64",
+           "--transformer.num_layers=1", "--train.max_steps=4", "--train.out_dir=runs/trm"]
+    assert cli(trm) == 0
+    world_model = load_model("runs/trm")
+    assert world_model.num_context == 2 and world_model.transformer.config.action_dim == 2
+    assert world_model.transformer.config.codebook_size == 32  # taken from the tokenizer
+
+    # a copy of the run that "crashed" after step 2, resumed from its directory alone
+    shutil.copytree(workdir / "runs/trm", workdir / "runs/crashed")
+    shutil.rmtree(workdir / "runs/crashed/checkpoints/step_000004")
+    assert cli(["train", "transformer", "--resume", "runs/crashed", "--train.out_dir=runs/crashed"]) == 0
+    assert _train_losses(workdir / "runs/crashed") == _train_losses(workdir / "runs/trm")
+    assert list(_train_losses(workdir / "runs/crashed")) == [1, 2, 3, 4]
+
+
+def test_bad_options_exit_with_a_clear_message(workdir: Path, capsys) -> None:
+    config = str(CONFIGS / "tokenizer_cpu.yaml")
+    assert cli(["train", "tokenizer", "--config", config, "--train.lrr=1"]) == 2
+    assert "unknown config key(s) train.lrr" in capsys.readouterr().err
+    assert cli(["train", "tokenizer", "--config", config, "--train.lr", "1e-4"]) == 2
+    assert "--section.field=value" in capsys.readouterr().err
+    assert cli(["train", "tokenizer", "--config", config, "--train.max_steps=many"]) == 2
+    assert "train.max_steps: expected an integer" in capsys.readouterr().err
+    assert cli(["train", "transformer", "--config", str(CONFIGS / "transformer_cpu.yaml"),
+                "--tokenizer_checkpoint=runs/none"]) == 2
+    assert "no valid checkpoint under runs/none" in capsys.readouterr().err
+    assert cli(["train", "tokenizer", "--resume"]) == 2
+    assert "needs --config" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""A few-thousand-parameter objective and a deterministic dataset for Trainer tests; also a runnable script.
+
+`python tests/train/train_toy.py OUT --steps 12 --save-every 4 [--resume] [--sleep 0.05]` trains the toy
+objective and writes OUT/losses.jsonl, so tests can compare runs (killed, resumed, 1 vs 2 processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ivideogpt.data.batch import Batch
+
+FRAMES, SIZE = 2, 4  # (T, 3, SIZE, SIZE) videos
+FEATURES = 3 * SIZE * SIZE
+
+
+class ToyDataset(Dataset):
+    """Item i is a fixed random 2-frame video whose second frame is a linear map of the first."""
+
+    def __init__(self, length: int = 64, seed: int = 0) -> None:
+        self.length, self.seed = length, seed
+        self.mixing = torch.randn(FEATURES, FEATURES, generator=torch.Generator().manual_seed(1234)) / FEATURES**0.5
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        first = torch.rand(FEATURES, generator=torch.Generator().manual_seed(self.seed * 100_003 + index)) * 2 - 1
+        second = torch.tanh(first @ self.mixing)
+        return torch.stack([first, second]).view(FRAMES, 3, SIZE, SIZE)
+
+
+def collate(items: list[torch.Tensor]) -> Batch:
+    return Batch(frames=torch.stack(items), num_context=1)
+
+
+class ToyObjective(nn.Module):
+    """Predicts frame 1 from frame 0 (MLP with dropout, a norm and an embedding); NaN loss at `nan_at`."""
+
+    def __init__(self, dropout: float = 0.0, nan_at: int | None = None, sleep: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(FEATURES, 24), nn.GELU(), nn.Dropout(dropout), nn.Linear(24, FEATURES))
+        self.norm = nn.LayerNorm(FEATURES)
+        self.offset = nn.Embedding(1, FEATURES)
+        self.nan_at, self.sleep = nan_at, sleep
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        first = batch.frames[:, 0].flatten(1)
+        return self.net(self.norm(first)) + self.offset.weight
+
+    def compute_loss(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.sleep:
+            time.sleep(self.sleep)
+        error = self.predict(batch) - batch.frames[:, 1].flatten(1)
+        loss = error.pow(2).mean()
+        if self.nan_at is not None and step == self.nan_at:
+            loss = loss * float("nan")
+        return loss, {"mse": loss.detach(), "mae": error.abs().mean().detach()}
+
+    def make_samples(self, batch: Batch) -> dict[str, torch.Tensor]:
+        prediction = self.predict(batch).view(-1, 1, 3, SIZE, SIZE).clamp(-1, 1)
+        return {"prediction": torch.cat([batch.frames[:, :1], prediction], dim=1)}
+
+
+def build_trainer(out: Path, steps: int = 12, save_every: int = 4, resume: str | None = None,
+                  dropout: float = 0.1, nan_at: int | None = None, sleep: float = 0.0, **train: object):
+    """A Trainer over the toy objective; `train` overrides TrainConfig fields."""
+    from ivideogpt.train import Trainer, TrainConfig
+
+    settings = dict(lr=3e-3, warmup_steps=2, schedule="cosine", max_steps=steps, batch_size=8, log_every=1,
+                    val_every=4, val_batches=2, sample_every=0, save_every=save_every, keep_last=2,
+                    out_dir=str(out), resume=resume, progress=False, tensorboard=False, weight_decay=0.01)
+    settings.update(train)
+    cfg = TrainConfig(**settings)
+    torch.manual_seed(cfg.seed)
+    objective = ToyObjective(dropout=dropout, nan_at=nan_at, sleep=sleep)
+    return Trainer(objective, ToyDataset(64), cfg, val_dataset=ToyDataset(16, seed=1), collate_fn=collate,
+                   component="toy", config=cfg)
+
+
+def read_losses(out: Path, split: str = "train") -> dict[int, float]:
+    """step -> loss of one split from a run's losses.jsonl."""
+    records = [json.loads(line) for line in (Path(out) / "losses.jsonl").read_text().splitlines() if line]
+    return {r["step"]: r["loss"] for r in records if r["split"] == split}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--save-every", type=int, default=4)
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    trainer = build_trainer(args.out, args.steps, args.save_every, args.resume, dropout=args.dropout,
+                            sleep=args.sleep, batch_size=args.batch_size, grad_accum=args.grad_accum)
+    summary = trainer.fit()
+    acc = trainer.accelerator
+    if acc.is_main_process:
+        (args.out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes}))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
