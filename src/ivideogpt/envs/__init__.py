@@ -1,0 +1,1 @@
+"""Simulator environments: data generators and RL wrappers."""

@@ -1,0 +1,161 @@
+"""The world model as a gymnasium environment: observations are predicted frames, rewards predicted rewards.
+
+`WorldModelEnv` is a single `gymnasium.Env`; `WorldModelVectorEnv` runs `num_envs` imagined
+episodes as one batch through the same KV-cached engine (a `gymnasium.vector.VectorEnv` with
+next-step autoreset). Episodes start from context frames drawn from a given pool (or passed in
+`reset(options={"context": ...})`) and are truncated after `horizon` steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from ivideogpt.frames import to_model, to_uint8
+from ivideogpt.world_model import WorldModel
+
+
+def _as_model_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) or float (..., 3, H, W) in [-1, 1] -> float (..., 3, H, W)."""
+    tensor = torch.as_tensor(frames)
+    return to_model(tensor) if tensor.dtype == torch.uint8 else tensor.float()
+
+
+class _Pool:
+    """Context frames (N, Tc, 3, H, W) and optional context actions (N, Tc-1, A) to start episodes from."""
+
+    def __init__(self, world_model: WorldModel, contexts: torch.Tensor | np.ndarray,
+                 context_actions: torch.Tensor | np.ndarray | None) -> None:
+        self.frames = _as_model_frames(contexts)
+        if self.frames.ndim != 5 or self.frames.shape[2] != 3:
+            raise ValueError(f"contexts must be (N, Tc, 3, H, W) float or (N, Tc, H, W, 3) uint8, "
+                             f"got {tuple(torch.as_tensor(contexts).shape)}")
+        self.actions = None if context_actions is None else torch.as_tensor(context_actions).float()
+        tc = self.frames.shape[1]
+        if world_model.action_dim and tc > 1 and self.actions is None:
+            raise ValueError(f"an action-conditioned world model with {tc} context frames needs context_actions "
+                             f"(N, {tc - 1}, {world_model.action_dim})")
+
+    def pick(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        index = torch.as_tensor(rows, dtype=torch.long)
+        return self.frames[index], None if self.actions is None else self.actions[index]
+
+
+def _action_space(world_model: WorldModel, low: float, high: float) -> spaces.Space:
+    if world_model.action_dim == 0:
+        return spaces.Discrete(1)  # action-free model: the only action is "continue"
+    return spaces.Box(low, high, shape=(world_model.action_dim,), dtype=np.float32)
+
+
+class WorldModelEnv(gym.Env):
+    """One imagined episode at a time. Observation: predicted frame, uint8 (H, W, 3)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, world_model: WorldModel, contexts: torch.Tensor | np.ndarray,
+                 context_actions: torch.Tensor | np.ndarray | None = None, horizon: int = 50,
+                 action_low: float = -1.0, action_high: float = 1.0, render_mode: str | None = None) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.world_model, self.horizon, self.render_mode = world_model, horizon, render_mode
+        self.pool = _Pool(world_model, contexts, context_actions)
+        h, w = self.pool.frames.shape[-2:]
+        self.observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        self.action_space = _action_space(world_model, action_low, action_high)
+        self._obs: np.ndarray | None = None
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start from `options["context"]` (Tc frames) or a context drawn from the pool."""
+        super().reset(seed=seed)
+        options = options or {}
+        if "context" in options:
+            frames = _as_model_frames(options["context"])[None]
+            actions = options.get("context_actions")
+            actions = None if actions is None else torch.as_tensor(actions).float()[None]
+        else:
+            frames, actions = self.pool.pick(self.np_random.integers(len(self.pool.frames), size=1))
+        self.world_model.reset(frames, actions, seed=int(self.np_random.integers(2**62)))
+        self._t = 0
+        self._obs = to_uint8(frames[0, -1])
+        return self._obs.copy(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        actions = None
+        if self.world_model.action_dim:
+            actions = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, -1)
+        frames, rewards = self.world_model.step(actions)
+        self._t += 1
+        self._obs = to_uint8(frames[0])
+        reward = 0.0 if rewards is None else float(rewards[0])
+        return self._obs.copy(), reward, False, self._t >= self.horizon, {}
+
+    def render(self) -> np.ndarray | None:
+        return None if self._obs is None else self._obs.copy()
+
+
+class WorldModelVectorEnv(VectorEnv):
+    """`num_envs` imagined episodes stepped as one batch (one KV cache, one decode per step).
+
+    All episodes share the horizon, so they truncate together; with next-step autoreset the call
+    after truncation resets every episode and returns the new first observations (reward 0).
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, world_model: WorldModel, contexts: torch.Tensor | np.ndarray, num_envs: int,
+                 context_actions: torch.Tensor | np.ndarray | None = None, horizon: int = 50,
+                 action_low: float = -1.0, action_high: float = 1.0) -> None:
+        if num_envs < 1 or horizon < 1:
+            raise ValueError(f"num_envs and horizon must be >= 1, got {num_envs} and {horizon}")
+        self.world_model, self.num_envs, self.horizon = world_model, num_envs, horizon
+        self.pool = _Pool(world_model, contexts, context_actions)
+        h, w = self.pool.frames.shape[-2:]
+        self.single_observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        self.single_action_space = _action_space(world_model, action_low, action_high)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._t = 0
+        self._needs_reset = True
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start every episode from contexts drawn from the pool (or `options["contexts"]`, (num_envs, Tc, ...))."""
+        if seed is not None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        options = options or {}
+        if "contexts" in options:
+            frames = _as_model_frames(options["contexts"])
+            actions = options.get("context_actions")
+            actions = None if actions is None else torch.as_tensor(actions).float()
+        else:
+            frames, actions = self.pool.pick(self.np_random.integers(len(self.pool.frames), size=self.num_envs))
+        if frames.shape[0] != self.num_envs:
+            raise ValueError(f"need {self.num_envs} contexts, got {frames.shape[0]}")
+        self.world_model.reset(frames, actions, seed=int(self.np_random.integers(2**62)))
+        self._t, self._needs_reset = 0, False
+        return to_uint8(frames[:, -1]), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        if self._needs_reset:  # next-step autoreset (or a step before the first reset)
+            obs, info = self.reset()
+            return obs, np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), info
+        batch = None
+        if self.world_model.action_dim:
+            batch = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(n, -1)
+        frames, rewards = self.world_model.step(batch)
+        self._t += 1
+        truncated = np.full(n, self._t >= self.horizon)
+        self._needs_reset = bool(truncated[0])
+        reward = np.zeros(n, np.float32) if rewards is None else rewards.float().cpu().numpy().astype(np.float32)
+        return to_uint8(frames), reward, np.zeros(n, bool), truncated, {}

@@ -1,0 +1,145 @@
+"""The token sequence layout: vocabulary offsets, slot tokens, targets and per-frame indices.
+
+For codebook size K the vocabulary has 2K + 2 ids: context codes 0..K-1, future codes K..2K-1,
+then the slot tokens [S1] = 2K (before each context frame) and [S2] = 2K + 1 (before each future
+frame). A segment of Tc context and Tf future frames reads
+
+    [S1] c(h*w) ... [S1] c(h*w)  [S2] f(h'*w') ... [S2] f(h'*w')
+
+with positions 0..L-1. Targets are the future code tokens only (context is never predicted, slots
+are known); the output at index i predicts the token at i + 1. Actions enter at slot tokens, rewards
+are read at each frame's last token. Nothing here assumes a fixed number of frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SequenceLayout:
+    """Owns every index computation of the flattened (context, future) token sequence."""
+
+    codebook_size: int
+    context_grid: tuple[int, int] = (16, 16)
+    future_grid: tuple[int, int] = (4, 4)
+
+    # --- vocabulary -------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return 2 * self.codebook_size + 2
+
+    @property
+    def future_offset(self) -> int:
+        """Added to a future frame's codebook index to get its vocabulary id."""
+        return self.codebook_size
+
+    @property
+    def context_slot(self) -> int:
+        """[S1]: precedes every context frame."""
+        return 2 * self.codebook_size
+
+    @property
+    def future_slot(self) -> int:
+        """[S2]: precedes every future frame."""
+        return 2 * self.codebook_size + 1
+
+    # --- lengths ----------------------------------------------------------------------------
+    @property
+    def context_codes(self) -> int:
+        return self.context_grid[0] * self.context_grid[1]
+
+    @property
+    def future_codes(self) -> int:
+        return self.future_grid[0] * self.future_grid[1]
+
+    def frame_lengths(self, num_context: int, num_future: int) -> Tensor:
+        """(T,) tokens per frame, slot included."""
+        self._check_counts(num_context, num_future)
+        return torch.tensor([1 + self.context_codes] * num_context + [1 + self.future_codes] * num_future,
+                            dtype=torch.long)
+
+    def length(self, num_context: int, num_future: int) -> int:
+        """Total tokens L of a segment."""
+        self._check_counts(num_context, num_future)
+        return num_context * (1 + self.context_codes) + num_future * (1 + self.future_codes)
+
+    # --- indices ----------------------------------------------------------------------------
+    def positions(self, num_context: int, num_future: int) -> Tensor:
+        """(L,) position ids 0..L-1 (RoPE has no maximum, so any length works)."""
+        return torch.arange(self.length(num_context, num_future))
+
+    def slot_index(self, num_context: int, num_future: int) -> Tensor:
+        """(T,) index of each frame's slot token; action t is added at slot_index[t + 1]."""
+        lengths = self.frame_lengths(num_context, num_future)
+        return torch.cumsum(lengths, 0) - lengths
+
+    def last_token_index(self, num_context: int, num_future: int) -> Tensor:
+        """(T,) index of each frame's last code token; the reward of frame t is read there."""
+        return torch.cumsum(self.frame_lengths(num_context, num_future), 0) - 1
+
+    def target_mask(self, num_context: int, num_future: int) -> Tensor:
+        """(L,) bool, True at future code tokens: the only tokens the loss predicts."""
+        lengths = self.frame_lengths(num_context, num_future)
+        is_future = torch.arange(num_context + num_future) >= num_context
+        within = torch.cat([torch.arange(int(n)) for n in lengths]) if len(lengths) else torch.zeros(0, dtype=torch.long)
+        return is_future.repeat_interleave(lengths) & (within > 0)
+
+    def target_index(self, num_context: int, num_future: int) -> Tensor:
+        """(Tf * h'w',) indices of the target tokens, frame by frame, in raster order."""
+        return self.target_mask(num_context, num_future).nonzero().squeeze(1)
+
+    # --- ids --------------------------------------------------------------------------------
+    def build_ids(self, context_ids: Tensor, future_ids: Tensor | None = None) -> Tensor:
+        """Codebook indices -> vocabulary ids.
+
+        context_ids: (B, Tc, h, w) long in [0, K); future_ids: (B, Tf, h', w') long in [0, K) or None.
+        Returns (B, L) long.
+        """
+        self.check_codes(context_ids, self.context_grid, "context_ids")
+        batch = context_ids.shape[0]
+        slots = torch.full((batch, context_ids.shape[1], 1), self.context_slot, dtype=torch.long,
+                           device=context_ids.device)
+        parts = [torch.cat([slots, context_ids.long().flatten(2)], dim=2).flatten(1)]  # (B, Tc*(1+hw))
+        if future_ids is not None:
+            self.check_codes(future_ids, self.future_grid, "future_ids")
+            if future_ids.shape[0] != batch:
+                raise ValueError(f"future_ids batch {future_ids.shape[0]} != context_ids batch {batch}")
+            slots = torch.full((batch, future_ids.shape[1], 1), self.future_slot, dtype=torch.long,
+                               device=future_ids.device)
+            codes = future_ids.long().flatten(2) + self.future_offset
+            parts.append(torch.cat([slots, codes], dim=2).flatten(1))  # (B, Tf*(1+h'w'))
+        return torch.cat(parts, dim=1)
+
+    def future_ids_block(self, future_codes: Tensor) -> Tensor:
+        """(B, h'w') codebook indices of one new future frame -> (B, 1 + h'w') ids with its [S2] slot."""
+        slot = torch.full_like(future_codes[:, :1], self.future_slot)
+        return torch.cat([slot, future_codes.long() + self.future_offset], dim=1)
+
+    def split_future(self, ids: Tensor, num_context: int) -> Tensor:
+        """(B, L) ids -> (B, Tf, h', w') codebook indices of the future frames."""
+        start = self.length(num_context, 0)
+        per_frame = 1 + self.future_codes
+        rest = ids.shape[1] - start
+        if rest < 0 or rest % per_frame:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens is not {num_context} context frames "
+                             f"plus whole future frames of {per_frame} tokens")
+        frames = ids[:, start:].reshape(ids.shape[0], rest // per_frame, per_frame)[:, :, 1:]
+        return (frames - self.future_offset).reshape(ids.shape[0], -1, *self.future_grid)
+
+    def check_codes(self, codes: Tensor, grid: tuple[int, int], name: str) -> None:
+        """Raise ValueError unless `codes` is an integer (B, T, *grid) tensor with values in [0, K)."""
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise ValueError(f"{name} must be an integer tensor, got dtype {codes.dtype}")
+        if codes.ndim != 4 or tuple(codes.shape[2:]) != tuple(grid):
+            raise ValueError(f"{name} must be shaped (B, T, {grid[0]}, {grid[1]}), got {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"{name} values must be in [0, {self.codebook_size}), "
+                             f"got range [{int(codes.min())}, {int(codes.max())}]")
+
+    def _check_counts(self, num_context: int, num_future: int) -> None:
+        if num_context < 0 or num_future < 0:
+            raise ValueError(f"frame counts must be >= 0, got num_context={num_context}, num_future={num_future}")

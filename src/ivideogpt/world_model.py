@@ -1,0 +1,311 @@
+"""The interactive rollout engine: tokenizer + transformer behind `reset(context)` / `step(action)`.
+
+`reset` tokenizes the context frames, prefills one KV cache with them and caches the tokenizer's
+context decoder features. Each `step` then feeds only the new frame's 17 tokens ([S2] + action,
+then 16 sampled codes) through that same cache, decodes only the new frame, and reads the reward
+from the hidden state of the frame's last token. Everything is batched; `fork` repeats a state
+along the batch so many candidate action sequences share one prefill (planning).
+
+The cache grows with the rollout (no fixed maximum: RoPE positions simply continue), costing
+`2 * layers * hidden * bytes` per token and batch row, e.g. ~74 KB fp32 for the small preset.
+`cache="per_frame"` (re-process the whole prefix at every frame, as naive implementations do) and
+`cache="none"` (no cache at all) exist to check equivalence and to measure the speed-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ivideogpt.transformer.cache import GrowingCache
+from ivideogpt.transformer.model import WorldModelTransformer
+from ivideogpt.transformer.sampling import sample_tokens
+
+CacheMode = Literal["kept", "per_frame", "none"]
+
+
+@dataclass
+class RolloutState:
+    """Everything needed to continue a batch of rollouts.
+
+    ids: (B, L) vocabulary ids of every token so far; actions: (B, T-1, A) actions that led into
+    frames 1..T-1 (None for action-free models); cache: keys/values of all L tokens ("kept" mode);
+    decoder_features: the tokenizer's context decoder features, reused to decode every new frame.
+    """
+
+    ids: Tensor
+    actions: Tensor | None
+    num_context: int
+    num_future: int
+    cache: GrowingCache | None
+    decoder_features: object
+
+    @property
+    def batch_size(self) -> int:
+        return self.ids.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.ids.shape[1]
+
+    def repeat(self, n: int) -> "RolloutState":
+        """An independent copy with each batch row repeated n times in a row: (B, ...) -> (B*n, ...)."""
+        if n < 1:
+            raise ValueError(f"repeat needs n >= 1, got {n}")
+        return replace(
+            self, ids=self.ids.repeat_interleave(n, 0),
+            actions=None if self.actions is None else self.actions.repeat_interleave(n, 0),
+            cache=None if self.cache is None else self.cache.copy(repeats=n),
+            decoder_features=self.decoder_features.repeat(n) if n > 1 else self.decoder_features)
+
+    def index(self, rows: Tensor | list[int]) -> "RolloutState":
+        """An independent copy holding only batch `rows`."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.ids.device)
+        return replace(
+            self, ids=self.ids[rows], actions=None if self.actions is None else self.actions[rows],
+            cache=None if self.cache is None else self.cache.copy(indices=rows),
+            decoder_features=self.decoder_features.index(rows))
+
+
+class WorldModel:
+    """Batched, KV-cached, frame-by-frame rollouts of a tokenizer + transformer pair.
+
+    Sampling: temperature (default 1.0) and top-k (default 100) over future codes, drawn from one
+    `torch.Generator` seeded by `seed` (or by `reset(seed=...)`), so rollouts are reproducible.
+    Both modules are put in eval mode; all calls run under `torch.inference_mode()`.
+    """
+
+    def __init__(self, tokenizer: torch.nn.Module, transformer: WorldModelTransformer, temperature: float = 1.0,
+                 top_k: int | None = 100, seed: int | None = None, cache: CacheMode = "kept",
+                 prefill_rows: int = 32) -> None:
+        if cache not in ("kept", "per_frame", "none"):
+            raise ValueError(f"cache must be 'kept', 'per_frame' or 'none', got {cache!r}")
+        check_compatible(tokenizer, transformer)
+        self.tokenizer = tokenizer.eval()
+        self.transformer = transformer.eval()
+        self.layout = transformer.layout
+        self.temperature, self.top_k, self.cache_mode = temperature, top_k, cache
+        self.prefill_rows = prefill_rows
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
+        self.state: RolloutState | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.lm_head.weight.device
+
+    @property
+    def action_dim(self) -> int:
+        return self.transformer.config.action_dim
+
+    @property
+    def predicts_reward(self) -> bool:
+        return self.transformer.reward_head is not None
+
+    # --- the interactive API ----------------------------------------------------------------
+    @torch.inference_mode()
+    def reset(self, context_frames: Tensor, actions: Tensor | None = None, seed: int | None = None) -> RolloutState:
+        """Start B rollouts from context frames (B, Tc, 3, H, W) in [-1, 1].
+
+        actions: (B, Tc-1, A) actions between the context frames (action-conditioned models, Tc > 1).
+        """
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        if context_frames.ndim != 5:
+            raise ValueError(f"context_frames must be (B, Tc, 3, H, W), got {tuple(context_frames.shape)}")
+        batch, tc = context_frames.shape[:2]
+        actions = self._context_actions(actions, batch, tc)
+        tok_device = next(self.tokenizer.parameters()).device
+        context_ids, _ = self.tokenizer.encode_context(context_frames.to(tok_device))  # (B, Tc, h, w)
+        features = self.tokenizer.context_decoder_features(context_ids)
+        ids = self.layout.build_ids(context_ids.to(self.device))  # (B, Tc * (1 + h*w))
+        self.state = RolloutState(ids=ids, actions=actions, num_context=tc, num_future=0, cache=None,
+                                  decoder_features=features)
+        if self.cache_mode == "kept":
+            self.state.cache = self._prefill(self.state)
+        return self.state
+
+    @torch.inference_mode()
+    def step(self, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+        """Advance every rollout by one frame.
+
+        actions: (B, A) leading from the current frame to the next (None for action-free models).
+        Returns frames (B, 3, H, W) in [-1, 1] and rewards (B,) (None without a reward head).
+        """
+        state = self._require_state()
+        action = self._step_action(actions, state.batch_size)
+        codes, hidden = self._generate_frame(state, action)  # (B, h'w'), (B, H)
+        state.ids = torch.cat([state.ids, self.layout.future_ids_block(codes)], dim=1)
+        if action is not None:
+            state.actions = torch.cat([state.actions, action[:, None].to(state.actions.dtype)], dim=1)
+        state.num_future += 1
+        future_ids = codes.reshape(-1, 1, *self.layout.future_grid)  # (B, 1, h', w')
+        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
+        frames = frames.clamp(-1.0, 1.0)
+        rewards = self.transformer.predict_reward(hidden).float() if self.predicts_reward else None
+        return frames, rewards
+
+    @torch.inference_mode()
+    def fork(self, n: int) -> RolloutState:
+        """Repeat the current state n times along the batch (row b becomes rows b*n .. b*n+n-1)."""
+        self.state = self._require_state().repeat(n)
+        return self.state
+
+    def set_state(self, state: RolloutState) -> None:
+        """Continue from `state` (it will be advanced in place: pass `state.repeat(1)` to keep it)."""
+        self.state = state
+
+    @torch.inference_mode()
+    def rollout(self, context: Tensor | RolloutState, actions: Tensor | None = None, horizon: int | None = None,
+                context_actions: Tensor | None = None, seed: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Open-loop rollouts: frames (N, H, 3, h, w) and rewards (N, H) or None.
+
+        context: frames (B, Tc, 3, h, w) or a state from `reset` (left untouched, so it can be reused).
+        actions: (N, H, A) with N a multiple of B; each context row is forked N/B times (one prefill).
+        """
+        contexts = context.batch_size if isinstance(context, RolloutState) else context.shape[0]
+        rows = contexts
+        if actions is not None:
+            actions = torch.as_tensor(actions)
+            if actions.ndim != 3:
+                raise ValueError(f"rollout actions must be (N, H, A), got {tuple(actions.shape)}")
+            horizon = actions.shape[1] if horizon is None else horizon
+            if actions.shape[1] != horizon:
+                raise ValueError(f"actions cover {actions.shape[1]} steps but horizon={horizon}")
+            rows = actions.shape[0]
+        if horizon is None or horizon < 1:
+            raise ValueError("rollout needs actions (N, H, A) or a horizon >= 1")
+        if rows % contexts:
+            raise ValueError(f"{rows} action sequences cannot be split over {contexts} contexts")
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        base = context if isinstance(context, RolloutState) else self.reset(context, context_actions)
+        state = base.repeat(rows // base.batch_size) if base is context or rows != base.batch_size else base
+        if state.cache is not None:
+            state.cache.reserve(horizon * (1 + self.layout.future_codes))
+        self.state = state
+        frames, rewards = [], []
+        for t in range(horizon):
+            frame, reward = self.step(None if actions is None else actions[:, t])
+            frames.append(frame)
+            rewards.append(reward)
+        return torch.stack(frames, 1), (torch.stack(rewards, 1) if self.predicts_reward else None)
+
+    @torch.inference_mode()
+    def action_sensitivity(self, context: Tensor, actions: Tensor, other_actions: Tensor | None = None,
+                           seed: int = 0) -> dict[str, float]:
+        """How much predictions change when actions change (same seed, same context).
+
+        other_actions defaults to `actions` reversed along the batch. Returns the fraction of generated
+        tokens that differ and the mean absolute frame difference; ~0 means the model ignores actions.
+        """
+        if self.action_dim == 0:
+            raise ValueError("action_sensitivity needs an action-conditioned model (action_dim > 0)")
+        other = actions.flip(0) if other_actions is None else other_actions
+        if other.shape != actions.shape:
+            raise ValueError(f"other_actions {tuple(other.shape)} must match actions {tuple(actions.shape)}")
+        base = self.reset(context)
+        frames_a, _ = self.rollout(base, actions, seed=seed)
+        ids_a = self.state.ids
+        frames_b, _ = self.rollout(base, other, seed=seed)
+        ids_b = self.state.ids
+        return {"token_change": float((ids_a != ids_b).float().sum() / (ids_a.shape[0] * actions.shape[1]
+                                                                        * self.layout.future_codes)),
+                "frame_l1": float((frames_a - frames_b).abs().mean())}
+
+    # --- internals --------------------------------------------------------------------------
+    @property
+    def _tok_device(self) -> torch.device:
+        return next(self.tokenizer.parameters()).device
+
+    def _require_state(self) -> RolloutState:
+        if self.state is None:
+            raise RuntimeError("call reset(context_frames) before step()")
+        return self.state
+
+    def _context_actions(self, actions: Tensor | None, batch: int, tc: int) -> Tensor | None:
+        if self.action_dim == 0:
+            if actions is not None:
+                raise ValueError("this world model is action-free (action_dim=0) but context actions were given")
+            return None
+        if actions is None:
+            if tc > 1:
+                raise ValueError(f"an action-conditioned model needs the {tc - 1} actions between the {tc} "
+                                 f"context frames: pass actions shaped ({batch}, {tc - 1}, {self.action_dim})")
+            return torch.zeros(batch, 0, self.action_dim, device=self.device)
+        actions = torch.as_tensor(actions, device=self.device).float()
+        if actions.shape != (batch, tc - 1, self.action_dim):
+            raise ValueError(f"context actions must be shaped ({batch}, {tc - 1}, {self.action_dim}) "
+                             f"(B, Tc-1, A), got {tuple(actions.shape)}")
+        return actions
+
+    def _step_action(self, actions: Tensor | np.ndarray | None, batch: int) -> Tensor | None:
+        if self.action_dim == 0:
+            if actions is not None:
+                raise ValueError("this world model is action-free (action_dim=0); call step() without actions")
+            return None
+        if actions is None:
+            raise ValueError(f"this world model is action-conditioned: step needs actions ({batch}, {self.action_dim})")
+        actions = torch.as_tensor(actions, device=self.device).float()
+        if actions.shape != (batch, self.action_dim):
+            raise ValueError(f"step actions must be shaped ({batch}, {self.action_dim}) (B, A), "
+                             f"got {tuple(actions.shape)}")
+        return actions
+
+    def _history_embeds(self, state: RolloutState, rows: slice = slice(None)) -> Tensor:
+        """(B, L, H) embeddings of every token so far (batch `rows`), actions included."""
+        slots = self.layout.slot_index(state.num_context, state.num_future)[1:]
+        actions = None if state.actions is None else state.actions[rows]
+        return self.transformer.embed(state.ids[rows], actions, slots if actions is not None else None)
+
+    def _prefill(self, state: RolloutState) -> GrowingCache:
+        """Run the context through the transformer once, `prefill_rows` batch rows at a time (bounded memory)."""
+        caches = []
+        for start in range(0, state.batch_size, self.prefill_rows):
+            cache = GrowingCache(self.transformer.config.num_layers)
+            self.transformer.backbone(self._history_embeds(state, slice(start, start + self.prefill_rows)), 0, cache)
+            caches.append(cache)
+        return caches[0] if len(caches) == 1 else GrowingCache.concat(caches)
+
+    def _generate_frame(self, state: RolloutState, action: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Sample one future frame's codes (B, h'w') and return them with the hidden state (B, H) of its last token."""
+        model, layout = self.transformer, self.layout
+        slot_ids = torch.full((state.batch_size, 1), layout.future_slot, device=self.device)
+        inputs = model.embed(slot_ids)  # (B, 1, H)
+        if action is not None:
+            inputs = inputs + model.project_actions(action)[:, None]
+        cache, start = state.cache, state.length
+        if self.cache_mode == "per_frame":  # fresh cache: the whole prefix is processed again
+            cache, start = GrowingCache(model.config.num_layers), 0
+            inputs = torch.cat([self._history_embeds(state), inputs], dim=1)
+        elif self.cache_mode == "none":
+            inputs = torch.cat([self._history_embeds(state), inputs], dim=1)
+        codes = []
+        for j in range(layout.future_codes + 1):
+            if self.cache_mode == "none":
+                hidden = model.backbone(inputs)[:, -1]  # (B, H)
+            else:
+                hidden = model.backbone(inputs, start, cache)[:, -1]
+                start += inputs.shape[1]
+            if j == layout.future_codes:  # the last code is now in the cache; its hidden gives the reward
+                break
+            code = sample_tokens(model.future_logits(hidden), self.temperature, self.top_k, self.generator)
+            codes.append(code)
+            embedded = model.embed((code + layout.future_offset)[:, None])  # (B, 1, H)
+            inputs = torch.cat([inputs, embedded], dim=1) if self.cache_mode == "none" else embedded
+        return torch.stack(codes, dim=1), hidden
+
+
+def check_compatible(tokenizer: torch.nn.Module, transformer: WorldModelTransformer) -> None:
+    """Raise ValueError unless the tokenizer's codebook and token grids match the transformer's layout."""
+    facts = tokenizer.describe()
+    layout = transformer.layout
+    mine = {"codebook_size": layout.codebook_size, "context_tokens": list(layout.context_grid),
+            "future_tokens": list(layout.future_grid)}
+    theirs = {key: facts.get(key) for key in mine}
+    if mine != theirs:
+        raise ValueError(f"tokenizer and transformer do not match: tokenizer has {theirs}, transformer expects {mine}")

@@ -1,0 +1,112 @@
+"""WorldModel: cached == uncached generation, determinism, shapes, forking, any context/horizon, errors."""
+
+import pytest
+import torch
+
+from ivideogpt.tokenizer import tokenizer_tiny
+from ivideogpt.transformer import transformer_tiny
+from ivideogpt.world_model import WorldModel
+
+
+@pytest.fixture(scope="module")
+def parts() -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    tokenizer = tokenizer_tiny().build()
+    transformer = transformer_tiny(action_dim=2, reward_head=True).build()
+    torch.nn.init.normal_(transformer.action_proj.weight, std=0.5)  # trained-like: actions matter
+    torch.nn.init.normal_(transformer.reward_head.weight, std=0.5)
+    return tokenizer, transformer
+
+
+def context(batch: int = 2, tc: int = 2) -> torch.Tensor:
+    return torch.rand(batch, tc, 3, 64, 64, generator=torch.Generator().manual_seed(tc)) * 2 - 1
+
+
+def test_cached_and_uncached_generation_are_identical(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 3, 2)
+    results = {}
+    for mode in ("kept", "per_frame", "none"):
+        world = WorldModel(*parts, cache=mode)
+        frames, rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=7)
+        results[mode] = (world.state.ids, frames, rewards)
+    for mode in ("per_frame", "none"):
+        assert torch.equal(results[mode][0], results["kept"][0])  # the same tokens
+        torch.testing.assert_close(results[mode][1], results["kept"][1])
+        torch.testing.assert_close(results[mode][2], results["kept"][2], rtol=1e-4, atol=1e-5)
+
+
+def test_seeded_rollouts_are_reproducible(parts) -> None:
+    world = WorldModel(*parts)
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 2, 2)
+    a = world.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0]
+    b = world.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0]
+    c = world.rollout(ctx, actions, context_actions=ctx_actions, seed=2)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    chunked = WorldModel(*parts, prefill_rows=1)  # prefill one row at a time, caches concatenated
+    torch.testing.assert_close(chunked.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0], a)
+
+
+@pytest.mark.parametrize("tc", [1, 3])
+def test_step_shapes_any_context_and_horizon(parts, tc: int) -> None:
+    world = WorldModel(*parts, seed=0)
+    state = world.reset(context(2, tc), torch.randn(2, tc - 1, 2))
+    start = state.length
+    for _ in range(6):
+        frames, rewards = world.step(torch.randn(2, 2))
+        assert frames.shape == (2, 3, 64, 64) and rewards.shape == (2,)
+        assert frames.abs().max() <= 1.0 + 1e-5 and torch.isfinite(rewards).all()
+    assert world.state.length == start + 6 * 17 == state.cache.get_seq_length()
+    assert world.state.num_future == 6 and world.state.actions.shape == (2, tc - 1 + 6, 2)
+
+
+def test_fork_shares_one_prefill(parts) -> None:
+    world = WorldModel(*parts)
+    base = world.reset(context(1, 2), torch.randn(1, 1, 2))
+    length = base.length
+    actions = torch.randn(4, 3, 2)
+    frames, rewards = world.rollout(base, actions, seed=3)  # 4 candidates from one context
+    assert frames.shape == (4, 3, 3, 64, 64) and rewards.shape == (4, 3)
+    assert base.length == length and base.cache.get_seq_length() == length  # base state untouched
+    again, _ = world.rollout(base, actions, seed=3)
+    assert torch.equal(frames, again)
+    world.set_state(base.repeat(1))
+    forked = world.fork(3)
+    assert forked.batch_size == 3 and forked.cache.get_seq_length() == length
+    same = torch.zeros(3, 2)
+    frames, _ = world.step(same)
+    assert frames.shape == (3, 3, 64, 64)
+
+
+def test_action_free_world_model_and_sensitivity_check(parts) -> None:
+    tokenizer, conditioned = parts
+    free = WorldModel(tokenizer, transformer_tiny().build(), seed=0)
+    frames, rewards = free.rollout(context(2, 1), horizon=2)
+    assert frames.shape == (2, 2, 3, 64, 64) and rewards is None
+    with pytest.raises(ValueError, match="action-free"):
+        free.step(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="action_dim > 0"):
+        free.action_sensitivity(context(2, 1), torch.zeros(2, 2, 2))
+    sensitive = WorldModel(tokenizer, conditioned).action_sensitivity(context(2, 1), torch.randn(2, 2, 2))
+    assert sensitive["token_change"] > 0.1 and sensitive["frame_l1"] > 0
+    ignoring = transformer_tiny(action_dim=2).build()  # zero-initialised projection: actions have no effect
+    blind = WorldModel(tokenizer, ignoring).action_sensitivity(context(2, 1), torch.randn(2, 2, 2))
+    assert blind["token_change"] == 0.0 and blind["frame_l1"] == 0.0
+
+
+def test_errors(parts) -> None:
+    tokenizer, transformer = parts
+    world = WorldModel(tokenizer, transformer)
+    with pytest.raises(RuntimeError, match="reset"):
+        world.step(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"\(2, 1, 2\)"):
+        world.reset(context(2, 2))  # context actions missing
+    with pytest.raises(ValueError, match=r"\(2, 1, 2\)"):
+        world.reset(context(2, 2), torch.zeros(2, 2, 2))
+    world.reset(context(2, 1))
+    for bad in (torch.zeros(2, 3), torch.zeros(3, 2), None):
+        with pytest.raises(ValueError, match="actions"):
+            world.step(bad)
+    with pytest.raises(ValueError, match="cannot be split"):
+        world.rollout(context(2, 1), torch.zeros(3, 2, 2))
+    with pytest.raises(ValueError, match="do not match"):
+        WorldModel(tokenizer, transformer_tiny(codebook_size=64).build())

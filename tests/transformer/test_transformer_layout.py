@@ -1,0 +1,68 @@
+"""Sequence layout invariants: vocabulary ranges, slots, positions, targets, per-frame indices."""
+
+import pytest
+import torch
+
+from ivideogpt.transformer.layout import SequenceLayout
+
+
+def test_paper_vocabulary() -> None:
+    layout = SequenceLayout(8192)
+    assert layout.vocab_size == 16386
+    assert (layout.future_offset, layout.context_slot, layout.future_slot) == (8192, 16384, 16385)
+    assert layout.length(1, 15) == 257 + 15 * 17
+
+
+@pytest.mark.parametrize("num_context", [1, 2, 3])
+@pytest.mark.parametrize("num_future", [0, 1, 4])
+def test_layout_invariants(num_context: int, num_future: int) -> None:
+    k = 32
+    layout = SequenceLayout(k, context_grid=(4, 4), future_grid=(2, 3))
+    ctx = torch.randint(0, k, (2, num_context, 4, 4))
+    fut = torch.randint(0, k, (2, num_future, 2, 3))
+    ids = layout.build_ids(ctx, fut)
+    length = layout.length(num_context, num_future)
+    assert ids.shape == (2, length) and length == num_context * 17 + num_future * 7
+    assert torch.equal(layout.positions(num_context, num_future), torch.arange(length))
+
+    slots = layout.slot_index(num_context, num_future)
+    last = layout.last_token_index(num_context, num_future)
+    assert slots.shape == last.shape == (num_context + num_future,)
+    assert (ids[:, slots[:num_context]] == layout.context_slot).all()
+    assert (ids[:, slots[num_context:]] == layout.future_slot).all()
+    assert torch.equal(last[:-1] + 1, slots[1:]) and int(last[-1]) == length - 1
+    assert int((ids >= layout.context_slot).sum()) == 2 * (num_context + num_future)  # exactly one slot per frame
+
+    mask = layout.target_mask(num_context, num_future)
+    assert mask.shape == (length,) and int(mask.sum()) == num_future * 6
+    assert ((ids[:, mask] >= k) & (ids[:, mask] < 2 * k)).all()  # targets: future codes only
+    context_part = ids[:, : layout.length(num_context, 0)]
+    assert ((context_part < k) | (context_part == layout.context_slot)).all()
+    assert not mask[: layout.length(num_context, 0)].any()  # context is never a target
+    assert not mask[slots].any()  # slots are known, never targets
+    assert torch.equal(layout.target_index(num_context, num_future), mask.nonzero().squeeze(1))
+    if num_future:
+        assert mask[last[num_context:]].all()  # a future frame's last token is one of its codes
+    assert torch.equal(layout.split_future(ids, num_context), fut)
+
+
+def test_future_block_matches_build() -> None:
+    layout = SequenceLayout(16, (2, 2), (2, 2))
+    ctx, fut = torch.randint(0, 16, (3, 1, 2, 2)), torch.randint(0, 16, (3, 1, 2, 2))
+    built = layout.build_ids(ctx, fut)
+    assert torch.equal(built[:, 5:], layout.future_ids_block(fut.flatten(2)[:, 0]))
+    assert torch.equal(layout.build_ids(ctx), built[:, :5])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.full((1, 1, 2, 2), 16), r"\[0, 16\)"),
+    (torch.full((1, 1, 2, 2), -1), r"\[0, 16\)"),
+    (torch.zeros(1, 1, 2, 2), "integer"),
+    (torch.zeros(1, 1, 3, 2, dtype=torch.long), r"\(B, T, 2, 2\)"),
+])
+def test_bad_ids_are_rejected(bad: torch.Tensor, message: str) -> None:
+    layout = SequenceLayout(16, (2, 2), (2, 2))
+    with pytest.raises(ValueError, match=message):
+        layout.build_ids(bad)
+    with pytest.raises(ValueError, match=message):
+        layout.build_ids(torch.zeros(1, 1, 2, 2, dtype=torch.long), bad)

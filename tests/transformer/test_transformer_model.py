@@ -1,0 +1,162 @@
+"""WorldModelTransformer: presets, config validation, loss targets, action/reward paths, errors, cache."""
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from ivideogpt.presets import describe_preset
+from ivideogpt.transformer import GrowingCache, TransformerConfig, symexp, symlog, transformer_tiny
+
+SMALL = dict(codebook_size=16, context_grid=(2, 2), future_grid=(2, 2), hidden_size=32, num_heads=2, ffn_size=64)
+
+
+def codes(batch: int = 2, tc: int = 2, tf: int = 3, k: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randint(0, k, (batch, tc, 2, 2)), torch.randint(0, k, (batch, tf, 2, 2))
+
+
+@pytest.mark.parametrize("name, paper", [("transformer_small", 138e6), ("transformer_medium", 436e6)])
+def test_paper_presets_parameter_counts(name: str, paper: float) -> None:
+    facts = describe_preset(name)  # built on the meta device
+    assert abs(facts["parameters"] - paper) / paper < 0.03
+    assert facts["vocab_size"] == 16386 and facts["dropout"] == 0.1
+    for key in ("num_layers", "num_heads", "hidden_size", "ffn_size"):
+        assert key in facts
+
+
+def test_config_validation_names_field_and_value() -> None:
+    with pytest.raises(ValueError, match="hidden_size=130.*num_heads=4"):
+        TransformerConfig(hidden_size=130, num_heads=4)
+    with pytest.raises(ValueError, match="dropout.*1.5"):
+        TransformerConfig(dropout=1.5)
+    with pytest.raises(ValueError, match="action_dim.*-1"):
+        TransformerConfig(action_dim=-1)
+    with pytest.raises(ValueError, match="symlog_rewards"):
+        TransformerConfig(symlog_rewards=True)
+
+
+def test_loss_targets_are_future_tokens_only() -> None:
+    model = TransformerConfig(**SMALL, num_layers=1).build()
+    ctx, fut = codes()
+    out = model(ctx, fut)
+    assert out.logits.shape == (2, 3 * 4, 34)
+    assert torch.equal(out.targets, fut.flatten(1) + 16)  # context never a target, slots neither
+    loss, logs = model.loss(ctx, fut)
+    assert torch.isfinite(loss) and set(logs) == {"ce", "accuracy"}
+    with pytest.raises(ValueError, match="at least one future frame"):
+        model.loss(ctx, fut[:, :0])
+
+
+def test_predictions_are_causal() -> None:
+    model = TransformerConfig(**SMALL, num_layers=2).build().eval()
+    ctx, fut = codes(tf=2)
+    changed = fut.clone()
+    changed[:, 1] = (changed[:, 1] + 1) % 16  # alter the second future frame
+    a, b = model(ctx, fut).logits, model(ctx, changed).logits
+    torch.testing.assert_close(a[:, :5], b[:, :5])  # first frame's predictions (+ the 2nd's first) unchanged
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_zero_initialised_action_projection_keeps_pretrained_outputs() -> None:
+    torch.manual_seed(0)
+    free = TransformerConfig(**SMALL, num_layers=1).build().eval()
+    conditioned = TransformerConfig(**SMALL, num_layers=1, action_dim=3, reward_head=True).build().eval()
+    missing = conditioned.load_pretrained(free.state_dict())
+    assert sorted(missing) == ["action_proj.bias", "action_proj.weight", "reward_head.bias", "reward_head.weight"]
+    ctx, fut = codes()
+    actions = torch.randn(2, 5, 3)
+    torch.testing.assert_close(conditioned(ctx, fut, actions).logits, free(ctx, fut).logits, rtol=0, atol=0)
+    wrapped = {f"transformer.{k}": v for k, v in free.state_dict().items()} | {"tokenizer.x": torch.zeros(1)}
+    assert len(conditioned.load_pretrained(wrapped, prefix="transformer.")) == 4
+    bad = {k: v for k, v in free.state_dict().items() if not k.startswith("lm_head")}
+    with pytest.raises(ValueError, match="lm_head"):
+        conditioned.load_pretrained(bad)
+
+
+def test_actions_reach_the_slot_of_the_next_frame() -> None:
+    model = TransformerConfig(**SMALL, num_layers=1, action_dim=2).build().eval()
+    torch.nn.init.normal_(model.action_proj.weight)
+    ctx, fut = codes(tc=1, tf=3)
+    actions = torch.randn(2, 4, 2)
+    base = model(ctx, fut, actions).logits
+    changed = actions.clone()
+    changed[:, 1] += 1.0  # leads from frame 1 to frame 2 (the second future frame)
+    after = model(ctx, fut, changed).logits
+    torch.testing.assert_close(base[:, :4], after[:, :4])  # first future frame: unaffected
+    assert not torch.allclose(base[:, 4:8], after[:, 4:8])
+    torch.testing.assert_close(model(ctx, fut, actions[:, :3]).logits, base)  # T-1 actions also accepted
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2, 4, 3), "A=2"), ((2, 2, 2), "T=4 or 3"), ((1, 4, 2), "B=2"), ((2, 4), "shaped"),
+])
+def test_mismatched_actions_raise(shape: tuple[int, ...], message: str) -> None:
+    model = TransformerConfig(**SMALL, num_layers=1, action_dim=2).build()
+    ctx, fut = codes(tc=1, tf=3)
+    with pytest.raises(ValueError, match=message):
+        model(ctx, fut, torch.zeros(shape))
+    with pytest.raises(ValueError, match="action-conditioned"):
+        model(ctx, fut)
+    free = TransformerConfig(**SMALL, num_layers=1).build()
+    with pytest.raises(ValueError, match="action-free"):
+        free(ctx, fut, torch.zeros(2, 4, 2))
+
+
+def test_bad_ids_raise() -> None:
+    model = TransformerConfig(**SMALL, num_layers=1).build()
+    ctx, fut = codes()
+    with pytest.raises(ValueError, match=r"\[0, 16\)"):
+        model(ctx, fut + 16)
+    with pytest.raises(ValueError, match="context_ids must be shaped"):
+        model(ctx[:, :, :1], fut)
+
+
+def test_reward_head_and_symlog() -> None:
+    x = torch.tensor([-100.0, -1.0, 0.0, 0.5, 1000.0])
+    torch.testing.assert_close(symexp(symlog(x)), x)
+    model = TransformerConfig(**SMALL, num_layers=1, reward_head=True, symlog_rewards=True).build()
+    ctx, fut = codes()
+    out = model(ctx, fut)
+    assert out.rewards.shape == (2, 3)
+    loss, logs = model.loss(ctx, fut, rewards=torch.full((2, 3), 10.0))
+    torch.testing.assert_close(logs["reward_mse"], symlog(torch.tensor(10.0)) ** 2)  # zero-init head predicts 0
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        model.loss(ctx, fut, rewards=torch.zeros(2, 5))
+
+
+def test_dropout_only_in_training() -> None:
+    model = TransformerConfig(**SMALL, num_layers=1, dropout=0.3).build()
+    ctx, fut = codes()
+    assert not torch.allclose(model(ctx, fut).logits, model(ctx, fut).logits)
+    model.eval()
+    torch.testing.assert_close(model(ctx, fut).logits, model(ctx, fut).logits, rtol=0, atol=0)
+
+
+def test_growing_cache_matches_dynamic_cache_and_forks() -> None:
+    model = transformer_tiny(num_layers=2).build().eval()
+    embeds = torch.randn(3, 9, 128)
+    with torch.no_grad():
+        ref_cache, cache = DynamicCache(), GrowingCache(2)
+        ref = [model.backbone(embeds[:, :6], 0, ref_cache)]
+        out = [model.backbone(embeds[:, :6], 0, cache)]
+        for i in range(6, 9):  # one token at a time; the growing buffer reallocates on the way
+            ref.append(model.backbone(embeds[:, i : i + 1], i, ref_cache))
+            out.append(model.backbone(embeds[:, i : i + 1], i, cache))
+        torch.testing.assert_close(torch.cat(out, 1), torch.cat(ref, 1))
+        torch.testing.assert_close(torch.cat(out, 1), model.backbone(embeds), rtol=1e-4, atol=1e-5)
+        assert cache.get_seq_length() == 9
+        forked = cache.copy(repeats=2, indices=torch.tensor([2, 0]))  # rows 2, 2, 0, 0
+        merged = GrowingCache.concat([cache.copy(indices=torch.tensor([1])), cache.copy(indices=torch.tensor([0]))])
+        nxt = torch.randn(1, 1, 128)
+        a = model.backbone(nxt.expand(4, 1, 128), 9, forked)
+        torch.testing.assert_close(a[0], a[1])
+        torch.testing.assert_close(a[2], a[3])
+        b = model.backbone(nxt.expand(3, 1, 128), 9, cache)
+        torch.testing.assert_close(a[[0, 2]], b[[2, 0]])
+        torch.testing.assert_close(model.backbone(nxt.expand(2, 1, 128), 9, merged), b[[1, 0]])
+        assert cache.get_seq_length() == 10 and forked.get_seq_length() == 10
+
+
+def test_builds_on_meta_device() -> None:
+    with torch.device("meta"):
+        model = TransformerConfig().build()
+    assert model.lm_head.weight.is_meta and model.describe()["vocab_size"] == 16386

@@ -1,0 +1,83 @@
+"""TransformerObjective in each mode, sample videos, and the goal-conditioned arrangement."""
+
+import pytest
+import torch
+
+from ivideogpt.data.batch import Batch
+from ivideogpt.tokenizer import tokenizer_tiny
+from ivideogpt.transformer import (TransformerObjective, TransformerObjectiveConfig, goal_conditioned_batch,
+                                   goal_conditioned_frames, transformer_tiny)
+
+
+def make_batch(actions: bool = True, rewards: bool = True) -> Batch:
+    frames = torch.rand(2, 3, 3, 64, 64) * 2 - 1
+    return Batch(frames=frames, actions=torch.randn(2, 3, 2) if actions else None,
+                 rewards=torch.randn(2, 3) if rewards else None, num_context=1)
+
+
+def grads(module: torch.nn.Module) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_transformer_mode_trains_only_the_transformer() -> None:
+    tokenizer = tokenizer_tiny().build()
+    transformer = transformer_tiny(action_dim=2, reward_head=True).build()
+    objective = TransformerObjective(transformer, tokenizer)
+    objective.train()
+    assert not tokenizer.training and transformer.training  # frozen tokenizer stays in eval
+    loss, logs = objective.compute_loss(make_batch(), step=0)
+    loss.backward()
+    assert {"ce", "accuracy", "reward_mse", "loss"} <= set(logs)
+    assert all(not v.requires_grad and v.ndim == 0 for v in logs.values())
+    assert grads(transformer) and not any(p.requires_grad for p in tokenizer.parameters())
+    with pytest.raises(ValueError, match="action-conditioned"):
+        objective.compute_loss(make_batch(actions=False), step=0)
+    with pytest.raises(ValueError, match="no rewards"):
+        objective.compute_loss(make_batch(rewards=False), step=0)
+
+
+def test_action_free_pretraining_ignores_batch_actions() -> None:
+    objective = TransformerObjective(transformer_tiny().build(), tokenizer_tiny().build())
+    loss, logs = objective.compute_loss(make_batch(), step=0)
+    assert torch.isfinite(loss) and "reward_mse" not in logs
+
+
+def test_full_and_tokenizer_modes() -> None:
+    tokenizer, transformer = tokenizer_tiny().build(), transformer_tiny().build()
+    full = TransformerObjective(transformer, tokenizer, TransformerObjectiveConfig(mode="full"))
+    loss, logs = full.compute_loss(make_batch(), step=0)
+    loss.backward()
+    assert grads(tokenizer) and grads(transformer) and "tokenizer/loss" in logs
+    tokenizer.zero_grad(), transformer.zero_grad()
+
+    adapt = TransformerObjective(transformer, tokenizer, TransformerObjectiveConfig(mode="tokenizer"))
+    adapt.train()
+    assert not transformer.training and tokenizer.training
+    loss, logs = adapt.compute_loss(make_batch(), step=0)
+    loss.backward()
+    assert grads(tokenizer) and not grads(transformer) and "ce" in logs  # ce: monitored, not trained
+    torch.testing.assert_close(logs["loss"], logs["tokenizer/loss"])
+
+
+def test_make_samples_shapes_and_mode_restored() -> None:
+    objective = TransformerObjective(transformer_tiny(action_dim=2).build(), tokenizer_tiny().build())
+    objective.train()
+    samples = objective.make_samples(make_batch())
+    assert set(samples) == {"prediction", "reconstruction"}
+    assert all(v.shape == (2, 3, 3, 64, 64) and v.abs().max() <= 1 for v in samples.values())
+    assert objective.transformer.training
+
+
+def test_goal_conditioned_arrangement() -> None:
+    batch = make_batch()
+    goal = torch.zeros(2, 3, 64, 64)
+    assert goal_conditioned_frames(batch.frames, goal).shape == (2, 4, 3, 64, 64)
+    arranged = goal_conditioned_batch(batch)
+    assert arranged.num_context == 2 and arranged.frames.shape[1] == 4
+    torch.testing.assert_close(arranged.frames[:, 0], batch.frames[:, -1])
+    torch.testing.assert_close(arranged.actions[:, 1:], batch.actions)  # action t still leads t -> t + 1
+    assert (arranged.actions[:, 0] == 0).all() and (arranged.rewards[:, 0] == 0).all()
+    objective = TransformerObjective(transformer_tiny(action_dim=2, reward_head=True).build(), tokenizer_tiny().build())
+    assert torch.isfinite(objective.compute_loss(arranged, step=0)[0])
+    with pytest.raises(ValueError, match="goal must be shaped"):
+        goal_conditioned_frames(batch.frames, torch.zeros(2, 3, 32, 32))
