@@ -1,0 +1,59 @@
+"""RL logs: scalars to TensorBoard and a metrics.jsonl, videos as GIF or MP4."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class RLLogger:
+    """`log(step, split, metrics)` writes `rl/<split>/<name>` scalars and one JSON line per call."""
+
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = self.out_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        """`step` is the env (simulator) step count."""
+        if self.writer is not None:
+            for name, value in metrics.items():
+                self.writer.add_scalar(f"rl/{split}/{name}", value, step)
+        with open(self.jsonl, "a") as handle:
+            handle.write(json.dumps({"env_step": step, "split": split, **metrics}) + "\n")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 10) -> Path:
+    """uint8 (T, H, W, 3) frames -> .gif (imageio v3) or .mp4 (PyAV, H.264; sizes padded to even)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mp4":
+        h, w = frames.shape[1:3]
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        iio.imwrite(path, frames, plugin="pyav", codec="libx264", fps=fps)
+    else:
+        iio.imwrite(path, frames, extension=".gif", duration=1000 / fps, loop=0)
+    return path
+
+
+def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Equal-length (T, H, W, 3) uint8 videos -> one (T, H, sum W + gaps, 3) video with white gaps."""
+    t, h = videos[0].shape[:2]
+    spacer = np.full((t, h, gap, 3), 255, np.uint8)
+    parts: list[np.ndarray] = []
+    for i, video in enumerate(videos):
+        parts += ([spacer] if i else []) + [video]
+    return np.concatenate(parts, axis=2)

@@ -1,0 +1,213 @@
+"""The RL loop: DrQ-v2 on a pixel environment, model-free or inside MBPO with a world model.
+
+Counting: `env_step` counts simulator steps (frames), as the paper's intervals and episode
+lengths do; the agent acts every `action_repeat` of them (`agent_step`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ivideogpt.configuration import config_to_dict
+from ivideogpt.envs.rl_wrappers import EnvConfig, make_rl_env
+from ivideogpt.rl.drqv2 import DrQV2Agent, DrQV2Config
+from ivideogpt.rl.imagination import ImaginationModel, imagine
+from ivideogpt.rl.logger import RLLogger, side_by_side, write_video
+from ivideogpt.rl.mbpo import MBPO, MBPOConfig
+from ivideogpt.rl.replay import SegmentReplay
+
+
+@dataclass
+class RLConfig:
+    """One RL run. `total_env_steps` and `eval_every` count env steps."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: DrQV2Config = field(default_factory=DrQV2Config)
+    mbpo: MBPOConfig = field(default_factory=MBPOConfig)
+    model_free: bool = False
+    total_env_steps: int = 260_000
+    eval_every: int = 2000
+    eval_episodes: int = 20
+    seed: int = 1
+    video_format: str = "gif"
+    tensorboard: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        ar = self.env.action_repeat
+        for name in ("total_env_steps", "eval_every"):
+            value = getattr(self, name)
+            if value <= 0 or value % ar:
+                raise ValueError(f"RLConfig.{name} must be a positive multiple of action_repeat ({ar}), got {value}")
+        if self.agent.num_seed_frames % ar:
+            raise ValueError(f"DrQV2Config.num_seed_frames ({self.agent.num_seed_frames}) must be a multiple of "
+                             f"action_repeat ({ar})")
+        if self.eval_episodes < 0:
+            raise ValueError(f"RLConfig.eval_episodes must be >= 0, got {self.eval_episodes}")
+        if self.video_format not in ("gif", "mp4"):
+            raise ValueError(f"RLConfig.video_format must be 'gif' or 'mp4', got {self.video_format!r}")
+        if not self.model_free:
+            self.mbpo.check_action_repeat(ar)
+
+    @classmethod
+    def tiny(cls, env: str = "pusht", **overrides: Any) -> "RLConfig":
+        """A few hundred env steps on the CPU: small networks, short episodes, tiny MBPO settings."""
+        metaworld = env.startswith("metaworld/")  # long enough for a scripted demo to succeed
+        env_cfg = EnvConfig.for_env(env, episode_length=100 if metaworld else 40, num_demos=1 if metaworld else 0)
+        base: dict[str, Any] = dict(env=env_cfg, agent=DrQV2Config.tiny(), mbpo=MBPOConfig.tiny(),
+                                    total_env_steps=200, eval_every=100, eval_episodes=1)
+        base.update(overrides)
+        return cls(**base)
+
+
+class RLTrainer:
+    """Builds env, agent, buffers (and MBPO when given a world model) and runs the loop."""
+
+    def __init__(self, config: RLConfig, out_dir: str | Path, model: ImaginationModel | None = None,
+                 env_factory: Callable[[EnvConfig, int], Any] = make_rl_env) -> None:
+        self.config, self.out_dir = config, Path(out_dir)
+        torch.manual_seed(config.seed)
+        self.env = env_factory(config.env, config.seed)
+        self.eval_env = env_factory(config.env, config.seed + 10_000)
+        obs_shape = tuple(self.env.observation_space.shape)
+        self.agent = DrQV2Agent(obs_shape, int(self.env.action_space.shape[0]), config.agent, config.device)
+        a = config.agent
+        self.real = SegmentReplay(a.replay_capacity, config.env.frame_stack, a.nstep, a.discount, config.seed)
+        self.mbpo: MBPO | None = None
+        if model is not None and not config.model_free:
+            self.mbpo = MBPO(config.mbpo, model, self.real, config.env.frame_stack, a.nstep, a.discount, config.seed)
+        self.logger = RLLogger(self.out_dir, tensorboard=config.tensorboard)
+        self.real_fractions: list[float] = []
+        self.num_updates = 0
+
+    def preload_demonstrations(self) -> int:
+        """Scripted Meta-World demonstrations into the real buffer (not counted as env steps)."""
+        env_cfg = self.config.env
+        if env_cfg.num_demos == 0 or env_cfg.name == "pusht":
+            return 0
+        from ivideogpt.envs.rl_metaworld import collect_demonstrations
+
+        demos = collect_demonstrations(self.eval_env, env_cfg.task, env_cfg.num_demos, seed=self.config.seed)
+        for demo in demos:
+            self.real.add_episode(demo["frames"], demo["actions"], demo["rewards"])
+        return len(demos)
+
+    def evaluate(self, agent_step: int) -> tuple[dict[str, float], np.ndarray]:
+        """Mean-action episodes -> (return, success rate, length) and the first episode's frames."""
+        returns, successes, lengths, video = [], [], [], np.zeros((0,))
+        for episode in range(self.config.eval_episodes):
+            obs, info = self.eval_env.reset(seed=self.config.seed + 10_000 + episode)
+            frames, total, solved, done, steps = [info["frame"]], 0.0, False, False, 0
+            while not done:
+                action = self.agent.act(obs, agent_step, eval_mode=True)
+                obs, reward, terminated, truncated, info = self.eval_env.step(action.numpy())
+                frames.append(info["frame"])
+                total, solved, steps = total + reward, solved or bool(info["success"]), steps + 1
+                done = terminated or truncated
+            returns.append(total)
+            successes.append(float(solved))
+            lengths.append(steps * self.config.env.action_repeat)
+            if episode == 0:
+                video = np.stack(frames)
+        logs = {"episode_return": float(np.mean(returns)), "success_rate": float(np.mean(successes)),
+                "episode_length": float(np.mean(lengths))} if returns else {}
+        return logs, video
+
+    def imagined_video(self) -> np.ndarray | None:
+        """Real clip | the world model's open-loop rollout under the same actions (T, H, 2W + gap, 3)."""
+        if self.mbpo is None or not self.real.segments:
+            return None
+        c = self.mbpo.config
+        k = max(self.config.env.frame_stack, c.num_context)
+        clip = self.real.sample_clips(1, k + c.horizon, c.num_context)
+        real = ((clip.frames[0].permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        actions = clip.actions[0, k - 1:k - 1 + c.horizon]
+        replay = iter(actions)
+        out = imagine(self.mbpo.model, lambda obs: next(replay)[None].expand(obs.shape[0], -1),
+                      real[None, :k], clip.actions[:, :k - 1].numpy(), c.horizon, self.config.env.frame_stack)
+        return side_by_side(real, out.frames[0])
+
+    def _eval_and_record(self, agent_step: int, env_step: int) -> dict[str, float]:
+        logs, video = self.evaluate(agent_step)
+        if logs:
+            self.logger.log(env_step, "eval", logs)
+        ext = self.config.video_format
+        if len(video):
+            write_video(self.out_dir / "videos" / f"eval_{env_step:08d}.{ext}", video)
+        imagined = self.imagined_video() if self.mbpo is not None and self.mbpo.started else None
+        if imagined is not None:
+            write_video(self.out_dir / "videos" / f"real_vs_imagined_{env_step:08d}.{ext}", imagined, fps=4)
+        return logs
+
+    def run(self) -> dict[str, Any]:
+        """Train for `total_env_steps`; returns a summary (also written to summary.json)."""
+        cfg, ar = self.config, self.config.env.action_repeat
+        (self.out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+        demos = self.preload_demonstrations()
+        seed_agent_steps = cfg.agent.num_seed_frames // ar
+        obs, info = self.env.reset(seed=cfg.seed)
+        frames, actions, rewards, discounts = [info["frame"]], [], [], []
+        ep_return, ep_success, episodes, start, evals = 0.0, False, 0, time.time(), []
+        for agent_step in range(cfg.total_env_steps // ar):
+            env_step = agent_step * ar
+            if env_step % cfg.eval_every == 0 and cfg.eval_episodes:
+                evals.append({"env_step": env_step, **self._eval_and_record(agent_step, env_step)})
+            action = self.agent.act(obs, agent_step, eval_mode=False)
+            if agent_step >= seed_agent_steps and len(self.real):
+                logs: dict[str, float] = {}
+                if self.mbpo is not None:
+                    policy = lambda o: self.agent.act(o, agent_step, eval_mode=False)  # noqa: E731
+                    logs |= self.mbpo.on_agent_step(env_step, policy)
+                if agent_step % cfg.agent.update_every_steps == 0:
+                    if self.mbpo is not None:
+                        batch, n_real = self.mbpo.sample(cfg.agent.batch_size)
+                    else:
+                        batch, n_real = self.real.sample(cfg.agent.batch_size), cfg.agent.batch_size
+                    self.real_fractions.append(n_real / len(batch))
+                    logs |= self.agent.update(batch, agent_step)
+                    self.num_updates += 1
+                if logs and agent_step % 50 == 0:
+                    self.logger.log(env_step, "train", logs)
+            obs, reward, terminated, truncated, info = self.env.step(action.numpy())
+            frames.append(info["frame"])
+            actions.append(action.numpy())
+            rewards.append(reward)
+            discounts.append(0.0 if terminated else 1.0)
+            ep_return, ep_success = ep_return + reward, ep_success or bool(info["success"])
+            if terminated or truncated:
+                self.real.add_episode(np.stack(frames), np.stack(actions), np.asarray(rewards, np.float32),
+                                      np.asarray(discounts, np.float32))
+                episodes += 1
+                self.logger.log(env_step + ar, "train", {"episode_return": ep_return, "episode_success": float(ep_success),
+                                                          "episode_length": len(actions) * ar,
+                                                          "fps": (env_step + ar) / (time.time() - start)})
+                obs, info = self.env.reset()
+                frames, actions, rewards, discounts = [info["frame"]], [], [], []
+                ep_return, ep_success = 0.0, False
+        if cfg.eval_episodes:
+            evals.append({"env_step": cfg.total_env_steps, **self._eval_and_record(cfg.total_env_steps // ar,
+                                                                                  cfg.total_env_steps)})
+        summary = {"env_steps": cfg.total_env_steps, "episodes": episodes, "demonstrations": demos,
+                   "agent_updates": self.num_updates, "real_transitions": len(self.real),
+                   "model_transitions": len(self.mbpo.model_buffer) if self.mbpo else 0,
+                   "mode": "model-free" if self.mbpo is None else "mbpo", "seconds": time.time() - start,
+                   "evals": evals}
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.save_agent()
+        self.logger.close()
+        return summary
+
+    def save_agent(self) -> Path:
+        from safetensors.torch import save_file
+
+        path = self.out_dir / "agent.safetensors"
+        save_file(self.agent.state_dict(), str(path.with_suffix(".tmp")))
+        path.with_suffix(".tmp").replace(path)
+        return path

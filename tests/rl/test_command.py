@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from ivideogpt.cli import build_parser, main
+from ivideogpt.commands.rl import build_config
+
+
+def test_config_from_flags_and_overrides():
+    args = build_parser().parse_args(["rl", "--env", "metaworld/plate-slide", "--steps", "1000", "--model-free",
+                                      "--set", "agent.lr=3e-4", "--out", "x", "mbpo.horizon=5"])
+    cfg = build_config(args)
+    assert cfg.total_env_steps == 1000 and cfg.model_free and cfg.agent.lr == 3e-4 and cfg.mbpo.horizon == 5
+    assert cfg.env.task == "plate-slide" and cfg.env.num_demos == 5 and cfg.mbpo.init_rollout_batch == 640
+    with pytest.raises(ValueError, match="nstep"):
+        build_config(build_parser().parse_args(["rl", "--env", "pusht", "agent.nstep=0"]))
+
+
+def test_cli_model_free_tiny_run(tmp_path):
+    pytest.importorskip("gym_pusht")
+    code = main(["rl", "--env", "pusht", "--tiny", "--model-free", "--steps", "100", "--out", str(tmp_path),
+                 "--no-tensorboard"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["mode"] == "model-free" and summary["env_steps"] == 100
+    assert json.loads((tmp_path / "config.json").read_text())["env"]["name"] == "pusht"
+
+
+@pytest.mark.slow
+def test_cli_mbpo_with_tiny_world_model(tmp_path):
+    pytest.importorskip("gym_pusht")
+    code = main(["rl", "--env", "pusht", "--tiny", "--steps", "100", "--eval-every", "100", "--out", str(tmp_path),
+                 "--no-tensorboard"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["mode"] == "mbpo" and summary["model_transitions"] > 0
+    assert (tmp_path / "videos" / "real_vs_imagined_00000100.gif").is_file()

@@ -1,0 +1,30 @@
+"""MBPO with the real world model (tiny presets): online training and batched, KV-cached imagination."""
+
+import numpy as np
+import pytest
+import torch
+
+from ivideogpt.rl.mbpo import MBPO, MBPOConfig
+from ivideogpt.rl.replay import SegmentReplay
+
+
+@pytest.mark.slow
+def test_mbpo_with_tiny_world_model():
+    from ivideogpt.rl.world_models import build_world_model
+
+    model = build_world_model(2, "tokenizer_tiny", "transformer_tiny", seed=0)
+    real = SegmentReplay(10_000, 3, 3, 0.99, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        real.add_episode(rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8),
+                         rng.uniform(-1, 1, (8, 2)).astype(np.float32), rng.random(8).astype(np.float32))
+    cfg = MBPOConfig(init_rollout_batch=4, rollout_batch=4, horizon=2, init_model_train_steps=1, model_batch_size=2,
+                     sequence_length=4, tokenizer_future_frames=2, start_env_steps=0)
+    mbpo = MBPO(cfg, model, real, frame_stack=3, nstep=3, discount=0.99, seed=0)
+    before = [p.clone() for p in model.world_model.transformer.parameters()]
+    logs = mbpo.on_agent_step(0, lambda obs: torch.zeros(obs.shape[0], 2))
+    assert {"tokenizer/loss", "transformer/loss", "transformer/reward_mse"} <= set(logs)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.world_model.transformer.parameters()))
+    seg = mbpo.model_buffer.segments[0]
+    assert len(mbpo.model_buffer.segments) == 4 and seg.frames.shape == (5, 64, 64, 3) and seg.history == 2
+    assert np.isfinite(seg.rewards).all() and mbpo.sample(8)[1] == 4
