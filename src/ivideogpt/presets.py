@@ -13,6 +13,7 @@ import torch
 
 PRESETS: dict[str, str] = {
     "tokenizer_tiny": "ivideogpt.tokenizer.config:tokenizer_tiny",
+    "tokenizer_cpu": "ivideogpt.tokenizer.config:tokenizer_cpu",
     "tokenizer_64": "ivideogpt.tokenizer.config:tokenizer_64",
     "tokenizer_256": "ivideogpt.tokenizer.config:tokenizer_256",
     "perframe_4x4_64": "ivideogpt.tokenizer.config:perframe_4x4_64",

@@ -1,0 +1,234 @@
+"""The compressive video tokenizer: a conditional VQGAN with context and prediction encoder-decoders.
+
+Context frames get `context_tokens`^2 ids each from a plain VQGAN (the context path); future frames
+get only `future_tokens`^2 ids each from a prediction path of the same architecture whose encoder
+and decoder cross-attend, level by level, to the context path's feature maps (paper Sec. 3.1, A.1).
+Frames are float (B, T, 3, H, W) in [-1, 1]; ids are long (B, T, tokens, tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ivideogpt.tokenizer.blocks import Decoder, Encoder
+from ivideogpt.tokenizer.checks import check_frames, check_ids
+from ivideogpt.tokenizer.config import TokenizerConfig
+from ivideogpt.tokenizer.quantizer import QuantizerOutput, VectorQuantizer, codebook_stats
+
+
+@dataclass
+class ContextFeatures:
+    """Per-level feature maps of the context frames, each (B, Tc, C, h, w); cacheable across rollout steps."""
+
+    levels: list[torch.Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        return self.levels[0].shape[0] if self.levels else 0
+
+    @property
+    def num_frames(self) -> int:
+        return self.levels[0].shape[1] if self.levels else 0
+
+    def repeat(self, n: int) -> "ContextFeatures":
+        """Each batch element repeated n times in a row: (B, ...) -> (B*n, ...), for forking rollouts."""
+        return ContextFeatures([level.repeat_interleave(n, dim=0) for level in self.levels])
+
+    def index(self, index: torch.Tensor | slice | Sequence[int] | int) -> "ContextFeatures":
+        """Batch elements selected by `index` (an int keeps a batch dimension of 1)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        elif not isinstance(index, (slice, torch.Tensor)):
+            index = torch.as_tensor(index, dtype=torch.long)
+        return ContextFeatures([level[index] for level in self.levels])
+
+    def to(self, device: torch.device | str) -> "ContextFeatures":
+        return ContextFeatures([level.to(device) for level in self.levels])
+
+    def detach(self) -> "ContextFeatures":
+        return ContextFeatures([level.detach() for level in self.levels])
+
+
+@dataclass
+class TokenizerOutput:
+    """What one tokenizer pass produced: ids, reconstructions (B, T, 3, H, W), scalar quantizer losses, stats."""
+
+    context_ids: torch.Tensor
+    future_ids: torch.Tensor
+    context_recon: torch.Tensor
+    future_recon: torch.Tensor
+    commitment: torch.Tensor
+    codebook_loss: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def reconstruction(self) -> torch.Tensor:
+        """Context then future reconstructions, (B, Tc + Tf, 3, H, W)."""
+        return torch.cat([self.context_recon, self.future_recon], dim=1)
+
+
+class VQBranch(nn.Module):
+    """One encoder-decoder pair: encoder, bottleneck `quant_conv`, quantizer, `post_quant_conv`, decoder."""
+
+    def __init__(self, config: TokenizerConfig, tokens: int, cross_attention: bool) -> None:
+        super().__init__()
+        c, self.tokens = config, tokens
+        factor = c.latent_side // tokens  # kernel = stride of the bottleneck conv; 1 -> a 1x1 conv
+        max_side = c.max_cross_attention_resolution if c.kind == "compressive" else 0
+        shared = dict(channels=c.down_channels, groups=c.norm_groups, embed_dim=c.embed_dim, resolution=c.resolution,
+                      max_cross_attention_resolution=max_side, cross_attention=cross_attention,
+                      head_dim=c.attention_head_dim)
+        self.encoder = Encoder(layers=c.down_layers, **shared)
+        self.quant_conv = nn.Conv2d(c.embed_dim, c.embed_dim, factor, stride=factor)
+        self.quantize = VectorQuantizer(c.codebook_size, c.embed_dim, c.commitment_beta, c.l2_normalized_codes,
+                                        c.codebook_restart_steps)
+        self.post_quant_conv = (nn.ConvTranspose2d(c.embed_dim, c.embed_dim, factor, stride=factor) if factor > 1
+                                else nn.Conv2d(c.embed_dim, c.embed_dim, 1))
+        self.decoder = Decoder(layers=c.up_layers, **shared)
+
+    def encode(self, x: torch.Tensor, contexts: list[torch.Tensor] | None = None
+               ) -> tuple[QuantizerOutput, list[torch.Tensor]]:
+        """Frames (N, 3, R, R) -> quantizer output at (N, D, tokens, tokens) and encoder level maps."""
+        latent, features = self.encoder(x, contexts)
+        return self.quantize(self.quant_conv(latent)), features
+
+    def decode(self, quantized: torch.Tensor, contexts: list[torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Latents (N, D, tokens, tokens) -> frames (N, 3, R, R) and decoder level maps."""
+        return self.decoder(self.post_quant_conv(quantized), contexts)
+
+
+def split_batch(x: torch.Tensor, b: int) -> torch.Tensor:
+    """(B*T, ...) -> (B, T, ...)."""
+    return rearrange(x, "(b t) ... -> b t ...", b=b)
+
+
+class CompressiveTokenizer(nn.Module):
+    """Conditional VQGAN: `context` path (plain VQGAN) + `prediction` path (cross-attends to context)."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        if config.kind != "compressive":
+            raise ValueError(f"CompressiveTokenizer needs kind='compressive'; got {config.kind!r}")
+        self.config = config
+        self.context = VQBranch(config, config.context_tokens, cross_attention=False)
+        self.prediction = VQBranch(config, config.future_tokens, cross_attention=True)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- split API (what an interactive rollout uses) -------------------------------------------
+    def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
+        """Context frames (B, Tc, 3, H, W) -> ids (B, Tc, g, g) and the encoder features for `encode_future`."""
+        out, features = self._encode_context(frames)
+        return split_batch(out.ids, frames.shape[0]), features
+
+    def encode_future(self, frames: torch.Tensor, context_features: ContextFeatures) -> torch.Tensor:
+        """Future frames (B, Tf, 3, H, W) -> ids (B, Tf, f, f), conditioned on `encode_context` features."""
+        return split_batch(self._encode_future(frames, context_features).ids, frames.shape[0])
+
+    def context_decoder_features(self, context_ids: torch.Tensor) -> ContextFeatures:
+        """Context decoder's per-level maps for ids (B, Tc, g, g); compute once per rollout, reuse every step."""
+        return self._decode_context(context_ids)[1]
+
+    def decode_future(self, future_ids: torch.Tensor, decoder_features: ContextFeatures | None,
+                      use_context: bool = True) -> torch.Tensor:
+        """Future ids (B, Tf, f, f) -> frames (B, Tf, 3, H, W); `use_context=False` switches cross-attention off."""
+        check_ids("future_ids", future_ids, self.config.future_tokens, self.config.codebook_size)
+        b = future_ids.shape[0]
+        contexts = None
+        if use_context:
+            contexts = self._check_features("decoder_features", decoder_features,
+                                            self.prediction.decoder.level_shapes(), b)
+        quantized = self.prediction.quantize.lookup(rearrange(future_ids, "b t h w -> (b t) h w"))
+        return split_batch(self.prediction.decode(quantized, contexts)[0], b)
+
+    # -- whole-clip API -----------------------------------------------------------------------
+    def encode(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (context_ids (B, Tc, g, g), future_ids (B, Tf, f, f)), long."""
+        context_ids, features = self.encode_context(context_frames)
+        return context_ids, self.encode_future(future_frames, features)
+
+    def decode(self, context_ids: torch.Tensor, future_ids: torch.Tensor, use_context: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W))."""
+        context_recon, features = self._decode_context(context_ids)
+        check_ids("future_ids", future_ids, self.config.future_tokens, self.config.codebook_size,
+                  batch=context_ids.shape[0])
+        return context_recon, self.decode_future(future_ids, features, use_context)
+
+    def forward(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> TokenizerOutput:
+        """Encode, quantize and reconstruct a clip; gradients flow through the straight-through estimator."""
+        context_q, encoder_features = self._encode_context(context_frames)  # validates the frames
+        b = context_frames.shape[0]
+        future_q = self._encode_future(future_frames, encoder_features)
+        context_recon, decoder_maps = self.context.decode(context_q.quantized)
+        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps])
+        future_recon, _ = self.prediction.decode(future_q.quantized, decoder_features.levels)
+        usage, perplexity = codebook_stats(context_q.ids, self.config.codebook_size)
+        future_usage, future_perplexity = codebook_stats(future_q.ids, self.config.codebook_size)
+        return TokenizerOutput(
+            context_ids=split_batch(context_q.ids, b), future_ids=split_batch(future_q.ids, b),
+            context_recon=split_batch(context_recon, b), future_recon=split_batch(future_recon, b),
+            commitment=context_q.commitment + future_q.commitment,
+            codebook_loss=context_q.codebook_loss + future_q.codebook_loss,
+            stats={"codebook_usage": usage, "perplexity": perplexity,
+                   "future_codebook_usage": future_usage, "future_perplexity": future_perplexity},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture facts (for `ivideogpt describe` and reports)."""
+        c = self.config
+        return {
+            "kind": c.kind, "resolution": c.resolution,
+            "context_tokens": [c.context_tokens] * 2, "future_tokens": [c.future_tokens] * 2,
+            "codebook_size": c.codebook_size, "embed_dim": c.embed_dim, "separate_codebooks": True,
+            "down_channels": list(c.down_channels), "up_channels": list(c.down_channels[::-1]),
+            "down_layers": c.down_layers, "up_layers": c.up_layers,
+            "cross_attention_sides": {"encoder": [s for _, s in self.prediction.encoder.level_shapes()],
+                                      "decoder": [s for _, s in self.prediction.decoder.level_shapes()]},
+        }
+
+    # -- internals --------------------------------------------------------------------------
+    def _encode_context(self, frames: torch.Tensor) -> tuple[QuantizerOutput, ContextFeatures]:
+        check_frames("context_frames", frames, self.config.resolution)
+        b = frames.shape[0]
+        out, maps = self.context.encode(rearrange(frames, "b t c h w -> (b t) c h w"))
+        return out, ContextFeatures([split_batch(m, b) for m in maps])
+
+    def _encode_future(self, frames: torch.Tensor, features: ContextFeatures) -> QuantizerOutput:
+        b = features.batch_size if isinstance(features, ContextFeatures) else None
+        check_frames("future_frames", frames, self.config.resolution, batch=b)
+        contexts = self._check_features("context_features", features, self.prediction.encoder.level_shapes(),
+                                        frames.shape[0])
+        return self.prediction.encode(rearrange(frames, "b t c h w -> (b t) c h w"), contexts)[0]
+
+    def _decode_context(self, context_ids: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
+        check_ids("context_ids", context_ids, self.config.context_tokens, self.config.codebook_size)
+        b = context_ids.shape[0]
+        quantized = self.context.quantize.lookup(rearrange(context_ids, "b t h w -> (b t) h w"))
+        recon, maps = self.context.decode(quantized)
+        return split_batch(recon, b), ContextFeatures([split_batch(m, b) for m in maps])
+
+    @staticmethod
+    def _check_features(name: str, features: Any, shapes: list[tuple[int, int]], batch: int | None
+                        ) -> list[torch.Tensor]:
+        """The level maps of `features`, after checking them against the expected (channels, side) per level."""
+        expected = ", ".join(f"(B, Tc, {c}, {s}, {s})" for c, s in shapes)
+        if not isinstance(features, ContextFeatures):
+            raise ValueError(f"{name} must be ContextFeatures with levels {expected}; got {type(features).__name__}")
+        got = [tuple(level.shape) for level in features.levels]
+        ok = len(got) == len(shapes) and all(
+            len(g) == 5 and g[2:] == (c, s, s) and g[1] >= 1 and g[:2] == got[0][:2] for g, (c, s) in zip(got, shapes))
+        if not ok:
+            raise ValueError(f"{name} must hold levels {expected}; got {got}")
+        if batch is not None and got and got[0][0] != batch:
+            raise ValueError(f"{name} has batch {got[0][0]} but the frames/ids have batch {batch}")
+        return features.levels

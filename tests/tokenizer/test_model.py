@@ -1,0 +1,131 @@
+"""CompressiveTokenizer: shapes, round trips, the split API, cross-attention wiring, context counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ivideogpt.tokenizer import CompressiveTokenizer, ContextFeatures, TokenizerOutput
+
+
+@pytest.fixture
+def model(tiny_config) -> CompressiveTokenizer:
+    return tiny_config.build().eval()
+
+
+def test_encode_shapes_and_ranges(model, clip) -> None:
+    context_ids, future_ids = model.encode(clip[:, :1], clip[:, 1:])
+    assert context_ids.shape == (2, 1, 16, 16) and context_ids.dtype == torch.long
+    assert future_ids.shape == (2, 2, 4, 4) and future_ids.dtype == torch.long
+    for ids in (context_ids, future_ids):
+        assert 0 <= ids.min() and ids.max() < model.config.codebook_size
+
+
+def test_round_trip_shapes_and_determinism(model, clip) -> None:
+    ids = model.encode(clip[:, :1], clip[:, 1:])
+    assert all(torch.equal(a, b) for a, b in zip(ids, model.encode(clip[:, :1], clip[:, 1:])))
+    context_recon, future_recon = model.decode(*ids)
+    assert context_recon.shape == (2, 1, 3, 64, 64) and future_recon.shape == (2, 2, 3, 64, 64)
+    again = model.decode(*ids)
+    assert torch.equal(context_recon, again[0]) and torch.equal(future_recon, again[1])
+
+
+def test_forward_output(model, clip) -> None:
+    out = model(clip[:, :2], clip[:, 2:])
+    assert isinstance(out, TokenizerOutput)
+    assert out.context_ids.shape == (2, 2, 16, 16) and out.future_ids.shape == (2, 1, 4, 4)
+    assert out.reconstruction.shape == clip.shape
+    assert out.commitment.ndim == 0 and out.commitment >= 0 and out.codebook_loss >= 0
+    assert set(out.stats) == {"codebook_usage", "perplexity", "future_codebook_usage", "future_perplexity"}
+    # forward's reconstructions are what decode() gives for the same ids
+    context_recon, future_recon = model.decode(out.context_ids, out.future_ids)
+    torch.testing.assert_close(out.context_recon, context_recon)
+    torch.testing.assert_close(out.future_recon, future_recon)
+
+
+def test_split_api_matches_whole_clip_api(model, clip) -> None:
+    context_ids, future_ids = model.encode(clip[:, :1], clip[:, 1:])
+    split_ids, encoder_features = model.encode_context(clip[:, :1])
+    assert torch.equal(split_ids, context_ids)
+    assert torch.equal(model.encode_future(clip[:, 1:], encoder_features), future_ids)
+    features = model.context_decoder_features(context_ids)
+    _, future_recon = model.decode(context_ids, future_ids)
+    # decoding one new frame at a time with cached features gives the same frames
+    steps = [model.decode_future(future_ids[:, t:t + 1], features) for t in range(future_ids.shape[1])]
+    torch.testing.assert_close(torch.cat(steps, dim=1), future_recon)
+
+
+def test_context_features_repeat_and_index(model, clip) -> None:
+    context_ids, future_ids = model.encode(clip[:, :1], clip[:, 1:])
+    features = model.context_decoder_features(context_ids)
+    assert isinstance(features, ContextFeatures) and features.batch_size == 2 and features.num_frames == 1
+    forked = features.repeat(3)  # (B*3): each element 3 times in a row
+    assert forked.batch_size == 6
+    frames = model.decode_future(future_ids.repeat_interleave(3, dim=0), forked)
+    reference = model.decode_future(future_ids, features)
+    torch.testing.assert_close(frames[3:6], reference[1:2].expand(3, -1, -1, -1, -1))
+    picked = features.index([1])
+    torch.testing.assert_close(model.decode_future(future_ids[1:], picked), reference[1:])
+    assert features.index(0).batch_size == 1
+
+
+def test_gradients_reach_context_encoder_through_cross_attention(model, clip) -> None:
+    model.train()
+    out = model(clip[:, :1], clip[:, 1:])
+    (out.future_recon - clip[:, 1:]).abs().mean().backward()  # future reconstruction loss only
+    for name, module in [("context encoder", model.context.encoder), ("prediction encoder", model.prediction.encoder),
+                         ("context decoder", model.context.decoder)]:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and sum(g.abs().sum() for g in grads) > 0, f"no gradient reached the {name}"
+
+
+def test_use_context_false_changes_future_frames(model, clip) -> None:
+    context_ids, future_ids = model.encode(clip[:, :1], clip[:, 1:])
+    with_context = model.decode(context_ids, future_ids)[1]
+    without = model.decode(context_ids, future_ids, use_context=False)[1]
+    assert without.shape == with_context.shape
+    assert not torch.allclose(with_context, without)
+    torch.testing.assert_close(model.decode_future(future_ids, None, use_context=False), without)
+
+
+@pytest.mark.parametrize("num_context", [1, 2, 3])
+def test_any_number_of_context_frames(model, make_clip, num_context) -> None:
+    clip = make_clip(batch=1, frames=num_context + 2)
+    out = model(clip[:, :num_context], clip[:, num_context:])
+    assert out.context_ids.shape == (1, num_context, 16, 16) and out.future_ids.shape == (1, 2, 4, 4)
+    assert out.future_recon.shape == (1, 2, 3, 64, 64)
+
+
+def test_future_tokens_depend_on_context(model, clip) -> None:
+    _, future_a = model.encode_context(clip[:, :1])
+    _, future_b = model.encode_context(torch.flip(clip[:, :1], dims=[-1]))
+    a = model.prediction.encode(clip[:, 1], future_a.levels)[0].quantized
+    b = model.prediction.encode(clip[:, 1], future_b.levels)[0].quantized
+    assert not torch.allclose(a, b)
+
+
+def test_describe_and_num_params(model) -> None:
+    info = model.describe()
+    assert info["context_tokens"] == [16, 16] and info["future_tokens"] == [4, 4]
+    assert info["codebook_size"] == 128 and info["embed_dim"] == 16 and info["resolution"] == 64
+    assert model.num_params == sum(p.numel() for p in model.parameters()) < 1_000_000
+
+
+def test_parameter_names_follow_diffusers_layout(model) -> None:
+    names = set(dict(model.named_parameters()))
+    for expected in ["context.encoder.down_blocks.0.resnets.0.conv1.weight",
+                     "context.encoder.down_blocks.0.downsamplers.0.conv.weight",
+                     "context.encoder.mid_block.resnets.1.norm2.weight", "context.encoder.conv_out.weight",
+                     "context.quant_conv.weight", "context.quantize.embedding.weight",
+                     "context.decoder.up_blocks.0.upsamplers.0.conv.weight", "context.decoder.conv_norm_out.bias",
+                     "prediction.encoder.down_blocks.2.cross_attention.to_q.weight",
+                     "prediction.decoder.up_blocks.0.cross_attention.to_out.0.weight"]:
+        assert expected in names, expected
+    assert not any("cross_attention" in n for n in names if n.startswith("context."))
+
+
+def test_position_codes_are_distinct_per_position() -> None:
+    from ivideogpt.tokenizer.blocks import sincos_2d
+
+    codes = sincos_2d(4, 4, 18, torch.device("cpu"), torch.float32)
+    assert codes.shape == (16, 18) and torch.cdist(codes, codes).add(torch.eye(16)).min() > 0.1

@@ -1,0 +1,97 @@
+"""VectorQuantizer invariants: straight-through, id range, non-negative losses, usage stats."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ivideogpt.tokenizer import VectorQuantizer, codebook_stats
+
+
+@pytest.mark.parametrize("l2_normalize", [True, False])
+def test_straight_through_forward_is_the_selected_code(l2_normalize) -> None:
+    quantizer = VectorQuantizer(codebook_size=32, embed_dim=8, l2_normalize=l2_normalize)
+    z = torch.randn(2, 8, 4, 4, requires_grad=True)
+    out = quantizer(z)
+    assert out.ids.shape == (2, 4, 4) and out.ids.dtype == torch.long
+    assert 0 <= out.ids.min() and out.ids.max() < 32
+    torch.testing.assert_close(out.quantized, quantizer.lookup(out.ids))
+    # the selected code is the nearest one
+    flat = z.detach().permute(0, 2, 3, 1).reshape(-1, 8)
+    codes = quantizer.codes().detach()
+    if l2_normalize:
+        flat = F.normalize(flat, dim=-1)
+    assert torch.equal(out.ids.flatten(), torch.cdist(flat, codes).argmin(dim=1))
+    # gradient passes straight through to the input
+    (out.quantized * torch.randn_like(out.quantized)).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_losses_are_non_negative_and_train_the_right_side() -> None:
+    quantizer = VectorQuantizer(codebook_size=16, embed_dim=4, beta=0.25)
+    z = torch.randn(3, 4, 2, 2, requires_grad=True)
+    out = quantizer(z)
+    assert out.commitment >= 0 and out.codebook_loss >= 0
+    out.codebook_loss.backward()
+    assert z.grad is None and quantizer.embedding.weight.grad.abs().sum() > 0
+    quantizer.zero_grad()
+    quantizer(z).commitment.backward()
+    assert z.grad.abs().sum() > 0 and quantizer.embedding.weight.grad is None
+
+
+def test_input_equal_to_a_code_has_zero_loss() -> None:
+    quantizer = VectorQuantizer(codebook_size=8, embed_dim=4)
+    z = quantizer.codes().detach()[[3, 5]].reshape(2, 4, 1, 1)
+    out = quantizer(z)
+    assert out.ids.flatten().tolist() == [3, 5]
+    assert out.commitment.item() == pytest.approx(0, abs=1e-6)
+    assert out.codebook_loss.item() == pytest.approx(0, abs=1e-6)
+
+
+def test_codebook_stats_ranges() -> None:
+    usage, perplexity = codebook_stats(torch.tensor([0, 0, 0, 0]), 8)
+    assert usage.item() == pytest.approx(1 / 8) and perplexity.item() == pytest.approx(1.0)
+    usage, perplexity = codebook_stats(torch.arange(8).repeat(3), 8)
+    assert usage.item() == pytest.approx(1.0) and perplexity.item() == pytest.approx(8.0, rel=1e-4)
+    usage, perplexity = codebook_stats(torch.randint(0, 64, (100,)), 64)
+    assert 0 < usage <= 1 and 1 <= perplexity <= 64
+
+
+def test_lookup_is_chunk_independent(monkeypatch) -> None:
+    from ivideogpt.tokenizer import quantizer as module
+
+    quantizer = VectorQuantizer(codebook_size=64, embed_dim=8)
+    z = torch.randn(4, 8, 8, 8)
+    reference = quantizer(z).ids
+    monkeypatch.setattr(module, "_LOOKUP_CHUNK", 7)
+    assert torch.equal(quantizer(z).ids, reference)
+
+
+def test_dead_codes_are_restarted_on_batch_rows_in_training_only() -> None:
+    quantizer = VectorQuantizer(codebook_size=16, embed_dim=4, restart_after=2)
+    z = torch.randn(1, 4, 1, 1).expand(2, 4, 3, 3).contiguous()  # one direction only: a collapsing batch
+    quantizer.eval()
+    for _ in range(3):
+        quantizer(z)
+    assert quantizer.unused_steps.sum() == 0  # eval passes neither count nor restart
+    quantizer.train()
+    before = quantizer.embedding.weight.detach().clone()
+    quantizer(z)
+    quantizer(z)
+    assert (quantizer.unused_steps >= 2).sum() == 15  # all but the one selected code
+    out = quantizer(z)  # restarts the 15 dead codes on (noisy copies of) rows of z before the lookup
+    changed = (quantizer.embedding.weight.detach() != before).any(dim=1)
+    assert changed.sum() == 15
+    direction = F.normalize(z[0, :, 0, 0], dim=0)
+    assert (F.normalize(quantizer.embedding.weight.detach()[changed], dim=1) @ direction > 0.99).all()
+    assert out.ids.max() < 16 and quantizer.unused_steps.max() <= 1
+
+
+def test_restarts_do_not_break_backward() -> None:
+    quantizer = VectorQuantizer(codebook_size=8, embed_dim=4, restart_after=1).train()
+    z = torch.randn(2, 4, 2, 2, requires_grad=True)
+    for _ in range(3):
+        out = quantizer(z)
+        (out.quantized.sum() + out.commitment + out.codebook_loss).backward()
+    assert z.grad is not None and quantizer.embedding.weight.grad is not None
