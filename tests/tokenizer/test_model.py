@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -129,3 +131,19 @@ def test_position_codes_are_distinct_per_position() -> None:
 
     codes = sincos_2d(4, 4, 18, torch.device("cpu"), torch.float32)
     assert codes.shape == (16, 18) and torch.cdist(codes, codes).add(torch.eye(16)).min() > 0.1
+
+
+def test_future_residual_starts_as_a_copy_of_the_last_decoded_context_frame(tiny_config, clip) -> None:
+    model = replace(tiny_config, future_residual=True).build().eval()
+    context_ids, future_ids = model.encode(clip[:, :2], clip[:, 2:])
+    context_recon, future_recon = model.decode(context_ids, future_ids)
+    assert torch.allclose(future_recon, context_recon[:, -1:].expand_as(future_recon))
+    out = model(clip[:, :2], clip[:, 2:])  # the training path adds the same base
+    assert torch.allclose(out.future_recon, out.context_recon[:, -1:].expand_as(out.future_recon))
+    features = model.context_decoder_features(context_ids)
+    assert torch.equal(model.decode_future(future_ids, features.repeat(2).index([0, 2])), future_recon)
+    no_base = ContextFeatures(features.levels)
+    with pytest.raises(ValueError, match="residual"):
+        model.decode_future(future_ids, no_base)
+    off = model.decode_future(future_ids, None, use_context=False)  # no context at all: no base either
+    assert torch.allclose(off, torch.zeros_like(off))

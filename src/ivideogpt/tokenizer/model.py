@@ -24,9 +24,14 @@ from ivideogpt.tokenizer.quantizer import QuantizerOutput, VectorQuantizer, code
 
 @dataclass
 class ContextFeatures:
-    """Per-level feature maps of the context frames, each (B, Tc, C, h, w); cacheable across rollout steps."""
+    """Per-level feature maps of the context frames, each (B, Tc, C, h, w); cacheable across rollout steps.
+
+    Decoder features also carry `frames`, the decoded context frames (B, Tc, 3, H, W), which a
+    `future_residual` tokenizer adds its future-frame output to.
+    """
 
     levels: list[torch.Tensor]
+    frames: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -38,7 +43,7 @@ class ContextFeatures:
 
     def repeat(self, n: int) -> "ContextFeatures":
         """Each batch element repeated n times in a row: (B, ...) -> (B*n, ...), for forking rollouts."""
-        return ContextFeatures([level.repeat_interleave(n, dim=0) for level in self.levels])
+        return self._map(lambda t: t.repeat_interleave(n, dim=0))
 
     def index(self, index: torch.Tensor | slice | Sequence[int] | int) -> "ContextFeatures":
         """Batch elements selected by `index` (an int keeps a batch dimension of 1)."""
@@ -46,13 +51,18 @@ class ContextFeatures:
             index = slice(index, index + 1)
         elif not isinstance(index, (slice, torch.Tensor)):
             index = torch.as_tensor(index, dtype=torch.long)
-        return ContextFeatures([level[index] for level in self.levels])
+        return self._map(lambda t: t[index])
 
     def to(self, device: torch.device | str) -> "ContextFeatures":
-        return ContextFeatures([level.to(device) for level in self.levels])
+        return self._map(lambda t: t.to(device))
 
     def detach(self) -> "ContextFeatures":
-        return ContextFeatures([level.detach() for level in self.levels])
+        return self._map(torch.Tensor.detach)
+
+    def _map(self, function: Any) -> "ContextFeatures":
+        """The same function applied to every level map and to `frames`."""
+        frames = None if self.frames is None else function(self.frames)
+        return ContextFeatures([function(level) for level in self.levels], frames)
 
 
 @dataclass
@@ -119,6 +129,9 @@ class CompressiveTokenizer(nn.Module):
         self.config = config
         self.context = VQBranch(config, config.context_tokens, cross_attention=False)
         self.prediction = VQBranch(config, config.future_tokens, cross_attention=True)
+        if config.future_residual:  # a fresh prediction decoder outputs "no change"
+            nn.init.zeros_(self.prediction.decoder.conv_out.weight)
+            nn.init.zeros_(self.prediction.decoder.conv_out.bias)
 
     @property
     def num_params(self) -> int:
@@ -148,7 +161,8 @@ class CompressiveTokenizer(nn.Module):
             contexts = self._check_features("decoder_features", decoder_features,
                                             self.prediction.decoder.level_shapes(), b)
         quantized = self.prediction.quantize.lookup(rearrange(future_ids, "b t h w -> (b t) h w"))
-        return split_batch(self.prediction.decode(quantized, contexts)[0], b)
+        frames = split_batch(self.prediction.decode(quantized, contexts)[0], b)
+        return self._add_base(frames, decoder_features if use_context else None)
 
     # -- whole-clip API -----------------------------------------------------------------------
     def encode(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,13 +184,15 @@ class CompressiveTokenizer(nn.Module):
         b = context_frames.shape[0]
         future_q = self._encode_future(future_frames, encoder_features)
         context_recon, decoder_maps = self.context.decode(context_q.quantized)
-        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps])
+        context_recon = split_batch(context_recon, b)
+        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps], context_recon)
         future_recon, _ = self.prediction.decode(future_q.quantized, decoder_features.levels)
+        future_recon = self._add_base(split_batch(future_recon, b), decoder_features)
         usage, perplexity = codebook_stats(context_q.ids, self.config.codebook_size)
         future_usage, future_perplexity = codebook_stats(future_q.ids, self.config.codebook_size)
         return TokenizerOutput(
             context_ids=split_batch(context_q.ids, b), future_ids=split_batch(future_q.ids, b),
-            context_recon=split_batch(context_recon, b), future_recon=split_batch(future_recon, b),
+            context_recon=context_recon, future_recon=future_recon,
             commitment=context_q.commitment + future_q.commitment,
             codebook_loss=context_q.codebook_loss + future_q.codebook_loss,
             stats={"codebook_usage": usage, "perplexity": perplexity,
@@ -215,7 +231,17 @@ class CompressiveTokenizer(nn.Module):
         b = context_ids.shape[0]
         quantized = self.context.quantize.lookup(rearrange(context_ids, "b t h w -> (b t) h w"))
         recon, maps = self.context.decode(quantized)
-        return split_batch(recon, b), ContextFeatures([split_batch(m, b) for m in maps])
+        recon = split_batch(recon, b)
+        return recon, ContextFeatures([split_batch(m, b) for m in maps], recon)
+
+    def _add_base(self, future: torch.Tensor, decoder_features: ContextFeatures | None) -> torch.Tensor:
+        """With `future_residual`, future frames (B, Tf, 3, H, W) are changes on the last decoded context frame."""
+        if not self.config.future_residual or decoder_features is None:
+            return future
+        if decoder_features.frames is None:
+            raise ValueError("this tokenizer decodes future frames as residuals: decoder_features must come from "
+                             "context_decoder_features(context_ids)")
+        return future + decoder_features.frames[:, -1:]
 
     @staticmethod
     def _check_features(name: str, features: Any, shapes: list[tuple[int, int]], batch: int | None

@@ -69,21 +69,21 @@ class TransformerExperiment:
     init_from: str | None = None  # transformer checkpoint to start from (e.g. action-free -> action-conditioned)
 
     def build_objective(self, initialise: bool = True) -> nn.Module:
-        """The TransformerObjective (tokenizer from `tokenizer_checkpoint` when `initialise`, else from `tokenizer`)."""
+        """The TransformerObjective; the tokenizer config comes from `tokenizer_checkpoint` unless already set,
+        its weights too when `initialise` (a resumed run restores every weight from its own checkpoint)."""
         from ivideogpt.transformer.objective import TransformerObjective
 
-        if initialise and self.tokenizer_checkpoint:
+        if self.tokenizer_checkpoint and (initialise or self.tokenizer is None):
             source = ckpt.resolve(self.tokenizer_checkpoint)
-            saved = read_experiment(source, strict=False)
+            saved = read_experiment(source)
             if not isinstance(saved, TokenizerExperiment):
                 raise ConfigError(f"tokenizer_checkpoint {source} holds a {saved.kind} run, not a tokenizer")
             self.tokenizer = saved.tokenizer
-            tokenizer = saved.tokenizer.build()
-            tokenizer.load_state_dict(_weights(source, "tokenizer."))
-        elif self.tokenizer is not None:
-            tokenizer = self.tokenizer.build()
-        else:
+        if self.tokenizer is None:
             raise ConfigError("a transformer run needs tokenizer_checkpoint (a trained tokenizer's run directory)")
+        tokenizer = self.tokenizer.build()
+        if initialise and self.tokenizer_checkpoint:  # a resumed run gets every weight from its own checkpoint
+            tokenizer.load_state_dict(_weights(source, "tokenizer."))
         if self.data.resolution != self.tokenizer.resolution:
             raise ConfigError(f"data.resolution={self.data.resolution} differs from the tokenizer's "
                               f"{self.tokenizer.resolution}")
