@@ -121,7 +121,7 @@ class WorldModel:
         actions = self._context_actions(actions, batch, tc)
         tok_device = next(self.tokenizer.parameters()).device
         context_ids, _ = self.tokenizer.encode_context(context_frames.to(tok_device))  # (B, Tc, h, w)
-        features = self.tokenizer.context_decoder_features(context_ids)
+        features = self.tokenizer.context_decoder_features(context_ids, context_frames.to(tok_device))
         ids = self.layout.build_ids(context_ids.to(self.device))  # (B, Tc * (1 + h*w))
         self.state = RolloutState(ids=ids, actions=actions, num_context=tc, num_future=0, cache=None,
                                   decoder_features=features)

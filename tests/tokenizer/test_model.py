@@ -133,13 +133,15 @@ def test_position_codes_are_distinct_per_position() -> None:
     assert codes.shape == (16, 18) and torch.cdist(codes, codes).add(torch.eye(16)).min() > 0.1
 
 
-def test_future_residual_starts_as_a_copy_of_the_last_decoded_context_frame(tiny_config, clip) -> None:
+def test_future_residual_starts_as_a_copy_of_the_last_context_frame(tiny_config, clip) -> None:
     model = replace(tiny_config, future_residual=True).build().eval()
     context_ids, future_ids = model.encode(clip[:, :2], clip[:, 2:])
     context_recon, future_recon = model.decode(context_ids, future_ids)
     assert torch.allclose(future_recon, context_recon[:, -1:].expand_as(future_recon))
-    out = model(clip[:, :2], clip[:, 2:])  # the training path adds the same base
-    assert torch.allclose(out.future_recon, out.context_recon[:, -1:].expand_as(out.future_recon))
+    out = model(clip[:, :2], clip[:, 2:])  # training adds the observed last context frame
+    assert torch.allclose(out.future_recon, clip[:, 1:2].expand_as(out.future_recon))
+    observed = model.context_decoder_features(context_ids, clip[:, :2])  # so do rollouts from observed frames
+    assert torch.allclose(model.decode_future(future_ids, observed), clip[:, 1:2].expand_as(future_recon))
     features = model.context_decoder_features(context_ids)
     assert torch.equal(model.decode_future(future_ids, features.repeat(2).index([0, 2])), future_recon)
     no_base = ContextFeatures(features.levels)

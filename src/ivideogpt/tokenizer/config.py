@@ -33,10 +33,12 @@ class TokenizerConfig:
     both are within 3%.
 
     `future_residual` (off in the paper presets, on in `tokenizer_cpu`): the prediction decoder's
-    output is added to the decoded last context frame, and its last conv starts at zero, so a fresh
-    tokenizer already reproduces the static scene and training only has to learn what moved. It
-    is an addition to the paper's design that makes short CPU trainings useful; with it off, the
-    prediction decoder has to rebuild the whole frame through cross-attention.
+    output is added to the last context frame (the observed one in training and in world-model
+    rollouts, which start from observed frames; the decoded one when only ids are given), and its
+    last conv starts at zero, so a fresh tokenizer already reproduces the static scene exactly and
+    training only has to learn what moved. It is an addition to the paper's design that makes short
+    CPU trainings useful; with it off, the prediction decoder rebuilds the whole frame through
+    cross-attention.
 
     Loss (equal weights by default, as in the paper): L1 and L2 reconstruction, commitment +
     codebook loss, LPIPS perceptual loss, and an optional hinge-loss patch discriminator from step

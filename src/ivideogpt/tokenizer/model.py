@@ -147,9 +147,18 @@ class CompressiveTokenizer(nn.Module):
         """Future frames (B, Tf, 3, H, W) -> ids (B, Tf, f, f), conditioned on `encode_context` features."""
         return split_batch(self._encode_future(frames, context_features).ids, frames.shape[0])
 
-    def context_decoder_features(self, context_ids: torch.Tensor) -> ContextFeatures:
-        """Context decoder's per-level maps for ids (B, Tc, g, g); compute once per rollout, reuse every step."""
-        return self._decode_context(context_ids)[1]
+    def context_decoder_features(self, context_ids: torch.Tensor, context_frames: torch.Tensor | None = None
+                                 ) -> ContextFeatures:
+        """Context decoder's per-level maps for ids (B, Tc, g, g); compute once per rollout, reuse every step.
+
+        `context_frames` (B, Tc, 3, H, W), the observed frames behind the ids, become the base of a
+        `future_residual` tokenizer (as in training); without them the decoded context frames are.
+        """
+        features = self._decode_context(context_ids)[1]
+        if context_frames is not None:
+            check_frames("context_frames", context_frames, self.config.resolution, batch=context_ids.shape[0])
+            features.frames = context_frames
+        return features
 
     def decode_future(self, future_ids: torch.Tensor, decoder_features: ContextFeatures | None,
                       use_context: bool = True) -> torch.Tensor:
@@ -185,7 +194,7 @@ class CompressiveTokenizer(nn.Module):
         future_q = self._encode_future(future_frames, encoder_features)
         context_recon, decoder_maps = self.context.decode(context_q.quantized)
         context_recon = split_batch(context_recon, b)
-        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps], context_recon)
+        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps], context_frames)
         future_recon, _ = self.prediction.decode(future_q.quantized, decoder_features.levels)
         future_recon = self._add_base(split_batch(future_recon, b), decoder_features)
         usage, perplexity = codebook_stats(context_q.ids, self.config.codebook_size)
