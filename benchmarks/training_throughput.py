@@ -1,0 +1,147 @@
+"""Training throughput of the transformer and the tokenizer, and achieved FLOP/s vs. this machine's matmul peak.
+
+    python benchmarks/training_throughput.py --quick     # smoke run, under ~60 s on 2 cores
+    python benchmarks/training_throughput.py             # all four models (tokenizer_64: ~1 min per step on CPU)
+    python benchmarks/training_throughput.py --models transformer_small --batch 4 --bf16
+
+One training step = forward, backward and an AdamW update, on random data with random weights:
+- transformers (action-conditioned, 4-d actions): random ids of 2 context + 6 future frames
+  (16x16 and 4x4 tokens: 616 tokens per sample), cross-entropy on future tokens;
+- tokenizers: `TokenizerObjective` (L1/L2 reconstruction + quantizer losses, no perceptual loss: its
+  VGG16 needs local weights) on clips of 2 context + 2 future 64x64 frames, as the CPU recipes sample.
+Reported per model: median step seconds, samples (clips) / s, frames / s, tokens / s (sequence tokens for
+the transformer, ids produced for the tokenizer), FLOPs per step counted by
+`torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions, attention; elementwise ops and the
+optimizer are not counted; causal attention is counted dense) on an untimed warm-up step, and the
+achieved FLOP/s as a fraction of the fp32 and bf16 matmul peak measured in the same run (2048x2048 `mm`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from _common import add_common_args, markdown_table, optimizer_step, setup, sync, time_call, transformer_train_step
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from ivideogpt.data.batch import Batch
+from ivideogpt.presets import get_preset
+from ivideogpt.tokenizer.objective import TokenizerObjective
+from ivideogpt.transformer import SequenceLayout
+
+aten = torch.ops.aten
+TRANSFORMER_FRAMES, TOKENIZER_FRAMES = (2, 6), (2, 2)  # (context, future) frames per sample
+DEFAULT_BATCH = {"transformer_tiny": 8, "transformer_small": 2, "tokenizer_cpu": 8, "tokenizer_64": 1}
+
+
+def _sdpa_forward(query: torch.Size, key: torch.Size, value: torch.Size, *args: object, **kwargs: object) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _sdpa_backward(grad_out: torch.Size, query: torch.Size, key: torch.Size, value: torch.Size, *args: object,
+                   **kwargs: object) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# The CPU flash-attention kernels have no formula in torch's registry.
+CPU_ATTENTION_FLOPS = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward,
+                       aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward}
+
+
+@dataclass
+class Workload:
+    """One model's training step and what a sample holds."""
+
+    step: Callable[[], None]
+    frames: int  # per sample
+    tokens: int  # per sample
+
+
+def workload(name: str, batch: int, device: torch.device, bf16: bool) -> Workload:
+    """The training step of preset `name` at `batch` samples."""
+    config = get_preset(name)
+    if name.startswith("transformer"):
+        context, future = TRANSFORMER_FRAMES
+        config = replace(config, action_dim=4)
+        step = transformer_train_step(config, batch, context, future, device, bf16)
+        layout = SequenceLayout(config.codebook_size, config.context_grid, config.future_grid)
+        return Workload(step, context + future, layout.length(context, future))
+    context, future = TOKENIZER_FRAMES
+    objective = TokenizerObjective(config, perceptual=None).to(device).train()
+    data = Batch(torch.rand(batch, context + future, 3, 64, 64, device=device) * 2 - 1, num_context=context)
+
+    def loss() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return objective.compute_loss(data, 0)[0]
+
+    tokens = context * config.context_tokens ** 2 + future * config.future_tokens ** 2
+    return Workload(optimizer_step(objective, loss), context + future, tokens)
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of `step` (it runs once)."""
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float, n: int = 2048) -> float:
+    """Median FLOP/s of repeated n x n `mm` calls over about `seconds` (after one warm-up call)."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    torch.mm(a, b, out=out)
+    rates: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        sync(device)
+        rates.append(2 * n**3 / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    parser.add_argument("--models", nargs="+", choices=list(DEFAULT_BATCH), default=list(DEFAULT_BATCH))
+    parser.add_argument("--batch", type=int, help=f"samples per step (default per model: {DEFAULT_BATCH})")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps (the median is reported)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for forward and backward")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
+        if args.models == list(DEFAULT_BATCH):
+            args.models = ["transformer_tiny", "tokenizer_cpu", "transformer_small"]
+    device = setup(args, "training throughput")
+    peak_seconds = 0.5 if args.quick else 2.0
+    peaks = {name: matmul_peak(dtype, device, peak_seconds) for name, dtype in
+             (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"matmul peak (2048x2048 mm, median): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; training in {'bf16 autocast' if args.bf16 else 'fp32'}\n")
+
+    rows = []
+    for name in args.models:
+        batch = args.batch or (1 if args.quick else DEFAULT_BATCH[name])
+        torch.manual_seed(0)
+        work = workload(name, batch, device, args.bf16)
+        flops = count_flops(work.step)  # also the warm-up step
+        seconds = time_call(work.step, device, args.repeats, warmup=0)
+        achieved = flops / seconds
+        rows.append([name, batch, f"{seconds:.3f}", f"{batch / seconds:.2f}", f"{batch * work.frames / seconds:.1f}",
+                     f"{batch * work.tokens / seconds:.0f}", f"{flops / 1e9:.1f}", f"{achieved / 1e9:.1f}",
+                     f"{achieved / peaks['fp32']:.0%}", f"{achieved / peaks['bf16']:.0%}"])
+        print(f"  {name}: done", flush=True)
+    print()
+    print(markdown_table(["model", "batch", "step s", "samples/s", "frames/s", "tokens/s", "GFLOP / step",
+                          "GFLOP/s", "of fp32 peak", "of bf16 peak"], rows))
+    print(f"\nsample: transformer {sum(TRANSFORMER_FRAMES)} frames ({TRANSFORMER_FRAMES[0]} context), "
+          f"tokenizer {sum(TOKENIZER_FRAMES)} frames ({TOKENIZER_FRAMES[0]} context)")
+
+
+if __name__ == "__main__":
+    main()
