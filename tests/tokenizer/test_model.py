@@ -137,15 +137,16 @@ def test_future_residual_starts_as_a_copy_of_the_last_context_frame(tiny_config,
     model = replace(tiny_config, future_residual=True).build().eval()
     context_ids, future_ids = model.encode(clip[:, :2], clip[:, 2:])
     context_recon, future_recon = model.decode(context_ids, future_ids)
-    assert torch.allclose(future_recon, context_recon[:, -1:].expand_as(future_recon))
+    close = dict(atol=0.05, rtol=0)  # the last conv starts small, not zero, so gradients reach the decoder
+    assert torch.allclose(future_recon, context_recon[:, -1:].expand_as(future_recon), **close)
     out = model(clip[:, :2], clip[:, 2:])  # training adds the observed last context frame
-    assert torch.allclose(out.future_recon, clip[:, 1:2].expand_as(out.future_recon))
+    assert torch.allclose(out.future_recon, clip[:, 1:2].expand_as(out.future_recon), **close)
     observed = model.context_decoder_features(context_ids, clip[:, :2])  # so do rollouts from observed frames
-    assert torch.allclose(model.decode_future(future_ids, observed), clip[:, 1:2].expand_as(future_recon))
+    assert torch.allclose(model.decode_future(future_ids, observed), clip[:, 1:2].expand_as(future_recon), **close)
     features = model.context_decoder_features(context_ids)
-    assert torch.equal(model.decode_future(future_ids, features.repeat(2).index([0, 2])), future_recon)
+    assert torch.allclose(model.decode_future(future_ids, features.repeat(2).index([0, 2])), future_recon, atol=1e-6)
     no_base = ContextFeatures(features.levels)
     with pytest.raises(ValueError, match="residual"):
         model.decode_future(future_ids, no_base)
     off = model.decode_future(future_ids, None, use_context=False)  # no context at all: no base either
-    assert torch.allclose(off, torch.zeros_like(off))
+    assert off.abs().max() < 0.05

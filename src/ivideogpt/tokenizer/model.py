@@ -22,6 +22,9 @@ from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.tokenizer.quantizer import QuantizerOutput, VectorQuantizer, codebook_stats
 
 
+RESIDUAL_INIT_SCALE = 0.01  # scale of the prediction decoder's last conv at init when `future_residual`
+
+
 @dataclass
 class ContextFeatures:
     """Per-level feature maps of the context frames, each (B, Tc, C, h, w); cacheable across rollout steps.
@@ -129,9 +132,10 @@ class CompressiveTokenizer(nn.Module):
         self.config = config
         self.context = VQBranch(config, config.context_tokens, cross_attention=False)
         self.prediction = VQBranch(config, config.future_tokens, cross_attention=True)
-        if config.future_residual:  # a fresh prediction decoder outputs "no change"
-            nn.init.zeros_(self.prediction.decoder.conv_out.weight)
-            nn.init.zeros_(self.prediction.decoder.conv_out.bias)
+        if config.future_residual:  # a fresh prediction decoder outputs (almost) "no change"
+            with torch.no_grad():  # small, not zero: a zero last layer would stop gradients reaching the rest
+                self.prediction.decoder.conv_out.weight.mul_(RESIDUAL_INIT_SCALE)
+                self.prediction.decoder.conv_out.bias.zero_()
 
     @property
     def num_params(self) -> int:

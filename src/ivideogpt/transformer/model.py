@@ -96,7 +96,7 @@ class WorldModelTransformer(nn.Module):
             if slot_index is None or slot_index.numel() != actions.shape[1]:
                 raise ValueError("embed needs one slot index per action")
             proj = self.project_actions(actions)  # (B, n, H)
-            embeds = embeds.index_add(1, slot_index.to(embeds.device), proj)
+            embeds = embeds.index_add(1, slot_index.to(embeds.device), proj.to(embeds.dtype))
         return embeds
 
     def project_actions(self, actions: Tensor) -> Tensor:
