@@ -15,6 +15,9 @@ COMMANDS = {
     "data": "ivideogpt.commands.data",
     "train": "ivideogpt.commands.train",
     "demo": "ivideogpt.commands.demo",
+    "rl": "ivideogpt.commands.rl",
+    "evaluate": "ivideogpt.commands.evaluate",
+    "plan": "ivideogpt.commands.plan",
 }
 
 
