@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ivideogpt.data.actions import ActionBounds, read_metadata
 from ivideogpt.frames import to_model
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ class TestVideo:
 def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | None = None) -> list[TestVideo]:
     """The first `clip_length` frames of every `*.npz` episode under `data_dir` (sorted by path).
 
-    Episodes shorter than `clip_length` are skipped and counted in one log line.
+    Episodes shorter than `clip_length` are skipped and counted in one log line. Actions are mapped
+    to [-1, 1] with the bounds in the episode folder's metadata.json, as the training data is.
     """
     data_dir = Path(data_dir)
     paths = sorted(data_dir.rglob("*.npz")) if data_dir.is_dir() else []
@@ -45,6 +47,9 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
                 continue
             actions = data["actions"][:clip_length] if "actions" in data else None
             clip = frames[:clip_length]
+        bounds = ActionBounds.from_metadata(read_metadata(path))
+        if actions is not None and bounds is not None:
+            actions = bounds.normalize(actions)
         videos.append(TestVideo(
             id=str(path.relative_to(data_dir).with_suffix("")),
             frames=to_model(np.ascontiguousarray(clip)),
