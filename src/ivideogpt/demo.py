@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import yaml
 
-from ivideogpt.data.episode import Episode
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,6 +33,20 @@ class EpisodeReader(Protocol):
     def scan(self, report: DataReport) -> list[EpisodeInfo]: ...
 
     def load(self, info: EpisodeInfo) -> Episode: ...
+
+
+class FileTreeReader:
+    """Base of the readers of files under a folder (recursively, sorted by path) or of one given file."""
+
+    suffixes: tuple[str, ...] = ()  # file-name endings this format reads, lower case
+
+    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
+        self.path, self.options = Path(path), dict(options or {})
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        return sorted(p for p in self.path.rglob("*") if p.is_file() and p.name.lower().endswith(self.suffixes))
 
 
 def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:

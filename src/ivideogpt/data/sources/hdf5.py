@@ -21,7 +21,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, action_rows_ok
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok
 from ivideogpt.data.sources.npz import episode_from_arrays
 
 FRAME_KEYS = ("frames", "images", "image", "obs/image", "obs/agentview_image", "observations/images",
@@ -65,16 +65,10 @@ def _decode_encoded(frames: Any) -> np.ndarray:
     return np.stack(images)
 
 
-class Hdf5Reader:
+class Hdf5Reader(FileTreeReader):
     """HDF5 files under a folder (or one file); episode id `file` or `file/group`."""
 
-    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
-        self.path, self.options = Path(path), dict(options or {})
-
-    def files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in (".h5", ".hdf5") and p.is_file())
+    suffixes = (".h5", ".hdf5")
 
     def _groups(self, handle: Any) -> list[str]:
         import h5py

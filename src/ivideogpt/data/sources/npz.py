@@ -26,7 +26,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, align_actions, coerce_frames
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, align_actions, coerce_frames
 
 FRAME_KEYS = ("frames", "image", "images", "obs", "observation", "observations", "rgb", "pixels",
               "rgb_static", "front_rgb", "agentview_rgb", "image_1", "aux1_image")
@@ -156,16 +156,10 @@ def info_from_shapes(episode_id: str, shapes: dict[str, tuple[tuple[int, ...], n
     return EpisodeInfo(episode_id, length, action_dim, layout.rewards is not None, location)
 
 
-class NpzReader:
+class NpzReader(FileTreeReader):
     """A directory tree of `.npz` episodes (or one file); the episode id is the relative path."""
 
-    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
-        self.path, self.options = Path(path), dict(options or {})
-
-    def files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        return sorted(self.path.rglob("*.npz"))
+    suffixes = (".npz",)
 
     def scan(self, report: DataReport) -> list[EpisodeInfo]:
         infos = []

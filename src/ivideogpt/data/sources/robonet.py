@@ -16,7 +16,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, align_actions
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, align_actions
 from ivideogpt.data.sources.rlds import decode_image
 from ivideogpt.data.sources.video import read_video
 
@@ -43,18 +43,15 @@ def _fit_actions(handle: Any, actions: np.ndarray, width: int | None) -> np.ndar
     return np.concatenate([actions, pad], axis=1)
 
 
-class RoboNetReader:
+class RoboNetReader(FileTreeReader):
     """RoboNet `.hdf5` files under a folder; the episode id is the file name."""
 
+    suffixes = (".h5", ".hdf5")
+
     def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
-        self.path, self.options = Path(path), dict(options or {})
+        super().__init__(path, options)
         self.camera = int(self.options.get("camera", 0))
         self.action_dim = self.options.get("action_dim", 5)
-
-    def files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in (".h5", ".hdf5") and p.is_file())
 
     def _length(self, video: Any) -> int:
         if "frames" in video:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, action_rows_ok, align_actions
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".m4v")
 _ENCODERS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8"),
@@ -116,16 +116,10 @@ def _side_file(video: Path, kind: str) -> Path:
     return video.with_name(f"{video.stem}.{kind}.npy")
 
 
-class VideoFolderReader:
+class VideoFolderReader(FileTreeReader):
     """Every video file under a folder (recursively), one episode each."""
 
-    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
-        self.path, self.options = Path(path), dict(options or {})
-
-    def files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    suffixes = VIDEO_SUFFIXES
 
     def scan(self, report: DataReport) -> list[EpisodeInfo]:
         infos = []

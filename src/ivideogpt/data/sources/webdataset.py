@@ -18,7 +18,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, action_rows_ok, align_actions
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions
 from ivideogpt.data.sources.npz import READ_ERRORS, info_from_shapes, npz_shapes, read_npz_episode
 from ivideogpt.data.sources.video import VIDEO_SUFFIXES, count_frames, read_video
 
@@ -78,20 +78,14 @@ def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
         report.skip(str(path), f"shard unreadable after sample {current}: {error}", "unreadable")
 
 
-class TarReader:
+class TarReader(FileTreeReader):
     """Uncompressed `.tar` shards under a folder (or one shard), indexed for random access."""
 
-    def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
-        self.path, self.options = Path(path), dict(options or {})
-
-    def shards(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        return sorted(p for p in self.path.rglob("*") if p.is_file() and p.name.endswith(SHARD_SUFFIXES))
+    suffixes = SHARD_SUFFIXES
 
     def scan(self, report: DataReport) -> list[EpisodeInfo]:
         infos = []
-        for shard in self.shards():
+        for shard in self.files():
             if not shard.name.endswith(".tar"):
                 report.found += 1
                 report.skip(str(shard), "compressed shards stream only (use ShardStream) or unpack to .tar",
