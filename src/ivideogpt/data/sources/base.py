@@ -48,6 +48,10 @@ class FileTreeReader:
             return [self.path]
         return sorted(p for p in self.path.rglob("*") if p.is_file() and p.name.lower().endswith(self.suffixes))
 
+    def file_id(self, file: Path) -> str:
+        """A file's stable id: its path below the folder without the suffix (its stem for a single file)."""
+        return file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+
 
 def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:
     """Any common frame layout -> uint8 (T, H, W, 3); raises EpisodeError when it cannot be sure.

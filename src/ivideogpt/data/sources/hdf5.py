@@ -94,7 +94,7 @@ class Hdf5Reader(FileTreeReader):
 
         infos = []
         for file in self.files():
-            stem = file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+            stem = self.file_id(file)
             try:
                 with h5py.File(file, "r") as handle:
                     groups = self._groups(handle)

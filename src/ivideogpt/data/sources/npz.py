@@ -165,7 +165,7 @@ class NpzReader(FileTreeReader):
         infos = []
         for file in self.files():
             report.found += 1
-            episode_id = file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+            episode_id = self.file_id(file)
             try:
                 infos.append(info_from_shapes(episode_id, npz_shapes(file), self.options, file))
             except READ_ERRORS as error:

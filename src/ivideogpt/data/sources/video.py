@@ -125,7 +125,7 @@ class VideoFolderReader(FileTreeReader):
         infos = []
         for file in self.files():
             report.found += 1
-            episode_id = file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+            episode_id = self.file_id(file)
             try:
                 length = count_frames(file)
                 if length == 0:
