@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ivideogpt.weights import weight_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +150,7 @@ def vgg16_candidates(weights_path: str | Path | None = None) -> list[Path]:
     """Every place the VGG16 trunk file is looked for, in order."""
     if weights_path is not None:
         return [Path(weights_path).expanduser()]
-    dirs = []
-    if os.environ.get("IVIDEOGPT_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["IVIDEOGPT_WEIGHTS_DIR"]).expanduser())
-    dirs.append(Path.home() / ".cache" / "ivideogpt" / "weights")
-    candidates = [d / name for d in dirs for name in VGG16_FILENAMES]
+    candidates = [d / name for d in weight_dirs() for name in VGG16_FILENAMES]
     candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / TORCH_HUB_VGG16)
     return candidates
 

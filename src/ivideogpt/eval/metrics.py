@@ -15,7 +15,6 @@ It is never downloaded; when it is missing, FVD is skipped and the other metrics
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from ivideogpt.perceptual import LPIPS
+from ivideogpt.weights import weight_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +97,7 @@ def i3d_candidates(path: str | Path | None = None) -> list[Path]:
     """Every place the I3D detector is looked for, in order."""
     if path is not None:
         return [Path(path).expanduser()]
-    dirs = []
-    if os.environ.get("IVIDEOGPT_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["IVIDEOGPT_WEIGHTS_DIR"]).expanduser())
-    dirs.append(Path.home() / ".cache" / "ivideogpt" / "weights")
-    return [d / I3D_FILENAME for d in dirs]
+    return [d / I3D_FILENAME for d in weight_dirs()]
 
 
 def load_i3d(path: str | Path | None = None, *, required: bool = False) -> torch.jit.ScriptModule | None:

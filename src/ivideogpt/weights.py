@@ -1,0 +1,17 @@
+"""Where pretrained weight files are looked for: nothing is ever downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHTS_DIR_VARIABLE = "IVIDEOGPT_WEIGHTS_DIR"
+
+
+def weight_dirs() -> list[Path]:
+    """Folders searched in order: `$IVIDEOGPT_WEIGHTS_DIR` when set, then `~/.cache/ivideogpt/weights`."""
+    dirs = []
+    if os.environ.get(WEIGHTS_DIR_VARIABLE):
+        dirs.append(Path(os.environ[WEIGHTS_DIR_VARIABLE]).expanduser())
+    dirs.append(Path.home() / ".cache" / "ivideogpt" / "weights")
+    return dirs
