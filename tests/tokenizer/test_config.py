@@ -29,7 +29,7 @@ def test_perframe_presets(name, grid) -> None:
 def test_small_presets() -> None:
     assert describe_preset("tokenizer_tiny")["parameters"] < 1e6
     info = describe_preset("tokenizer_cpu")
-    assert info["resolution"] == 64 and info["context_tokens"] == [16, 16] and info["codebook_size"] == 1024
+    assert info["resolution"] == 64 and info["context_tokens"] == [16, 16] and info["codebook_size"] == 1000
 
 
 def test_build_on_meta_device() -> None:
@@ -78,3 +78,14 @@ def test_loads_through_the_config_surface() -> None:
     assert config.down_channels == (16, 32, 64) and config.kind == "perframe"
     with pytest.raises(ConfigError, match="codebook_size must be >= 2; got 1"):
         load_config(TokenizerConfig, overrides=["codebook_size=1"])
+
+
+def test_fsq_needs_matching_embed_dim_and_codebook_size() -> None:
+    config = tokenizer_cpu()
+    assert config.quantizer == "fsq" and config.codebook_size == 8 * 5 * 5 * 5 and config.embed_dim == 4
+    with pytest.raises(ValueError, match="needs embed_dim=4 and codebook_size=1000"):
+        replace(config, codebook_size=1024)
+    with pytest.raises(ValueError, match="fsq_levels must list integers >= 2"):
+        replace(config, fsq_levels=(8, 1), embed_dim=2, codebook_size=8)
+    with pytest.raises(ValueError, match="quantizer must be 'vq' or 'fsq'"):
+        replace(config, quantizer="lfq")

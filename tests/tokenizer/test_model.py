@@ -146,7 +146,20 @@ def test_future_residual_starts_as_a_copy_of_the_last_context_frame(tiny_config,
     features = model.context_decoder_features(context_ids)
     assert torch.allclose(model.decode_future(future_ids, features.repeat(2).index([0, 2])), future_recon, atol=1e-6)
     no_base = ContextFeatures(features.levels)
-    with pytest.raises(ValueError, match="residual"):
+    with pytest.raises(ValueError, match="changes on the last context frame"):
         model.decode_future(future_ids, no_base)
     off = model.decode_future(future_ids, None, use_context=False)  # no context at all: no base either
     assert off.abs().max() < 0.05
+
+
+def test_future_residual_encoder_reads_the_change_from_the_last_context_frame(tiny_config, clip) -> None:
+    model = replace(tiny_config, future_residual=True).build().eval()
+    seen = []
+    encode = model.prediction.encode
+    model.prediction.encode = lambda frames, contexts: seen.append(frames) or encode(frames, contexts)
+    model.encode(clip[:, :2], clip[:, 2:])
+    change = (clip[:, 2:] - clip[:, 1:2]).flatten(0, 1)
+    torch.testing.assert_close(seen[0], change)
+    _, features = model.encode_context(clip[:, :2])
+    with pytest.raises(ValueError, match="changes on the last context frame"):
+        model.encode_future(clip[:, 2:], ContextFeatures(features.levels))

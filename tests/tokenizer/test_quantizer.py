@@ -1,4 +1,4 @@
-"""VectorQuantizer invariants: straight-through, id range, non-negative losses, usage stats."""
+"""Quantizer invariants (VQ and FSQ): straight-through, id range, round trips, losses, usage stats."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ivideogpt.tokenizer import VectorQuantizer, codebook_stats
+from ivideogpt.tokenizer import FiniteScalarQuantizer, VectorQuantizer, codebook_stats
 
 
 @pytest.mark.parametrize("l2_normalize", [True, False])
@@ -95,3 +95,29 @@ def test_restarts_do_not_break_backward() -> None:
         out = quantizer(z)
         (out.quantized.sum() + out.commitment + out.codebook_loss).backward()
     assert z.grad is not None and quantizer.embedding.weight.grad is not None
+
+
+def test_fsq_ids_cover_the_grid_and_round_trip() -> None:
+    quantizer = FiniteScalarQuantizer((8, 5, 3))
+    assert quantizer.codebook_size == 120 and quantizer.embed_dim == 3
+    z = 1.5 * torch.randn(256, 3, 8, 8)
+    out = quantizer(z)
+    assert out.ids.shape == (256, 8, 8) and out.ids.dtype == torch.long
+    assert 0 <= out.ids.min() and out.ids.max() < 120
+    assert out.ids.unique().numel() == 120  # large random latents reach every grid point
+    torch.testing.assert_close(out.quantized, quantizer.lookup(out.ids))
+    for channel, levels in enumerate((8, 5, 3)):  # each channel takes exactly `levels` values in [-1, 1]
+        values = out.quantized[:, channel].unique()
+        assert values.numel() == levels and values.min() >= -1 and values.max() <= 1
+    assert out.commitment == 0 and out.codebook_loss == 0
+
+
+def test_fsq_is_straight_through_and_checks_channels() -> None:
+    quantizer = FiniteScalarQuantizer((8, 5, 5, 5))
+    z = torch.randn(2, 4, 4, 4, requires_grad=True)
+    quantizer(z).quantized.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs 4 latent channels, got 3"):
+        quantizer(torch.randn(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="levels must be integers >= 2"):
+        FiniteScalarQuantizer((8, 1))

@@ -11,10 +11,10 @@ from ivideogpt.tokenizer.config import (
 )
 from ivideogpt.tokenizer.model import CompressiveTokenizer, ContextFeatures, TokenizerOutput
 from ivideogpt.tokenizer.perframe import PerFrameTokenizer
-from ivideogpt.tokenizer.quantizer import VectorQuantizer, codebook_stats
+from ivideogpt.tokenizer.quantizer import FiniteScalarQuantizer, VectorQuantizer, codebook_stats
 
 __all__ = [
-    "CompressiveTokenizer", "ContextFeatures", "PerFrameTokenizer", "TokenizerConfig", "TokenizerOutput",
+    "CompressiveTokenizer", "ContextFeatures", "FiniteScalarQuantizer", "PerFrameTokenizer", "TokenizerConfig", "TokenizerOutput",
     "VectorQuantizer", "codebook_stats", "perframe_4x4_64", "perframe_16x16_64", "tokenizer_256", "tokenizer_64",
     "tokenizer_cpu", "tokenizer_tiny",
 ]

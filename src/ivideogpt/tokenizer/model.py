@@ -19,7 +19,7 @@ from torch import nn
 from ivideogpt.tokenizer.blocks import Decoder, Encoder
 from ivideogpt.tokenizer.checks import check_frames, check_ids
 from ivideogpt.tokenizer.config import TokenizerConfig
-from ivideogpt.tokenizer.quantizer import QuantizerOutput, VectorQuantizer, codebook_stats
+from ivideogpt.tokenizer.quantizer import QuantizerOutput, build_quantizer, codebook_stats
 
 
 RESIDUAL_INIT_SCALE = 0.01  # scale of the prediction decoder's last conv at init when `future_residual`
@@ -29,8 +29,9 @@ RESIDUAL_INIT_SCALE = 0.01  # scale of the prediction decoder's last conv at ini
 class ContextFeatures:
     """Per-level feature maps of the context frames, each (B, Tc, C, h, w); cacheable across rollout steps.
 
-    Decoder features also carry `frames`, the decoded context frames (B, Tc, 3, H, W), which a
-    `future_residual` tokenizer adds its future-frame output to.
+    They also carry `frames` (B, Tc, 3, H, W): the observed context frames for encoder features, the
+    observed or decoded ones for decoder features. A `future_residual` tokenizer codes future frames
+    as changes on the last of them.
     """
 
     levels: list[torch.Tensor]
@@ -95,15 +96,13 @@ class VQBranch(nn.Module):
         factor = c.latent_side // tokens  # kernel = stride of the bottleneck conv; 1 -> a 1x1 conv
         max_side = c.max_cross_attention_resolution if c.kind == "compressive" else 0
         shared = dict(channels=c.down_channels, groups=c.norm_groups, embed_dim=c.embed_dim, resolution=c.resolution,
-                      max_cross_attention_resolution=max_side, cross_attention=cross_attention,
-                      head_dim=c.attention_head_dim)
-        self.encoder = Encoder(layers=c.down_layers, **shared)
+                      max_cross_attention_resolution=max_side, head_dim=c.attention_head_dim)
+        self.encoder = Encoder(layers=c.down_layers, cross_attention=cross_attention, **shared)
         self.quant_conv = nn.Conv2d(c.embed_dim, c.embed_dim, factor, stride=factor)
-        self.quantize = VectorQuantizer(c.codebook_size, c.embed_dim, c.commitment_beta, c.l2_normalized_codes,
-                                        c.codebook_restart_steps)
+        self.quantize = build_quantizer(c)
         self.post_quant_conv = (nn.ConvTranspose2d(c.embed_dim, c.embed_dim, factor, stride=factor) if factor > 1
                                 else nn.Conv2d(c.embed_dim, c.embed_dim, 1))
-        self.decoder = Decoder(layers=c.up_layers, **shared)
+        self.decoder = Decoder(layers=c.up_layers, cross_attention=cross_attention, **shared)
 
     def encode(self, x: torch.Tensor, contexts: list[torch.Tensor] | None = None
                ) -> tuple[QuantizerOutput, list[torch.Tensor]]:
@@ -230,13 +229,15 @@ class CompressiveTokenizer(nn.Module):
         check_frames("context_frames", frames, self.config.resolution)
         b = frames.shape[0]
         out, maps = self.context.encode(rearrange(frames, "b t c h w -> (b t) c h w"))
-        return out, ContextFeatures([split_batch(m, b) for m in maps])
+        return out, ContextFeatures([split_batch(m, b) for m in maps], frames)
 
     def _encode_future(self, frames: torch.Tensor, features: ContextFeatures) -> QuantizerOutput:
         b = features.batch_size if isinstance(features, ContextFeatures) else None
         check_frames("future_frames", frames, self.config.resolution, batch=b)
         contexts = self._check_features("context_features", features, self.prediction.encoder.level_shapes(),
                                         frames.shape[0])
+        if self.config.future_residual:  # the prediction encoder reads what changed, as its decoder writes it
+            frames = frames - self._base(features)
         return self.prediction.encode(rearrange(frames, "b t c h w -> (b t) c h w"), contexts)[0]
 
     def _decode_context(self, context_ids: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
@@ -248,13 +249,18 @@ class CompressiveTokenizer(nn.Module):
         return recon, ContextFeatures([split_batch(m, b) for m in maps], recon)
 
     def _add_base(self, future: torch.Tensor, decoder_features: ContextFeatures | None) -> torch.Tensor:
-        """With `future_residual`, future frames (B, Tf, 3, H, W) are changes on the last decoded context frame."""
+        """With `future_residual`, future frames (B, Tf, 3, H, W) are changes on the last context frame."""
         if not self.config.future_residual or decoder_features is None:
             return future
-        if decoder_features.frames is None:
-            raise ValueError("this tokenizer decodes future frames as residuals: decoder_features must come from "
-                             "context_decoder_features(context_ids)")
-        return future + decoder_features.frames[:, -1:]
+        return future + self._base(decoder_features)
+
+    @staticmethod
+    def _base(features: ContextFeatures) -> torch.Tensor:
+        """The frame a `future_residual` tokenizer codes changes against: the last context frame (B, 1, 3, H, W)."""
+        if features.frames is None:
+            raise ValueError("this tokenizer codes future frames as changes on the last context frame: the "
+                             "features must carry context frames (from encode_context or context_decoder_features)")
+        return features.frames[:, -1:]
 
     @staticmethod
     def _check_features(name: str, features: Any, shapes: list[tuple[int, int]], batch: int | None
