@@ -16,6 +16,7 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clips"] == 4 and metrics["horizon"] == 3 and metrics["samples_per_clip"] == 2
+    assert metrics["temperature"] == 0.7
     for name in ("world_model", "world_model_best_of_samples", "copy_last_frame"):
         assert len(metrics[name]["psnr"]) == 3 and 0 < metrics[name]["ssim_mean"] <= 1
     best, mean = metrics["world_model_best_of_samples"]["psnr_mean"], metrics["world_model"]["psnr_mean"]

@@ -267,7 +267,8 @@ class WorldModel:
         caches = []
         for start in range(0, state.batch_size, self.prefill_rows):
             cache = GrowingCache(self.transformer.config.num_layers)
-            self.transformer.backbone(self._history_embeds(state, slice(start, start + self.prefill_rows)), 0, cache)
+            self.transformer.backbone(self._history_embeds(state, slice(start, start + self.prefill_rows)), 0, cache,
+                                      state.num_context)
             caches.append(cache)
         return caches[0] if len(caches) == 1 else GrowingCache.concat(caches)
 
@@ -287,9 +288,9 @@ class WorldModel:
         codes = []
         for j in range(layout.future_codes + 1):
             if self.cache_mode == "none":
-                hidden = model.backbone(inputs)[:, -1]  # (B, H)
+                hidden = model.backbone(inputs, num_context=state.num_context)[:, -1]  # (B, H)
             else:
-                hidden = model.backbone(inputs, start, cache)[:, -1]
+                hidden = model.backbone(inputs, start, cache, state.num_context)[:, -1]
                 start += inputs.shape[1]
             if j == layout.future_codes:  # the last code is now in the cache; its hidden gives the reward
                 break

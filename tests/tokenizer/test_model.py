@@ -163,3 +163,29 @@ def test_future_residual_encoder_reads_the_change_from_the_last_context_frame(ti
     _, features = model.encode_context(clip[:, :2])
     with pytest.raises(ValueError, match="changes on the last context frame"):
         model.encode_future(clip[:, 2:], ContextFeatures(features.levels))
+
+
+def test_static_patches_get_the_skip_id(tiny_config, clip) -> None:
+    config = replace(tiny_config, future_residual=True, quantizer="fsq", fsq_levels=(5, 5, 5), embed_dim=3,
+                     codebook_size=125, future_skip_threshold=0.05)
+    model = config.build().eval()
+    context = clip[:, :1]
+    future = context.repeat(1, 2, 1, 1, 1).clone()
+    region = future[:, 1, :, 20:24, 40:44]
+    future[:, 1, :, 20:24, 40:44] = torch.where(region > 0, -1.0, 1.0)  # change one patch of the second frame
+    context_ids, future_ids = model.encode(context, future)
+    skip = model.prediction.quantize.zero_id
+    assert (future_ids[:, 0] == skip).all()  # nothing moved: every token is "no change"
+    assert (future_ids[:, 1, 1, 2] != skip).any()  # rows 16-31, columns 32-47: the changed patch
+    others = torch.ones(4, 4, dtype=torch.bool)
+    others[1, 2] = False
+    assert (future_ids[:, 1][:, others] == skip).all()
+    out = model(context, future)  # training sees the same ids and the skip code's latent
+    assert torch.equal(out.future_ids, future_ids)
+    decoded = model.decode_future(future_ids, model.context_decoder_features(context_ids, context))
+    assert torch.equal(decoded[:, 0], context[:, 0])  # skip patches copy the last context frame exactly
+    assert torch.equal(out.future_recon[:, 0], context[:, 0])
+    assert torch.equal(decoded[:, 1, :, :16], context[:, 0, :, :16])  # top row of patches: all skipped
+    assert not torch.equal(decoded[:, 1, :, 16:32, 32:48], context[:, 0, :, 16:32, 32:48])
+    with pytest.raises(ValueError, match="future_skip_threshold > 0 needs future_residual=True"):
+        replace(config, future_residual=False)

@@ -66,3 +66,18 @@ def test_bad_ids_are_rejected(bad: torch.Tensor, message: str) -> None:
         layout.build_ids(bad)
     with pytest.raises(ValueError, match=message):
         layout.build_ids(torch.zeros(1, 1, 2, 2, dtype=torch.long), bad)
+
+
+def test_cell_centres_share_one_image_frame() -> None:
+    layout = SequenceLayout(8, context_grid=(4, 4), future_grid=(2, 2))
+    length = layout.length(2, 2)  # 2 x (1 + 16) + 2 x (1 + 4) = 44
+    centers, is_code = layout.cell_centers(2, torch.arange(length))
+    assert centers.shape == (length, 2) and is_code.shape == (length,)
+    assert not is_code[layout.slot_index(2, 2)].any() and int(is_code.sum()) == 2 * 16 + 2 * 4
+    torch.testing.assert_close(centers[1], torch.tensor([0.125, 0.125]))  # first context code: top-left cell
+    torch.testing.assert_close(centers[1 + 6], torch.tensor([0.625, 0.375]))  # context row 1, column 2
+    first_future = layout.length(2, 0) + 1
+    torch.testing.assert_close(centers[first_future + 3], torch.tensor([0.75, 0.75]))  # future bottom-right
+    # the second context frame and the second future frame repeat the first ones' coordinates
+    torch.testing.assert_close(centers[18:34], centers[1:17])
+    torch.testing.assert_close(centers[first_future + 5 : first_future + 9], centers[first_future : first_future + 4])

@@ -160,3 +160,16 @@ def test_builds_on_meta_device() -> None:
     with torch.device("meta"):
         model = TransformerConfig().build()
     assert model.lm_head.weight.is_meta and model.describe()["vocab_size"] == 16386
+
+
+def test_spatial_positions_add_cell_coordinates_and_stay_causal() -> None:
+    model = TransformerConfig(**SMALL, num_layers=2, spatial_positions=True).build().eval()
+    plain = TransformerConfig(**SMALL, num_layers=2).build().eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("spatial_proj.")})
+    ctx, fut = codes(tf=2)
+    assert not torch.allclose(model(ctx, fut).logits, plain(ctx, fut).logits)  # the spatial term is used
+    with torch.no_grad():
+        model.spatial_proj.weight.zero_()
+    torch.testing.assert_close(model(ctx, fut).logits, plain(ctx, fut).logits)  # and is the only difference
+    with pytest.raises(ValueError, match="needs num_context"):
+        model.backbone(torch.randn(1, 3, 32))

@@ -63,6 +63,7 @@ class TokenizerConfig:
     future_tokens: int = 4
     max_cross_attention_resolution: int = 16
     future_residual: bool = False  # code future frames as changes on the last context frame
+    future_skip_threshold: float = 0.0  # > 0: patches that changed by no more get one "no change" id
     attention_head_dim: int = 64
     quantizer: Literal["vq", "fsq"] = "vq"  # learned codebook (paper) or finite scalar grid (tokenizer_cpu)
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # "fsq": values per latent channel; needs embed_dim=len,
@@ -104,6 +105,11 @@ class TokenizerConfig:
             raise ValueError(f"codebook_size must be >= 2; got {self.codebook_size}")
         if self.quantizer not in ("vq", "fsq"):
             raise ValueError(f"quantizer must be 'vq' or 'fsq'; got {self.quantizer!r}")
+        if self.future_skip_threshold < 0:
+            raise ValueError(f"future_skip_threshold must be >= 0; got {self.future_skip_threshold}")
+        if self.future_skip_threshold > 0 and not (self.future_residual and self.quantizer == "fsq"):
+            raise ValueError("future_skip_threshold > 0 needs future_residual=True (patches are judged by their "
+                             "change) and quantizer='fsq' (whose origin is the skip code)")
         if self.quantizer == "fsq":
             if not self.fsq_levels or min(self.fsq_levels) < 2:
                 raise ValueError(f"fsq_levels must list integers >= 2; got {self.fsq_levels}")
@@ -175,7 +181,8 @@ def tokenizer_cpu() -> TokenizerConfig:
     """
     return TokenizerConfig(down_channels=(16, 32, 64), down_layers=1, up_layers=2, norm_groups=8, embed_dim=4,
                            codebook_size=1000, quantizer="fsq", fsq_levels=(8, 5, 5, 5), attention_head_dim=32,
-                           l1_weight=0.0, l2_weight=1.0, perceptual_weight=0.0, future_residual=True)
+                           l1_weight=0.0, l2_weight=1.0, perceptual_weight=0.0, future_residual=True,
+                           future_skip_threshold=0.05)
 
 
 def perframe_4x4_64() -> TokenizerConfig:

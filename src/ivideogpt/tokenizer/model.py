@@ -174,7 +174,7 @@ class CompressiveTokenizer(nn.Module):
                                             self.prediction.decoder.level_shapes(), b)
         quantized = self.prediction.quantize.lookup(rearrange(future_ids, "b t h w -> (b t) h w"))
         frames = split_batch(self.prediction.decode(quantized, contexts)[0], b)
-        return self._add_base(frames, decoder_features if use_context else None)
+        return self._add_base(frames, decoder_features if use_context else None, future_ids)
 
     # -- whole-clip API -----------------------------------------------------------------------
     def encode(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,11 +199,12 @@ class CompressiveTokenizer(nn.Module):
         context_recon = split_batch(context_recon, b)
         decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps], context_frames)
         future_recon, _ = self.prediction.decode(future_q.quantized, decoder_features.levels)
-        future_recon = self._add_base(split_batch(future_recon, b), decoder_features)
+        future_ids = split_batch(future_q.ids, b)
+        future_recon = self._add_base(split_batch(future_recon, b), decoder_features, future_ids)
         usage, perplexity = codebook_stats(context_q.ids, self.config.codebook_size)
         future_usage, future_perplexity = codebook_stats(future_q.ids, self.config.codebook_size)
         return TokenizerOutput(
-            context_ids=split_batch(context_q.ids, b), future_ids=split_batch(future_q.ids, b),
+            context_ids=split_batch(context_q.ids, b), future_ids=future_ids,
             context_recon=context_recon, future_recon=future_recon,
             commitment=context_q.commitment + future_q.commitment,
             codebook_loss=context_q.codebook_loss + future_q.codebook_loss,
@@ -238,7 +239,27 @@ class CompressiveTokenizer(nn.Module):
                                         frames.shape[0])
         if self.config.future_residual:  # the prediction encoder reads what changed, as its decoder writes it
             frames = frames - self._base(features)
-        return self.prediction.encode(rearrange(frames, "b t c h w -> (b t) c h w"), contexts)[0]
+        flat = rearrange(frames, "b t c h w -> (b t) c h w")
+        out = self.prediction.encode(flat, contexts)[0]
+        return self._skip_static_patches(out, flat) if self.config.future_skip_threshold > 0 else out
+
+    def _skip_static_patches(self, out: QuantizerOutput, change: torch.Tensor) -> QuantizerOutput:
+        """Give every token whose image patch did not change the one id of "no change" (like a codec's skip block).
+
+        Why: the encoder's GroupNorm and wide receptive field give unchanged patches ids that depend
+        on the rest of the frame (on Push-T ~200 distinct ids for "nothing moved here"), and the
+        transformer then spends its training predicting those instead of the motion. `change` is
+        the encoder input, frame minus last context frame, (N, 3, H, W); a patch is static when no
+        value in it moved by more than `future_skip_threshold`.
+        """
+        tokens = self.config.future_tokens
+        patch = change.abs().amax(dim=1)  # (N, H, W)
+        patch = rearrange(patch, "n (h p) (w q) -> n h w (p q)", h=tokens, w=tokens).amax(dim=-1)
+        static = patch <= self.config.future_skip_threshold  # (N, f, f)
+        skip_id = self.prediction.quantize.zero_id
+        skip_code = self.prediction.quantize.lookup(torch.full_like(out.ids[:1], skip_id))  # (1, D, f, f)
+        quantized = torch.where(static.unsqueeze(1), skip_code.to(out.quantized.dtype), out.quantized)
+        return QuantizerOutput(quantized, out.ids.masked_fill(static, skip_id), out.commitment, out.codebook_loss)
 
     def _decode_context(self, context_ids: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
         check_ids("context_ids", context_ids, self.config.context_tokens, self.config.codebook_size)
@@ -248,8 +269,17 @@ class CompressiveTokenizer(nn.Module):
         recon = split_batch(recon, b)
         return recon, ContextFeatures([split_batch(m, b) for m in maps], recon)
 
-    def _add_base(self, future: torch.Tensor, decoder_features: ContextFeatures | None) -> torch.Tensor:
-        """With `future_residual`, future frames (B, Tf, 3, H, W) are changes on the last context frame."""
+    def _add_base(self, future: torch.Tensor, decoder_features: ContextFeatures | None, future_ids: torch.Tensor
+                  ) -> torch.Tensor:
+        """With `future_residual`, future frames (B, Tf, 3, H, W) are changes on the last context frame.
+
+        With `future_skip_threshold`, patches whose id is the skip id copy the last context frame exactly
+        (their change is zeroed), as a codec's skip blocks copy the reference frame.
+        """
+        if self.config.future_skip_threshold > 0:
+            moved = (future_ids != self.prediction.quantize.zero_id).to(future.dtype)  # (B, Tf, f, f)
+            scale = self.config.resolution // self.config.future_tokens
+            future = future * moved.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3).unsqueeze(2)
         if not self.config.future_residual or decoder_features is None:
             return future
         return future + self._base(decoder_features)

@@ -172,6 +172,11 @@ class FiniteScalarQuantizer(nn.Module):
             codebook_loss=zero,
         )
 
+    @property
+    def zero_id(self) -> int:
+        """Id of the grid point at the origin (every channel 0): the natural code for "nothing here"."""
+        return sum((n // 2) * radix for n, radix in zip(self.levels, self._radix.tolist()))
+
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Grid points of ids (N, h, w) as a latent map (N, D, h, w)."""
         half = self._levels // 2

@@ -26,6 +26,7 @@ class TransformerConfig:
     action_dim: int = 0  # 0 = action-free; else actions are projected onto slot embeddings
     reward_head: bool = False  # predict each future frame's reward from its last token
     symlog_rewards: bool = False  # regress symlog(reward) instead of the raw reward
+    spatial_positions: bool = False  # add each code's 2D cell position to its embedding (not in the paper)
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6
     init_std: float = 0.02

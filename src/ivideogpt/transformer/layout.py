@@ -92,6 +92,25 @@ class SequenceLayout:
         """(Tf * h'w',) indices of the target tokens, frame by frame, in raster order."""
         return self.target_mask(num_context, num_future).nonzero().squeeze(1)
 
+    def cell_centers(self, num_context: int, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Where in the frame each sequence position's code sits: (q, 2) (x, y) cell centres in (0, 1), (q,) bool.
+
+        Context codes (on the `context_grid`) and future codes (on the coarser `future_grid`) share
+        one image coordinate frame, so a future code and the context codes over the same region get
+        nearby coordinates. Slot tokens are not in the frame: their mask entry is False.
+        """
+        positions = positions.long()
+        context_span = num_context * (1 + self.context_codes)
+        in_context = positions < context_span
+        within = torch.where(in_context, positions % (1 + self.context_codes),
+                             (positions - context_span) % (1 + self.future_codes))
+        cell = (within - 1).clamp_min(0)
+        rows = torch.where(in_context, self.context_grid[0], self.future_grid[0])
+        cols = torch.where(in_context, self.context_grid[1], self.future_grid[1])
+        row, col = cell // cols, cell % cols
+        centers = torch.stack([(col + 0.5) / cols, (row + 0.5) / rows], dim=-1)
+        return centers.float(), within > 0
+
     # --- ids --------------------------------------------------------------------------------
     def build_ids(self, context_ids: Tensor, future_ids: Tensor | None = None) -> Tensor:
         """Codebook indices -> vocabulary ids.

@@ -8,6 +8,7 @@ added to slot embeddings, and with an optional KV cache for frame-by-frame rollo
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from ivideogpt.transformer.layout import SequenceLayout
 # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
 _CACHE_ARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
 OPTIONAL_PREFIXES = ("action_proj.", "reward_head.")
+SPATIAL_FREQUENCIES = 6  # octaves of cell-centre Fourier features: the finest has a period of 1/32 frame
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -76,6 +78,10 @@ class WorldModelTransformer(nn.Module):
                 layer.mlp.down_proj.register_forward_hook(self._drop_residual)
         self.action_proj = nn.Linear(config.action_dim, config.hidden_size) if config.action_dim else None
         self.reward_head = nn.Linear(config.hidden_size, 1) if config.reward_head else None
+        self.spatial_proj = (nn.Linear(4 * SPATIAL_FREQUENCIES, config.hidden_size, bias=False)
+                             if config.spatial_positions else None)
+        if self.spatial_proj is not None:
+            nn.init.normal_(self.spatial_proj.weight, std=config.init_std)
         self._zero_init_heads()
 
     def _drop_residual(self, module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
@@ -109,15 +115,37 @@ class WorldModelTransformer(nn.Module):
                              f"action_dim={self.config.action_dim} (shape {tuple(actions.shape)})")
         return self.action_proj(actions.to(self.action_proj.weight.dtype))
 
-    def backbone(self, embeds: Tensor, start: int = 0, cache: Cache | None = None) -> Tensor:
+    def backbone(self, embeds: Tensor, start: int = 0, cache: Cache | None = None, num_context: int | None = None
+                 ) -> Tensor:
         """(B, q, H) embeddings at positions start..start+q-1 -> (B, q, H) final hidden states.
 
         With `cache`, keys/values of these tokens are appended to it and attention covers all cached
-        tokens; `start` must then equal the number of cached tokens.
+        tokens; `start` must then equal the number of cached tokens. `num_context` (the segment's
+        context frames) places codes in the frame for `spatial_positions`.
         """
-        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device).unsqueeze(0)
+        positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)
+        if self.spatial_proj is not None:
+            embeds = embeds + self.spatial_embedding(positions, num_context).to(embeds.dtype)
         kwargs = {_CACHE_ARG: cache, "use_cache": cache is not None}
-        return self.core(inputs_embeds=self.embed_dropout(embeds), position_ids=positions, **kwargs).last_hidden_state
+        return self.core(inputs_embeds=self.embed_dropout(embeds), position_ids=positions.unsqueeze(0),
+                         **kwargs).last_hidden_state
+
+    def spatial_embedding(self, positions: Tensor, num_context: int | None) -> Tensor:
+        """(q,) sequence positions -> (q, H): a learned projection of Fourier features of each code's cell centre.
+
+        Why: RoPE only tells a token how far back another one is in the flattened sequence, and a
+        future code's 4x4 cell and the 16x16 context codes over the same image region are hundreds
+        of positions apart at irregular offsets. Giving every code its 2D place in one shared image
+        frame lets attention find "the context around this cell" from the start of training, which
+        short CPU trainings need. Slot tokens get no spatial term.
+        """
+        if num_context is None:
+            raise ValueError("a transformer with spatial_positions needs num_context in backbone()")
+        centers, is_code = self.layout.cell_centers(num_context, positions)
+        frequencies = math.pi * 2.0 ** torch.arange(SPATIAL_FREQUENCIES, device=positions.device)
+        angles = (centers.unsqueeze(-1) * frequencies).flatten(1)  # (q, 2F)
+        features = torch.cat([angles.sin(), angles.cos()], dim=1) * is_code.unsqueeze(1)
+        return self.spatial_proj(features.to(self.spatial_proj.weight.dtype))
 
     def future_logits(self, hidden: Tensor) -> Tensor:
         """(..., H) -> (..., K) logits over future codes only: sampling never leaves that range."""
@@ -144,7 +172,8 @@ class WorldModelTransformer(nn.Module):
         ids = layout.build_ids(context_ids, future_ids)  # (B, L)
         slot_index = layout.slot_index(tc, tf)
         actions = self.check_actions(actions, batch=ids.shape[0], frames=tc + tf)
-        hidden = self.backbone(self.embed(ids, actions, slot_index[1:] if actions is not None else None))
+        hidden = self.backbone(self.embed(ids, actions, slot_index[1:] if actions is not None else None),
+                               num_context=tc)
         target_index = layout.target_index(tc, tf).to(ids.device)  # (Tf*h'w',)
         logits = self.lm_head(hidden[:, target_index - 1])  # (B, Tf*h'w', V)
         rewards = None
