@@ -27,13 +27,14 @@ def test_plan_command_oracle_and_random(tmp_path, capsys) -> None:
 def test_plan_command_with_world_model_checkpoint(tmp_path, monkeypatch, tiny_world_model) -> None:
     loaded: list[str] = []
 
-    def fake_load(checkpoint, device, context_frames=None):
-        loaded.append(checkpoint)
+    def fake_load(checkpoint, device, context_frames=None, temperature=1.0):
+        loaded.append((checkpoint, temperature))
         return LoadedWorldModel(tiny_world_model, 2, np.zeros(2), np.full(2, 512.0))
 
     monkeypatch.setattr(plan_command, "load_world_model", fake_load)
-    code = cli.main(["plan", "--checkpoint", "ckpt", "--controllers", "world-model", "--out", str(tmp_path), *TINY])
-    assert code == 0 and loaded == ["ckpt"]
+    code = cli.main(["plan", "--checkpoint", "ckpt", "--controllers", "world-model", "--out", str(tmp_path),
+                     "--temperature", "0.5", *TINY])
+    assert code == 0 and loaded == [("ckpt", 0.5)]
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["summary"]["world-model"]["steps"] == 2
     assert report["video_panels"] == ["world-model real", "world-model imagined"]

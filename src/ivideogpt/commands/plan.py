@@ -37,13 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--execute", default="mean", choices=["mean", "best"],
                         help="run the refitted mean sequence or the best candidate")
     parser.add_argument("--context-frames", type=int, help="context frames for the world model (default: its own)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of imagined rollouts")
     parser.add_argument("--videos", type=int, default=2, help="episodes to record as video")
     parser.add_argument("--video-format", default="mp4", choices=["mp4", "gif"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def load_world_model(checkpoint: str, device: str, context_frames: int | None = None) -> Any:
+def load_world_model(checkpoint: str, device: str, context_frames: int | None = None, temperature: float = 1.0
+                     ) -> Any:
     """Checkpoint directory -> `LoadedWorldModel` (model in eval mode, context length, action bounds)."""
     from ivideogpt.planning.experiment import LoadedWorldModel
     from ivideogpt.train.checkpoint import load_model
@@ -53,6 +55,9 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
         raise SystemExit(f"{checkpoint} does not hold an interactive world model (reset/step), "
                          f"got {type(model).__name__}")
     model = model.to(device).eval() if hasattr(model, "eval") else model
+    if temperature < 0:
+        raise SystemExit(f"--temperature must be >= 0, got {temperature}")
+    model.temperature = temperature
     bounds = getattr(model, "action_bounds", None)
     return LoadedWorldModel(
         model=model,
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             raise SystemExit("--checkpoint DIR is needed for the world-model planner "
                              "(or pass --controllers random,oracle)")
-        world_model = load_world_model(args.checkpoint, args.device, args.context_frames)
+        world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature)
     env = make_pusht(settings.size)
     try:
         report = run_experiment(env, make_controllers(settings, cem, world_model), settings, args.out, cem=cem)
