@@ -159,7 +159,8 @@ def _write_episode_video(out: Path, episode: int, results: list[EpisodeResult], 
     panels: list[np.ndarray | None] = []
     for r in results:
         panels += [r.real, r.imagined]
-    return write_video(out / "videos" / f"episode_{episode:03d}.{fmt}", side_by_side(*panels))
+    labels = [label for r in results for label in _panels(r)]
+    return write_video(out / "videos" / f"episode_{episode:03d}.{fmt}", side_by_side(*panels, labels=labels))
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -7,12 +7,16 @@ from pathlib import Path
 import numpy as np
 
 
-def side_by_side(*videos: np.ndarray | None, gap: int = 2, scale: int = 2) -> np.ndarray:
+def side_by_side(*videos: np.ndarray | None, gap: int = 2, scale: int = 2, labels: list[str] | None = None
+                 ) -> np.ndarray:
     """Stack `(T, h, w, 3)` uint8 videos left to right with a grey gap; None panels are skipped.
 
-    Shorter videos hold their last frame; `scale` enlarges pixels (nearest) for viewing.
+    Shorter videos hold their last frame; `scale` enlarges pixels (nearest) for viewing; `labels`
+    (one per non-None panel) are written in a white strip above the panels.
     """
     panels = [v for v in videos if v is not None]
+    if labels is not None and len(labels) != len(panels):
+        raise ValueError(f"{len(labels)} labels for {len(panels)} panels")
     if not panels:
         raise ValueError("no video to write")
     length = max(len(v) for v in panels)
@@ -27,7 +31,19 @@ def side_by_side(*videos: np.ndarray | None, gap: int = 2, scale: int = 2) -> np
     video = np.concatenate(parts, axis=2)
     if scale > 1:
         video = video.repeat(scale, axis=1).repeat(scale, axis=2)
-    return video
+    return video if labels is None else _with_header(video, labels, (panels[0].shape[2] + gap) * scale)
+
+
+def _with_header(video: np.ndarray, labels: list[str], stride: int) -> np.ndarray:
+    """Prepend a 14-pixel white strip naming each panel (panels start every `stride` pixels)."""
+    from PIL import Image, ImageDraw
+
+    header = Image.new("RGB", (video.shape[2], 14), "white")
+    draw = ImageDraw.Draw(header)
+    for i, label in enumerate(labels):
+        draw.text((i * stride + 2, 1), label, fill="black")
+    strip = np.broadcast_to(np.asarray(header), (video.shape[0], *np.asarray(header).shape))
+    return np.concatenate([strip, video], axis=1)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 10) -> Path:
