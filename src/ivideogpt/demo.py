@@ -253,7 +253,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def summary(metrics: dict[str, Any], out: str) -> str:
     """A few lines for stdout: the world model against the copy-last-frame baseline."""
     lines = [f"world model vs copy-last-frame on {metrics['clips']} held-out clips "
-             f"({metrics['context_frames']} context frame(s), {metrics['horizon']} predicted):"]
+             f"({metrics['context_frames']} context frame(s), {metrics['horizon']} predicted, "
+             f"{metrics['samples_per_clip']} samples at temperature {metrics['temperature']}):"]
     for name in ("world_model", "world_model_best_of_samples", "tokenizer_reconstruction", "copy_last_frame"):
         entry = metrics[name]
         lines.append(f"  {name:<28} PSNR {entry['psnr_mean']:6.2f} dB   SSIM {entry['ssim_mean']:.4f}   "
