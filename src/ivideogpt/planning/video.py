@@ -42,8 +42,8 @@ def _with_header(video: np.ndarray, labels: list[str], stride: int) -> np.ndarra
     draw = ImageDraw.Draw(header)
     for i, label in enumerate(labels):
         draw.text((i * stride + 2, 1), label, fill="black")
-    strip = np.broadcast_to(np.asarray(header), (video.shape[0], *np.asarray(header).shape))
-    return np.concatenate([strip, video], axis=1)
+    strip = np.asarray(header)
+    return np.concatenate([np.broadcast_to(strip, (video.shape[0], *strip.shape)), video], axis=1)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 10) -> Path:

@@ -143,9 +143,12 @@ class FiniteScalarQuantizer(nn.Module):
         self.levels = tuple(int(n) for n in levels)
         self.embed_dim = len(self.levels)
         self.codebook_size = math.prod(self.levels)
-        counts = torch.tensor(self.levels)
-        self.register_buffer("_levels", counts, persistent=False)
-        self.register_buffer("_radix", torch.cumprod(torch.tensor((1,) + self.levels[:-1]), 0), persistent=False)
+        radix = [math.prod(self.levels[:d]) for d in range(self.embed_dim)]  # mixed-radix place values
+        # Id of the grid point at the origin (every channel 0): the natural code for "nothing here".
+        # A plain int, so using it never reads a tensor back from the device.
+        self.zero_id = sum((n // 2) * r for n, r in zip(self.levels, radix))
+        self.register_buffer("_levels", torch.tensor(self.levels), persistent=False)
+        self.register_buffer("_radix", torch.tensor(radix), persistent=False)
 
     def _bound(self, z: torch.Tensor) -> torch.Tensor:
         """Squash z (M, D) so that rounding gives exactly levels[d] integer values per channel (centred on 0)."""
@@ -171,11 +174,6 @@ class FiniteScalarQuantizer(nn.Module):
             commitment=zero,
             codebook_loss=zero,
         )
-
-    @property
-    def zero_id(self) -> int:
-        """Id of the grid point at the origin (every channel 0): the natural code for "nothing here"."""
-        return sum((n // 2) * radix for n, radix in zip(self.levels, self._radix.tolist()))
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Grid points of ids (N, h, w) as a latent map (N, D, h, w)."""
