@@ -8,11 +8,15 @@ from ivideogpt.transformer import transformer_tiny
 from ivideogpt.world_model import WorldModel
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["rope", "rope+spatial"])
+VARIANTS = {"rope": {}, "rope+spatial": {"spatial_positions": True},
+            "actions-to-frame": {"spatial_positions": True, "action_to_frame": True, "action_frequencies": 4}}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS), ids=list(VARIANTS))
 def parts(request) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     tokenizer = tokenizer_tiny().build()
-    transformer = transformer_tiny(action_dim=2, reward_head=True, spatial_positions=request.param).build()
+    transformer = transformer_tiny(action_dim=2, reward_head=True, **VARIANTS[request.param]).build()
     torch.nn.init.normal_(transformer.action_proj.weight, std=0.5)  # trained-like: actions matter
     torch.nn.init.normal_(transformer.reward_head.weight, std=0.5)
     return tokenizer, transformer

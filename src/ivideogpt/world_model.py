@@ -258,9 +258,8 @@ class WorldModel:
 
     def _history_embeds(self, state: RolloutState, rows: slice = slice(None)) -> Tensor:
         """(B, L, H) embeddings of every token so far (batch `rows`), actions included."""
-        slots = self.layout.slot_index(state.num_context, state.num_future)[1:]
         actions = None if state.actions is None else state.actions[rows]
-        return self.transformer.embed(state.ids[rows], actions, slots if actions is not None else None)
+        return self.transformer.embed(state.ids[rows], actions, state.num_context)
 
     def _prefill(self, state: RolloutState) -> GrowingCache:
         """Run the context through the transformer once, `prefill_rows` batch rows at a time (bounded memory)."""
@@ -277,8 +276,9 @@ class WorldModel:
         model, layout = self.transformer, self.layout
         slot_ids = torch.full((state.batch_size, 1), layout.future_slot, device=self.device)
         inputs = model.embed(slot_ids)  # (B, 1, H)
-        if action is not None:
-            inputs = inputs + model.project_actions(action)[:, None]
+        action_offset = None if action is None else model.project_actions(action)[:, None]  # (B, 1, H)
+        if action_offset is not None:
+            inputs = inputs + action_offset
         cache, start = state.cache, state.length
         if self.cache_mode == "per_frame":  # fresh cache: the whole prefix is processed again
             cache, start = GrowingCache(model.config.num_layers), 0
@@ -297,6 +297,8 @@ class WorldModel:
             code = sample_tokens(model.future_logits(hidden), self.temperature, self.top_k, self.generator)
             codes.append(code)
             embedded = model.embed((code + layout.future_offset)[:, None])  # (B, 1, H)
+            if action_offset is not None and model.config.action_to_frame:
+                embedded = embedded + action_offset
             inputs = torch.cat([inputs, embedded], dim=1) if self.cache_mode == "none" else embedded
         return torch.stack(codes, dim=1), hidden
 

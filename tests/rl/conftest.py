@@ -37,6 +37,12 @@ class StubWorldModel:
         self.trained.append(("transformer", step, tuple(batch.frames.shape)))
         return {"transformer/loss": 2.0}
 
+    def state_dict(self) -> dict:
+        return {"trained": list(self.trained)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trained = list(state["trained"])
+
 
 @pytest.fixture
 def stub_model() -> StubWorldModel:

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from ivideogpt.rl.trainer import RLConfig, RLTrainer
@@ -62,3 +63,73 @@ def test_metaworld_mbpo_loop(tmp_path, stub_model):
     assert trainer.mbpo.events["rollout"] == list(range(40, 200, 20))
     assert len(trainer.real.segments[0].frames) == 51 and trainer.real.segments[0].rewards.max() >= 10
     assert set(trainer.real_fractions) == {0.5}
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: the run stops mid-episode, leaving only what is on disk."""
+
+
+def killing_env_factory(after_steps: int):
+    from ivideogpt.envs.rl_wrappers import make_rl_env
+
+    def factory(config, seed):
+        env = make_rl_env(config, seed)
+        step, calls = env.step, [0]
+
+        def step_then_die(action):
+            calls[0] += 1
+            if calls[0] > after_steps:
+                raise Killed
+            return step(action)
+
+        env.step = step_then_die
+        return env
+
+    return factory
+
+
+def comparable_records(out):
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "fps"} for r in records]
+
+
+@pytest.mark.parametrize("mode", ["model-free", "mbpo"])
+def test_resume_after_a_kill_continues_exactly(tmp_path, stub_model, mode):
+    pytest.importorskip("gym_pusht")
+    from safetensors.torch import load_file
+
+    cfg = RLConfig.tiny("pusht", model_free=mode == "model-free", tensorboard=False, checkpoint_every=40)
+    model = lambda: None if mode == "model-free" else type(stub_model)()  # noqa: E731
+    whole = RLTrainer(cfg, tmp_path / "whole", model=model()).run()
+
+    with pytest.raises(Killed):  # 70 agent steps = 140 env steps: the last checkpoint is at 120
+        RLTrainer(cfg, tmp_path / "killed", model=model(), env_factory=killing_env_factory(70)).run()
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").glob("step_*")) == ["step_000120"]
+    with pytest.raises(FileExistsError, match="--resume"):
+        RLTrainer(cfg, tmp_path / "killed", model=model())
+    resumed_trainer = RLTrainer(cfg, tmp_path / "killed", model=model(), resume=True)
+    resumed = resumed_trainer.run()
+
+    assert comparable_records(tmp_path / "killed") == comparable_records(tmp_path / "whole")
+    for key in ("episodes", "agent_updates", "real_transitions", "model_transitions", "evals"):
+        assert resumed[key] == whole[key], key
+    a, b = load_file(tmp_path / "whole" / "agent.safetensors"), load_file(tmp_path / "killed" / "agent.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if mode == "mbpo":
+        assert resumed_trainer.mbpo.events["rollout"] == list(range(40, 200, 20))
+
+
+def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(tmp_path):
+    pytest.importorskip("gym_pusht")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        RLTrainer(RLConfig.tiny("pusht", model_free=True, tensorboard=False), tmp_path, resume=True)
+    cfg = RLConfig.tiny("pusht", model_free=True, tensorboard=False, checkpoint_every=40, total_env_steps=80,
+                        eval_episodes=0)
+    RLTrainer(cfg, tmp_path).run()
+    changed = RLConfig.tiny("pusht", model_free=True, tensorboard=False, checkpoint_every=40, total_env_steps=80,
+                            eval_episodes=0, seed=2)
+    with pytest.raises(ValueError, match="seed differ"):
+        RLTrainer(changed, tmp_path, resume=True)
+    longer = RLConfig.tiny("pusht", model_free=True, tensorboard=False, checkpoint_every=40, total_env_steps=120,
+                           eval_episodes=0)
+    assert RLTrainer(longer, tmp_path, resume=True).run()["episodes"] == 3  # only total_env_steps may grow

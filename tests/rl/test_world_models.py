@@ -1,5 +1,7 @@
 """MBPO with the real world model (tiny presets): online training and batched, KV-cached imagination."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -28,3 +30,21 @@ def test_mbpo_with_tiny_world_model():
     seg = mbpo.model_buffer.segments[0]
     assert len(mbpo.model_buffer.segments) == 4 and seg.frames.shape == (5, 64, 64, 3) and seg.history == 2
     assert np.isfinite(seg.rewards).all() and mbpo.sample(8)[1] == 4
+    # A resumed run restores MBPO and the world model exactly: the next imagined rollouts are identical.
+    twin = MBPO(cfg, build_world_model(2, "tokenizer_tiny", "transformer_tiny", seed=5), SegmentReplay(10_000, 3, 3, 0.99),
+                frame_stack=3, nstep=3, discount=0.99, seed=1)
+    saved = io.BytesIO()  # through bytes, as a checkpoint file: no tensor may stay shared with the original
+    torch.save({"real": real.state_dict(), "mbpo": mbpo.state_dict()}, saved)
+    saved.seek(0)
+    state = torch.load(saved, weights_only=False)
+    twin.real.load_state_dict(state["real"])
+    twin.load_state_dict(state["mbpo"])
+    for key, value in model.state_dict()["transformer_opt"]["state"].items():
+        assert torch.equal(twin.model.state_dict()["transformer_opt"]["state"][key]["exp_avg"], value["exp_avg"])
+    policy = lambda obs: torch.ones(obs.shape[0], 2) * 0.5  # noqa: E731
+    for run in (mbpo, twin):
+        torch.manual_seed(3)  # the global RNG, which the trainer's checkpoint restores on its own
+        run.on_agent_step(cfg.rollout_interval, policy)
+    assert len(twin.model_buffer.segments) == len(mbpo.model_buffer.segments) == 8
+    for mine, theirs in zip(mbpo.model_buffer.segments, twin.model_buffer.segments):
+        assert np.array_equal(mine.frames, theirs.frames) and np.array_equal(mine.rewards, theirs.rewards)

@@ -81,3 +81,13 @@ def test_cell_centres_share_one_image_frame() -> None:
     # the second context frame and the second future frame repeat the first ones' coordinates
     torch.testing.assert_close(centers[18:34], centers[1:17])
     torch.testing.assert_close(centers[first_future + 5 : first_future + 9], centers[first_future : first_future + 4])
+
+
+def test_action_index_slot_or_whole_frame() -> None:
+    layout = SequenceLayout(8, (2, 2), (1, 2))  # context frames of 5 tokens, future frames of 3
+    positions, owner = layout.action_index(2, 2)
+    assert positions.tolist() == [5, 10, 13] and owner.tolist() == [0, 1, 2]
+    positions, owner = layout.action_index(2, 2, whole_frame=True)
+    assert positions.tolist() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert owner.tolist() == [0] * 5 + [1] * 3 + [2] * 3
+    assert layout.action_index(1, 0, whole_frame=True)[0].numel() == 0  # one frame: no transition

@@ -30,6 +30,10 @@ def test_config_validation_names_field_and_value() -> None:
         TransformerConfig(dropout=1.5)
     with pytest.raises(ValueError, match="action_dim.*-1"):
         TransformerConfig(action_dim=-1)
+    with pytest.raises(ValueError, match="action_frequencies.*-2"):
+        TransformerConfig(action_dim=2, action_frequencies=-2)
+    with pytest.raises(ValueError, match="need action_dim > 0"):
+        TransformerConfig(action_to_frame=True)
     with pytest.raises(ValueError, match="symlog_rewards"):
         TransformerConfig(symlog_rewards=True)
 
@@ -84,6 +88,49 @@ def test_actions_reach_the_slot_of_the_next_frame() -> None:
     torch.testing.assert_close(base[:, :4], after[:, :4])  # first future frame: unaffected
     assert not torch.allclose(base[:, 4:8], after[:, 4:8])
     torch.testing.assert_close(model(ctx, fut, actions[:, :3]).logits, base)  # T-1 actions also accepted
+
+
+@pytest.mark.parametrize("to_frame", [False, True], ids=["slot", "whole-frame"])
+def test_actions_are_added_where_the_layout_puts_them(to_frame: bool) -> None:
+    model = TransformerConfig(**SMALL, num_layers=1, action_dim=2, action_frequencies=3,
+                              action_to_frame=to_frame).build().eval()
+    assert model.action_proj.in_features == 2 * (1 + 2 * 3)  # raw value + sin/cos of 3 octaves per dimension
+    torch.nn.init.normal_(model.action_proj.weight)
+    ctx, fut = codes(tc=2, tf=2)
+    ids = model.layout.build_ids(ctx, fut)  # frames of 5 tokens: slot + 2x2 codes
+    actions = torch.randn(2, 3, 2)
+    added = model.embed(ids, actions, num_context=2) - model.embed(ids)
+    offsets = model.project_actions(actions)  # (B, 3, H)
+    for t in range(3):  # action t leads into frame t + 1, whose tokens are 5(t+1) .. 5(t+1)+4
+        frame = slice(5 * (t + 1), 5 * (t + 2))
+        touched = added[:, frame] if to_frame else added[:, frame][:, :1]
+        torch.testing.assert_close(touched, offsets[:, t : t + 1].expand_as(touched))
+        if not to_frame:
+            assert added[:, frame][:, 1:].abs().max() == 0
+    assert added[:, :5].abs().max() == 0  # the first frame has no action leading into it
+    with pytest.raises(ValueError, match="one action per frame transition"):
+        model.embed(ids, actions[:, :2], num_context=2)
+    with pytest.raises(ValueError, match="needs num_context"):
+        model.embed(ids, actions)
+
+
+def test_action_fourier_features_separate_nearby_actions() -> None:
+    plain = TransformerConfig(**SMALL, num_layers=1, action_dim=1).build()
+    fourier = TransformerConfig(**SMALL, num_layers=1, action_dim=1, action_frequencies=6).build()
+    for model in (plain, fourier):
+        torch.nn.init.normal_(model.action_proj.weight)
+        torch.nn.init.zeros_(model.action_proj.bias)
+    near = torch.tensor([[0.30], [0.33]])  # a 1.5% step of the action range
+    far = torch.tensor([[-1.0], [1.0]])
+
+    @torch.no_grad()
+    def gap(model, pair):
+        a, b = model.project_actions(pair)
+        return float((a - b).norm())
+
+    # Linear: nearby actions are 1/66 as far apart as the range ends. Fourier: a far larger share.
+    assert gap(plain, near) / gap(plain, far) == pytest.approx(0.015, rel=1e-3)
+    assert gap(fourier, near) / gap(fourier, far) > 0.1
 
 
 @pytest.mark.parametrize("shape, message", [

@@ -5,9 +5,11 @@
     ivideogpt rl --env pusht --model-free --tiny --steps 2000 --out runs/pusht-mf    # quick CPU run
     ivideogpt rl --env pusht --tiny agent.lr=3e-4 mbpo.horizon=5                    # dotted overrides (last,
     ivideogpt rl --env pusht --tiny --set agent.lr=3e-4 --out runs/x                # or anywhere with --set)
+    ivideogpt rl --env metaworld/hammer --out runs/hammer --resume                   # continue after a kill
 
 Writes config.json, metrics.jsonl, tensorboard/, videos/ (eval episodes, real vs imagined),
-summary.json and agent.safetensors under --out.
+checkpoints/ (resumable, every `checkpoint_every` env steps at an episode end), summary.json and
+agent.safetensors under --out.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-free", action="store_true", help="plain DrQ-v2, no world model")
     parser.add_argument("--steps", type=int, help="env (simulator) steps to train for")
     parser.add_argument("--out", default="runs/rl", help="output directory")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its newest checkpoint (same config; --steps may grow)")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and schedules (tests, CPU smoke runs)")
     parser.add_argument("--tokenizer-preset", help="from-scratch tokenizer (default: tokenizer_64; --tiny: tokenizer_tiny)")
     parser.add_argument("--transformer-preset",
@@ -85,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
                 tokenizer_preset=args.tokenizer_preset or ("tokenizer_tiny" if args.tiny else "tokenizer_64"),
                 transformer_preset=args.transformer_preset or ("transformer_tiny" if args.tiny else "transformer_small"),
                 **common)
-    summary = RLTrainer(config, args.out, model=model).run()
+    try:
+        trainer = RLTrainer(config, args.out, model=model, resume=args.resume)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"ivideogpt rl: {error}") from None
+    summary = trainer.run()
     last = summary["evals"][-1] if summary["evals"] else {}
     print(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": last}, indent=2))
     return 0

@@ -168,5 +168,12 @@ class DrQV2Agent:
             prefix = f"{name}."
             getattr(self, name).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
+    def optimizer_state_dict(self) -> dict:
+        return {name: getattr(self, name).state_dict() for name in ("encoder_opt", "actor_opt", "critic_opt")}
+
+    def load_optimizer_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            getattr(self, name).load_state_dict(value)
+
     def config_dict(self) -> dict:
         return asdict(self.config)

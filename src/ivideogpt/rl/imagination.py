@@ -20,7 +20,8 @@ class ImaginationModel(Protocol):
     `reset(context, actions)` takes context frames (B, Tc, 3, H, W) float in [-1, 1] and the
     (B, Tc - 1, A) actions between them; `step(actions (B, A))` returns the next frames
     (B, 3, H, W) in [-1, 1] and rewards (B,) on the env's scale. The train methods take clips
-    from the real replay buffer (`Batch`) and do one optimizer step each.
+    from the real replay buffer (`Batch`) and do one optimizer step each. `state_dict` holds
+    everything a resumed run needs (weights, optimizer states, sampling RNG).
     """
 
     num_context: int
@@ -32,6 +33,10 @@ class ImaginationModel(Protocol):
     def train_tokenizer(self, batch: Batch, step: int) -> dict[str, float]: ...
 
     def train_transformer(self, batch: Batch, step: int) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class WorldModelAdapter:
@@ -91,6 +96,20 @@ class WorldModelAdapter:
     def train_transformer(self, batch: Batch, step: int) -> dict[str, float]:
         return self._train(self.transformer_objective, self.transformer_opt, self.transformer_params, batch, step,
                            "transformer")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights of both objectives, both optimizers and the rollout sampler's RNG."""
+        return {"tokenizer_objective": self.tokenizer_objective.state_dict(),
+                "transformer": self.world_model.transformer.state_dict(),
+                "tokenizer_opt": self.tokenizer_opt.state_dict(), "transformer_opt": self.transformer_opt.state_dict(),
+                "generator": self.world_model.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tokenizer_objective.load_state_dict(state["tokenizer_objective"])
+        self.world_model.transformer.load_state_dict(state["transformer"])
+        self.tokenizer_opt.load_state_dict(state["tokenizer_opt"])
+        self.transformer_opt.load_state_dict(state["transformer_opt"])
+        self.world_model.generator.set_state(state["generator"])
 
 
 @dataclass

@@ -11,7 +11,8 @@ import numpy as np
 class RLLogger:
     """`log(step, split, metrics)` writes `rl/<split>/<name>` scalars and one JSON line per call."""
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
+        """`purge_step`: on a resume, TensorBoard drops events logged at or after it by the interrupted run."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.out_dir / "metrics.jsonl"
@@ -19,7 +20,7 @@ class RLLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=purge_step)
 
     def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
         """`step` is the env (simulator) step count."""

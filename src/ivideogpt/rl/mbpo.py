@@ -152,6 +152,19 @@ class MBPO:
             logs |= self.rollout(c.rollout_batch, policy, env_step)
         return logs
 
+    def state_dict(self) -> dict:
+        """Schedule, model buffer, RNG and the world model's own state (for a resumable checkpoint)."""
+        return {"started": self.started, "events": {k: list(v) for k, v in self.events.items()},
+                "model_updates": self.model_updates, "rng": self.rng.bit_generator.state,
+                "model_buffer": self.model_buffer.state_dict(), "model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.started, self.model_updates = state["started"], state["model_updates"]
+        self.events = {k: list(v) for k, v in state["events"].items()}
+        self.rng.bit_generator.state = state["rng"]
+        self.model_buffer.load_state_dict(state["model_buffer"])
+        self.model.load_state_dict(state["model"])
+
     def sample(self, batch_size: int) -> tuple[TransitionBatch, int]:
         """A `real_ratio` mix (all real until the first rollout) and its number of real rows."""
         return mixed_sample(self.real, self.model_buffer if self.started else None, batch_size, self.config.real_ratio)

@@ -101,6 +101,16 @@ class SegmentReplay:
         self.add(Segment(np.asarray(frames, np.uint8), np.asarray(actions, np.float32),
                          np.asarray(rewards, np.float32), np.asarray(discounts, np.float32), history))
 
+    def state_dict(self) -> dict:
+        """Every stored segment and the sampling RNG (numpy arrays, for a resumable checkpoint)."""
+        return {"segments": [vars(segment).copy() for segment in self.segments],
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.segments = [Segment(**saved) for saved in state["segments"]]
+        self._size = sum(segment.num_transitions for segment in self.segments)
+        self.rng.bit_generator.state = state["rng"]
+
     def _locate(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniform over transitions -> (segment index, time index) arrays."""
         if self._size == 0:

@@ -17,6 +17,7 @@ import torch
 
 from ivideogpt.configuration import config_to_dict
 from ivideogpt.envs.rl_wrappers import EnvConfig, make_rl_env
+from ivideogpt.rl import checkpoint as rl_checkpoint
 from ivideogpt.rl.drqv2 import DrQV2Agent, DrQV2Config
 from ivideogpt.rl.imagination import ImaginationModel, imagine
 from ivideogpt.rl.logger import RLLogger, side_by_side, write_video
@@ -39,6 +40,7 @@ class RLConfig:
     video_format: str = "gif"
     tensorboard: bool = True
     device: str = "cpu"
+    checkpoint_every: int = 10_000  # env steps between resumable checkpoints (at episode ends); 0 = none
 
     def __post_init__(self) -> None:
         ar = self.env.action_repeat
@@ -49,6 +51,8 @@ class RLConfig:
         if self.agent.num_seed_frames % ar:
             raise ValueError(f"DrQV2Config.num_seed_frames ({self.agent.num_seed_frames}) must be a multiple of "
                              f"action_repeat ({ar})")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"RLConfig.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.eval_episodes < 0:
             raise ValueError(f"RLConfig.eval_episodes must be >= 0, got {self.eval_episodes}")
         if self.video_format not in ("gif", "mp4"):
@@ -68,11 +72,16 @@ class RLConfig:
 
 
 class RLTrainer:
-    """Builds env, agent, buffers (and MBPO when given a world model) and runs the loop."""
+    """Builds env, agent, buffers (and MBPO when given a world model) and runs the loop.
+
+    With `resume`, the newest checkpoint under `out_dir/checkpoints` is loaded and `run` continues
+    from it exactly: the same updates, rollouts and logs as a run that was never interrupted.
+    """
 
     def __init__(self, config: RLConfig, out_dir: str | Path, model: ImaginationModel | None = None,
-                 env_factory: Callable[[EnvConfig, int], Any] = make_rl_env) -> None:
+                 env_factory: Callable[[EnvConfig, int], Any] = make_rl_env, resume: bool = False) -> None:
         self.config, self.out_dir = config, Path(out_dir)
+        self.checkpoint_root = self.out_dir / "checkpoints"
         torch.manual_seed(config.seed)
         self.env = env_factory(config.env, config.seed)
         self.eval_env = env_factory(config.env, config.seed + 10_000)
@@ -83,9 +92,53 @@ class RLTrainer:
         self.mbpo: MBPO | None = None
         if model is not None and not config.model_free:
             self.mbpo = MBPO(config.mbpo, model, self.real, config.env.frame_stack, a.nstep, a.discount, config.seed)
-        self.logger = RLLogger(self.out_dir, tensorboard=config.tensorboard)
         self.real_fractions: list[float] = []
         self.num_updates = 0
+        self.counters: dict[str, Any] = {"agent_step": 0, "episodes": 0, "evals": [], "seconds": 0.0,
+                                         "demonstrations": None, "metrics_bytes": 0}
+        if resume:
+            self._load_checkpoint()
+        elif rl_checkpoint.latest_exists(self.checkpoint_root):
+            raise FileExistsError(f"{self.checkpoint_root} holds a checkpoint of an earlier run: resume it "
+                                  f"(--resume) or choose another output directory")
+        purge = self.counters["agent_step"] * config.env.action_repeat if resume else None
+        self.logger = RLLogger(self.out_dir, tensorboard=config.tensorboard, purge_step=purge)
+
+    def _load_checkpoint(self) -> None:
+        """Restore everything `_save_checkpoint` wrote; the metrics log is cut back to that moment."""
+        loaded = rl_checkpoint.load_latest(self.checkpoint_root)
+        if loaded is None:
+            raise FileNotFoundError(f"nothing to resume: no complete checkpoint under {self.checkpoint_root}")
+        weights, state, counters = loaded
+        saved = dict(state["config"], total_env_steps=None)
+        mine = dict(config_to_dict(self.config), total_env_steps=None)
+        if saved != mine:
+            changed = sorted(k for k in mine if saved.get(k) != mine[k])
+            raise ValueError(f"the checkpoint was written with a different config ({', '.join(changed)} differ); "
+                             f"only total_env_steps may change on resume")
+        self.agent.load_state_dict(weights)
+        self.agent.load_optimizer_state_dict(state["agent_optimizers"])
+        self.real.load_state_dict(state["real"])
+        if self.mbpo is not None:
+            if state["mbpo"] is None:
+                raise ValueError("the checkpoint is of a model-free run; it cannot resume with a world model")
+            self.mbpo.load_state_dict(state["mbpo"])
+        self.real_fractions, self.num_updates = list(state["real_fractions"]), state["num_updates"]
+        rl_checkpoint.set_rng_state(state["rng"])
+        self.counters = counters
+        metrics = self.out_dir / "metrics.jsonl"
+        if metrics.is_file():
+            with open(metrics, "r+b") as handle:
+                handle.truncate(counters["metrics_bytes"])
+
+    def _save_checkpoint(self, env_step: int) -> None:
+        metrics = self.out_dir / "metrics.jsonl"
+        self.counters["metrics_bytes"] = metrics.stat().st_size if metrics.is_file() else 0
+        state = {"config": config_to_dict(self.config), "agent_optimizers": self.agent.optimizer_state_dict(),
+                 "real": self.real.state_dict(), "mbpo": None if self.mbpo is None else self.mbpo.state_dict(),
+                 "real_fractions": list(self.real_fractions), "num_updates": self.num_updates,
+                 "rng": rl_checkpoint.rng_state()}
+        rl_checkpoint.save(self.checkpoint_root, env_step, self.agent.state_dict(), state, self.counters)
 
     def preload_demonstrations(self) -> int:
         """Scripted Meta-World demonstrations into the real buffer (not counted as env steps)."""
@@ -146,16 +199,24 @@ class RLTrainer:
             write_video(self.out_dir / "videos" / f"real_vs_imagined_{env_step:08d}.{ext}", imagined, fps=4)
         return logs
 
+    def _episode_seed(self, episode: int) -> int:
+        """Each training episode's reset seed: fixed by its number, so a resumed run meets the same episodes."""
+        return self.config.seed + episode
+
     def run(self) -> dict[str, Any]:
-        """Train for `total_env_steps`; returns a summary (also written to summary.json)."""
-        cfg, ar = self.config, self.config.env.action_repeat
-        (self.out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
-        demos = self.preload_demonstrations()
+        """Train until `total_env_steps` (continuing a resumed checkpoint); returns a summary (also summary.json)."""
+        cfg, ar, counters = self.config, self.config.env.action_repeat, self.counters
+        if counters["demonstrations"] is None:
+            (self.out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+            counters["demonstrations"] = self.preload_demonstrations()
         seed_agent_steps = cfg.agent.num_seed_frames // ar
-        obs, info = self.env.reset(seed=cfg.seed)
+        obs, info = self.env.reset(seed=self._episode_seed(counters["episodes"]))
         frames, actions, rewards, discounts = [info["frame"]], [], [], []
-        ep_return, ep_success, episodes, start, evals = 0.0, False, 0, time.time(), []
-        for agent_step in range(cfg.total_env_steps // ar):
+        ep_return, ep_success, start = 0.0, False, time.time() - counters["seconds"]
+        evals = counters["evals"]
+        next_checkpoint = (counters["agent_step"] * ar // cfg.checkpoint_every + 1) * cfg.checkpoint_every \
+            if cfg.checkpoint_every else None
+        for agent_step in range(counters["agent_step"], cfg.total_env_steps // ar):
             env_step = agent_step * ar
             if env_step % cfg.eval_every == 0 and cfg.eval_episodes:
                 evals.append({"env_step": env_step, **self._eval_and_record(agent_step, env_step)})
@@ -184,18 +245,23 @@ class RLTrainer:
             if terminated or truncated:
                 self.real.add_episode(np.stack(frames), np.stack(actions), np.asarray(rewards, np.float32),
                                       np.asarray(discounts, np.float32))
-                episodes += 1
+                counters["episodes"] += 1
                 self.logger.log(env_step + ar, "train", {"episode_return": ep_return, "episode_success": float(ep_success),
                                                           "episode_length": len(actions) * ar,
                                                           "fps": (env_step + ar) / (time.time() - start)})
-                obs, info = self.env.reset()
+                if next_checkpoint is not None and env_step + ar >= next_checkpoint:
+                    counters.update(agent_step=agent_step + 1, seconds=time.time() - start)
+                    self._save_checkpoint(env_step + ar)
+                    next_checkpoint += cfg.checkpoint_every * ((env_step + ar - next_checkpoint) // cfg.checkpoint_every + 1)
+                obs, info = self.env.reset(seed=self._episode_seed(counters["episodes"]))
                 frames, actions, rewards, discounts = [info["frame"]], [], [], []
                 ep_return, ep_success = 0.0, False
         if cfg.eval_episodes:
             evals.append({"env_step": cfg.total_env_steps, **self._eval_and_record(cfg.total_env_steps // ar,
                                                                                   cfg.total_env_steps)})
-        summary = {"env_steps": cfg.total_env_steps, "episodes": episodes, "demonstrations": demos,
-                   "agent_updates": self.num_updates, "real_transitions": len(self.real),
+        summary = {"env_steps": cfg.total_env_steps, "episodes": counters["episodes"],
+                   "demonstrations": counters["demonstrations"], "agent_updates": self.num_updates,
+                   "real_transitions": len(self.real),
                    "model_transitions": len(self.mbpo.model_buffer) if self.mbpo else 0,
                    "mode": "model-free" if self.mbpo is None else "mbpo", "seconds": time.time() - start,
                    "evals": evals}

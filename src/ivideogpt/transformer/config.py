@@ -24,6 +24,8 @@ class TransformerConfig:
     ffn_size: int = 3072  # SwiGLU intermediate size
     dropout: float = 0.1  # embedding, residual and attention dropout
     action_dim: int = 0  # 0 = action-free; else actions are projected onto slot embeddings
+    action_frequencies: int = 0  # octaves of Fourier features of each action value fed to the projection (not in the paper)
+    action_to_frame: bool = False  # add an action to every token of the frame it leads into, not only the slot (not in the paper)
     reward_head: bool = False  # predict each future frame's reward from its last token
     symlog_rewards: bool = False  # regress symlog(reward) instead of the raw reward
     spatial_positions: bool = False  # add each code's 2D cell position to its embedding (not in the paper)
@@ -54,6 +56,11 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.action_dim, int) or self.action_dim < 0:
             raise ValueError(f"TransformerConfig.action_dim must be an integer >= 0, got {self.action_dim!r}")
+        if not isinstance(self.action_frequencies, int) or self.action_frequencies < 0:
+            raise ValueError(f"TransformerConfig.action_frequencies must be an integer >= 0, "
+                             f"got {self.action_frequencies!r}")
+        if (self.action_frequencies or self.action_to_frame) and not self.action_dim:
+            raise ValueError("TransformerConfig.action_frequencies and action_to_frame need action_dim > 0")
         if self.symlog_rewards and not self.reward_head:
             raise ValueError("TransformerConfig.symlog_rewards=True needs reward_head=True")
         for name in ("rope_theta", "rms_norm_eps", "init_std"):

@@ -7,8 +7,9 @@ frame). A segment of Tc context and Tf future frames reads
     [S1] c(h*w) ... [S1] c(h*w)  [S2] f(h'*w') ... [S2] f(h'*w')
 
 with positions 0..L-1. Targets are the future code tokens only (context is never predicted, slots
-are known); the output at index i predicts the token at i + 1. Actions enter at slot tokens, rewards
-are read at each frame's last token. Nothing here assumes a fixed number of frames.
+are known); the output at index i predicts the token at i + 1. Actions enter at slot tokens (or at
+every token of the frame they lead into), rewards are read at each frame's last token. Nothing here
+assumes a fixed number of frames.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ class SequenceLayout:
         """(T,) index of each frame's slot token; action t is added at slot_index[t + 1]."""
         lengths = self.frame_lengths(num_context, num_future)
         return torch.cumsum(lengths, 0) - lengths
+
+    def action_index(self, num_context: int, num_future: int, whole_frame: bool = False) -> tuple[Tensor, Tensor]:
+        """Where actions enter: (P,) sequence positions and (P,) the action added at each.
+
+        Action t leads from frame t to t + 1 and is added at frame t+1's slot, or with `whole_frame`
+        at the slot and every code of frame t+1.
+        """
+        slots = self.slot_index(num_context, num_future)[1:]
+        owner = torch.arange(len(slots))
+        if not whole_frame:
+            return slots, owner
+        lengths = self.frame_lengths(num_context, num_future)[1:]
+        owner = owner.repeat_interleave(lengths)
+        starts = slots[owner]
+        return starts + torch.arange(len(owner)) - (torch.cumsum(lengths, 0) - lengths)[owner], owner
 
     def last_token_index(self, num_context: int, num_future: int) -> Tensor:
         """(T,) index of each frame's last code token; the reward of frame t is read there."""

@@ -76,7 +76,8 @@ class WorldModelTransformer(nn.Module):
             for layer in self.core.layers:
                 layer.self_attn.o_proj.register_forward_hook(self._drop_residual)
                 layer.mlp.down_proj.register_forward_hook(self._drop_residual)
-        self.action_proj = nn.Linear(config.action_dim, config.hidden_size) if config.action_dim else None
+        action_features = config.action_dim * (1 + 2 * config.action_frequencies)
+        self.action_proj = nn.Linear(action_features, config.hidden_size) if config.action_dim else None
         self.reward_head = nn.Linear(config.hidden_size, 1) if config.reward_head else None
         self.spatial_proj = (nn.Linear(4 * SPATIAL_FREQUENCIES, config.hidden_size, bias=False)
                              if config.spatial_positions else None)
@@ -95,25 +96,45 @@ class WorldModelTransformer(nn.Module):
                 nn.init.zeros_(head.bias)
 
     # --- building blocks (shared by training and rollouts) ----------------------------------
-    def embed(self, ids: Tensor, actions: Tensor | None = None, slot_index: Tensor | None = None) -> Tensor:
-        """(B, L) ids -> (B, L, H) embeddings; `actions` (B, n, A) are added at the n `slot_index` positions."""
+    def embed(self, ids: Tensor, actions: Tensor | None = None, num_context: int | None = None) -> Tensor:
+        """(B, L) ids of whole frames -> (B, L, H) embeddings, with `actions` (B, T-1, A) added where the layout puts them."""
         embeds = self.core.embed_tokens(ids)
         if actions is not None:
-            if slot_index is None or slot_index.numel() != actions.shape[1]:
-                raise ValueError("embed needs one slot index per action")
-            proj = self.project_actions(actions)  # (B, n, H)
-            embeds = embeds.index_add(1, slot_index.to(embeds.device), proj.to(embeds.dtype))
+            if num_context is None:
+                raise ValueError("embed needs num_context to place actions")
+            per_frame = 1 + self.layout.future_codes
+            future_tokens = ids.shape[1] - self.layout.length(num_context, 0)
+            if future_tokens < 0 or future_tokens % per_frame:
+                raise ValueError(f"{ids.shape[1]} tokens are not {num_context} context frames plus whole future frames")
+            positions, owner = self.layout.action_index(num_context, future_tokens // per_frame,
+                                                        self.config.action_to_frame)
+            if actions.shape[1] != num_context + future_tokens // per_frame - 1:
+                raise ValueError(f"embed needs one action per frame transition, got {actions.shape[1]} actions "
+                                 f"for {num_context + future_tokens // per_frame} frames")
+            proj = self.project_actions(actions)[:, owner.to(actions.device)]  # (B, P, H)
+            embeds = embeds.index_add(1, positions.to(embeds.device), proj.to(embeds.dtype))
         return embeds
 
     def project_actions(self, actions: Tensor) -> Tensor:
-        """(..., A) actions -> (..., H) slot-embedding offsets; ValueError on a wrong action size."""
+        """(..., A) actions -> (..., H) embedding offsets; ValueError on a wrong action size.
+
+        With `action_frequencies` F the projection reads [a, sin(2^k pi a), cos(2^k pi a)] for
+        k < F. Why: actions such as target positions select *where* something moves; Fourier
+        features let the SwiGLU layers compare them with the codes' cell positions, where a raw
+        linear projection leaves a short training unable to tell nearby targets apart.
+        """
         if self.action_proj is None:
             raise ValueError("this transformer is action-free (action_dim=0) but actions were given; "
                              "build it with action_dim > 0 to condition on actions")
         if actions.shape[-1] != self.config.action_dim:
             raise ValueError(f"actions have dimension {actions.shape[-1]}, the transformer expects "
                              f"action_dim={self.config.action_dim} (shape {tuple(actions.shape)})")
-        return self.action_proj(actions.to(self.action_proj.weight.dtype))
+        features = actions.to(self.action_proj.weight.dtype)
+        if self.config.action_frequencies:
+            frequencies = math.pi * 2.0 ** torch.arange(self.config.action_frequencies, device=actions.device)
+            angles = (features.unsqueeze(-1) * frequencies.to(features.dtype)).flatten(-2)  # (..., A*F)
+            features = torch.cat([features, angles.sin(), angles.cos()], dim=-1)
+        return self.action_proj(features)
 
     def backbone(self, embeds: Tensor, start: int = 0, cache: Cache | None = None, num_context: int | None = None
                  ) -> Tensor:
@@ -165,15 +186,14 @@ class WorldModelTransformer(nn.Module):
 
         context_ids: (B, Tc, h, w), future_ids: (B, Tf, h', w') codebook indices.
         actions: (B, T, A) or (B, T-1, A) with T = Tc + Tf; `actions[:, t]` leads from frame t to t + 1
-        and is added to frame t+1's slot embedding (the last of T actions, if given, is unused).
+        and is added to frame t+1's slot embedding, or to all its tokens with `action_to_frame` (the last
+        of T actions, if given, is unused).
         """
         layout = self.layout
         tc, tf = context_ids.shape[1], future_ids.shape[1]
         ids = layout.build_ids(context_ids, future_ids)  # (B, L)
-        slot_index = layout.slot_index(tc, tf)
         actions = self.check_actions(actions, batch=ids.shape[0], frames=tc + tf)
-        hidden = self.backbone(self.embed(ids, actions, slot_index[1:] if actions is not None else None),
-                               num_context=tc)
+        hidden = self.backbone(self.embed(ids, actions, tc), num_context=tc)
         target_index = layout.target_index(tc, tf).to(ids.device)  # (Tf*h'w',)
         logits = self.lm_head(hidden[:, target_index - 1])  # (B, Tf*h'w', V)
         rewards = None
@@ -243,6 +263,7 @@ class WorldModelTransformer(nn.Module):
             "vocab_size": c.vocab_size, "codebook_size": c.codebook_size, "num_layers": c.num_layers,
             "num_heads": c.num_heads, "hidden_size": c.hidden_size, "ffn_size": c.ffn_size, "dropout": c.dropout,
             "context_tokens": list(c.context_grid), "future_tokens": list(c.future_grid),
-            "action_dim": c.action_dim, "reward_head": c.reward_head, "symlog_rewards": c.symlog_rewards,
+            "action_dim": c.action_dim, "action_frequencies": c.action_frequencies,
+            "action_to_frame": c.action_to_frame, "reward_head": c.reward_head, "symlog_rewards": c.symlog_rewards,
             "core": "LlamaModel (RMSNorm, SwiGLU, RoPE), untied LM head",
         }
