@@ -82,7 +82,7 @@ class WorldModelAdapter:
     def _train(self, objective: torch.nn.Module, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter],
                batch: Batch, step: int, prefix: str) -> dict[str, float]:
         objective.train()
-        loss, logs = objective.compute_loss(batch, step)
+        loss, logs = objective.compute_loss(batch.to(params[0].device), step)  # replay clips live on the CPU
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
