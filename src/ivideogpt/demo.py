@@ -27,6 +27,7 @@ class DemoConfig:
     data: str = "data/pusht"  # generated here when absent
     episodes: int = 150  # Push-T episodes generated
     episode_steps: int = 100  # actions per episode (episode_steps + 1 frames)
+    action_repeat: int = 1  # env steps per recorded frame, each action held for all of them
     test_episodes: int = 10  # the last episodes, held out from training, evaluated at the end
     context_frames: int = 1
     horizon: int = 8  # predicted frames per rollout (training segments are context + horizon)
@@ -42,8 +43,9 @@ class DemoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "episode_steps", "test_episodes", "context_frames", "horizon", "tokenizer_steps",
-                     "tokenizer_batch", "transformer_steps", "transformer_batch", "clips_per_episode", "samples"):
+        for name in ("episodes", "episode_steps", "action_repeat", "test_episodes", "context_frames", "horizon",
+                     "tokenizer_steps", "tokenizer_batch", "transformer_steps", "transformer_batch", "clips_per_episode",
+                     "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0:
@@ -62,10 +64,12 @@ def ensure_data(config: DemoConfig) -> Path:
     metadata = data / "metadata.json"
     if metadata.is_file():
         saved = json.loads(metadata.read_text())
-        if saved.get("episodes") == config.episodes and saved.get("steps") == config.episode_steps:
+        wanted = (config.episodes, config.episode_steps, config.action_repeat)
+        if (saved.get("episodes"), saved.get("steps"), saved.get("action_repeat", 1)) == wanted:
             return data
     print(f"[1/4] generating {config.episodes} Push-T episodes into {data}")
-    generate_pusht(data, episodes=config.episodes, steps=config.episode_steps, seed=config.seed)
+    generate_pusht(data, episodes=config.episodes, steps=config.episode_steps, seed=config.seed,
+                   action_repeat=config.action_repeat)
     return data
 
 

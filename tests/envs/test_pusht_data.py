@@ -18,6 +18,7 @@ def test_generate_command_writes_episodes_and_metadata(tmp_path):
     out = tmp_path / "pusht"
     assert main(["data", "generate", "pusht", "--episodes", "2", "--steps", "10", "--out", str(out), "--quiet"]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["action_repeat"] == 1 and metadata["fps"] == 10
     assert metadata["episodes"] == 2 and metadata["action_space"] == {"low": [0.0, 0.0], "high": [512.0, 512.0]}
     episodes = [load_episode(out / f"episode_{n:06d}.npz") for n in range(2)]
     for episode in episodes:
@@ -42,4 +43,29 @@ def test_scripted_policy_pushes_the_block_in_every_episode():
         assert path > 10.0 or turned > 0.2, f"episode {number}: block path {path:.1f} px, turn {turned:.2f} rad"
         pixels_changed = (episode.frames[1:] != episode.frames[:-1]).any(-1).mean()
         assert pixels_changed > 0.001
+    env.close()
+
+
+def test_action_repeat_holds_each_action_for_k_env_steps():
+    env = make_pusht_env(64)
+    rng = np.random.default_rng([0, 0])
+    seed = int(rng.integers(2**31 - 1))
+    repeated = rollout_pusht(env, PushTScriptedPolicy(np.random.default_rng(1)), steps=6, seed=seed, action_repeat=3)
+    env.reset(seed=seed)  # by hand: the same actions, each stepped 3 times, every third frame kept
+    bare = env.unwrapped
+    for t, action in enumerate(repeated.actions[:-1]):
+        for _ in range(3):
+            observation, *_ = bare.step(action)
+        np.testing.assert_array_equal(observation["pixels"], repeated.frames[t + 1])
+    np.testing.assert_allclose(repeated.states[-1], np.asarray([*bare.agent.position, *bare.block.position,
+                                                                bare.block.angle], np.float32), rtol=1e-6)
+    # Held for 3 env steps, the agent ends nearer each target: the action fixes more of where it is.
+    single = rollout_pusht(env, PushTScriptedPolicy(np.random.default_rng(1)), steps=6, seed=seed)
+
+    def lag(episode):
+        return np.median(np.linalg.norm(episode.states[1:, :2] - episode.actions[:-1], axis=1))
+
+    assert lag(repeated) < 0.6 * lag(single), (lag(repeated), lag(single))
+    with pytest.raises(ValueError, match="action_repeat"):
+        rollout_pusht(env, PushTScriptedPolicy(rng), steps=2, seed=0, action_repeat=0)
     env.close()

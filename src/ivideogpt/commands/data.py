@@ -38,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--steps", type=int, default=100, help="agent steps per episode (frames = steps + 1)")
         sub.add_argument("--seed", type=int, default=0, help="seed; same seed, same data")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        sub.add_argument("--action-repeat", type=int, default=2 if name == "metaworld" else 1,
+                         help="env steps per recorded frame, the action held for all (Meta-World default 2 as "
+                              "in the paper; Push-T default 1)")
         if name == "metaworld":
             sub.add_argument("--task", required=True, help="v3 task name, e.g. button-press-topdown (-v3 optional)")
-            sub.add_argument("--action-repeat", type=int, default=2, help="env steps per agent step (paper: 2)")
             sub.add_argument("--noise", type=float, default=0.1, help="std of Gaussian noise on policy actions")
             sub.add_argument("--camera", default="corner2", help="MuJoCo camera name (default corner2)")
     convert = actions.add_parser("convert", help="convert a dataset to project episodes")
@@ -62,7 +64,8 @@ def _generate(args: argparse.Namespace) -> int:
     if args.env == "pusht":
         from ivideogpt.envs.pusht_data import generate_pusht
 
-        stats = generate_pusht(args.out, args.episodes, args.resolution, args.steps, args.seed, progress=not args.quiet)
+        stats = generate_pusht(args.out, args.episodes, args.resolution, args.steps, args.seed, progress=not args.quiet,
+                               action_repeat=args.action_repeat)
     else:
         from ivideogpt.envs.metaworld_data import generate_metaworld
 

@@ -127,8 +127,14 @@ class PushTScriptedPolicy:
         return self.target.astype(np.float32)
 
 
-def rollout_pusht(env: Any, policy: PushTScriptedPolicy, steps: int, seed: int) -> Episode:
-    """One episode of `steps` env steps: T = steps + 1 frames, actions (T, 2), rewards, success, states."""
+def rollout_pusht(env: Any, policy: PushTScriptedPolicy, steps: int, seed: int, action_repeat: int = 1) -> Episode:
+    """One episode of `steps` recorded steps: T = steps + 1 frames, actions (T, 2), rewards, success, states.
+
+    Each recorded step holds the policy's action for `action_repeat` env steps (the last one's
+    reward and success are kept), as RL wrappers do.
+    """
+    if action_repeat < 1:
+        raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
     observation, _ = env.reset(seed=seed)
     bare = env.unwrapped
     policy.reset(bare)
@@ -136,7 +142,8 @@ def rollout_pusht(env: Any, policy: PushTScriptedPolicy, steps: int, seed: int) 
     rewards, success, states = [0.0], [bool(bare._get_coverage() > bare.success_threshold)], [block_state(bare)]
     for _ in range(steps):
         action = policy.act(bare)
-        observation, reward, _, _, info = bare.step(action)  # keep going after success: fixed-length episodes
+        for _ in range(action_repeat):
+            observation, reward, _, _, info = bare.step(action)  # keep going after success: fixed-length episodes
         actions.append(action)
         frames.append(observation["pixels"])
         rewards.append(float(reward))
@@ -148,8 +155,13 @@ def rollout_pusht(env: Any, policy: PushTScriptedPolicy, steps: int, seed: int) 
 
 
 def generate_pusht(out: str | Path, episodes: int, resolution: int = 64, steps: int = 100, seed: int = 0,
-                   progress: bool = True) -> dict[str, Any]:
-    """Write `episodes` scripted Push-T episodes and metadata.json to `out`; returns timing and stats."""
+                   progress: bool = True, action_repeat: int = 1) -> dict[str, Any]:
+    """Write `episodes` scripted Push-T episodes and metadata.json to `out`; returns timing and stats.
+
+    `action_repeat` k records every k-th env step (10 / k frames per second) with each action held
+    for k env steps: the agent then nearly reaches each target, so a frame's action largely fixes
+    where the agent is, rather than the agent's unseen velocity.
+    """
     from tqdm import tqdm
 
     if episodes < 1 or steps < 1:
@@ -160,7 +172,8 @@ def generate_pusht(out: str | Path, episodes: int, resolution: int = 64, steps: 
     began = time.perf_counter()
     for number in tqdm(range(episodes), desc="push-t episodes", unit="episode", disable=not progress):
         rng = np.random.default_rng([seed, number])
-        episode = rollout_pusht(env, PushTScriptedPolicy(rng), steps, seed=int(rng.integers(2**31 - 1)))
+        episode = rollout_pusht(env, PushTScriptedPolicy(rng), steps, seed=int(rng.integers(2**31 - 1)),
+                                action_repeat=action_repeat)
         episode.save(out / f"episode_{number:06d}.npz")
         shift = episode.states[-1, 2:4] - episode.states[0, 2:4]
         moved += bool(np.linalg.norm(shift) > 5.0 or abs(episode.states[-1, 4] - episode.states[0, 4]) > 0.1)
@@ -173,7 +186,8 @@ def generate_pusht(out: str | Path, episodes: int, resolution: int = 64, steps: 
     write_metadata(out, {
         "format": "ivideogpt-episodes", "env": PUSHT_ID, "policy": "scripted push (ivideogpt.envs.pusht_data)",
         "resolution": resolution, "steps": steps, "frames_per_episode": steps + 1, "episodes": episodes,
-        "seed": seed, "fps": 10, "action_space": {"low": [ACTION_LOW] * 2, "high": [ACTION_HIGH] * 2},
+        "seed": seed, "fps": 10 / action_repeat, "action_repeat": action_repeat,
+        "action_space": {"low": [ACTION_LOW] * 2, "high": [ACTION_HIGH] * 2},
         "action_meaning": "target (x, y) of the agent in board pixels", "state_keys": ["agent_x", "agent_y",
                                                                                           "block_x", "block_y",
                                                                                           "block_angle"],
