@@ -102,7 +102,8 @@ def experiment_files(config: DemoConfig, data: Path, heldout: list[str]) -> dict
     }
     transformer = {
         "kind": "transformer", "preset": config.transformer_preset, "tokenizer_checkpoint": str(out / "tokenizer"),
-        "transformer": {"action_dim": 2, "reward_head": True, "spatial_positions": True},
+        "transformer": {"action_dim": 2, "reward_head": True, "spatial_positions": True, "action_to_frame": True,
+                        "action_frequencies": 6},
         "data": _data_section(config, data, heldout, segment_length=config.context_frames + config.horizon),
         "train": _train_section(out / "transformer", config.transformer_steps, config.transformer_batch, 1e-3,
                                 schedule="cosine", weight_decay=0.01, min_lr_ratio=0.1, mixed_precision="bf16"),
