@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="env (simulator) steps to train for")
     parser.add_argument("--out", default="runs/rl", help="output directory")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its newest checkpoint (same config; --steps may grow)")
+                        help="continue the run in --out from its newest checkpoint (same config; --steps may grow, "
+                             "--device may change)")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and schedules (tests, CPU smoke runs)")
     parser.add_argument("--tokenizer-preset", help="from-scratch tokenizer (default: tokenizer_64; --tiny: tokenizer_tiny)")
     parser.add_argument("--transformer-preset",

@@ -71,6 +71,10 @@ class RLConfig:
         return cls(**base)
 
 
+# What a resumed run may change: none of them alters what the agent or the world model sees.
+RESUME_MAY_CHANGE = ("total_env_steps", "device", "tensorboard", "video_format")
+
+
 class RLTrainer:
     """Builds env, agent, buffers (and MBPO when given a world model) and runs the loop.
 
@@ -110,12 +114,12 @@ class RLTrainer:
         if loaded is None:
             raise FileNotFoundError(f"nothing to resume: no complete checkpoint under {self.checkpoint_root}")
         weights, state, counters = loaded
-        saved = dict(state["config"], total_env_steps=None)
-        mine = dict(config_to_dict(self.config), total_env_steps=None)
+        free = dict.fromkeys(RESUME_MAY_CHANGE)
+        saved, mine = dict(state["config"], **free), dict(config_to_dict(self.config), **free)
         if saved != mine:
             changed = sorted(k for k in mine if saved.get(k) != mine[k])
             raise ValueError(f"the checkpoint was written with a different config ({', '.join(changed)} differ); "
-                             f"only total_env_steps may change on resume")
+                             f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume")
         self.agent.load_state_dict(weights)
         self.agent.load_optimizer_state_dict(state["agent_optimizers"])
         self.real.load_state_dict(state["real"])
