@@ -44,8 +44,8 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         for name in ("episodes", "episode_steps", "action_repeat", "test_episodes", "context_frames", "horizon",
-                     "tokenizer_steps", "tokenizer_batch", "transformer_steps", "transformer_batch", "clips_per_episode",
-                     "samples"):
+                     "tokenizer_steps", "tokenizer_batch", "transformer_steps", "transformer_batch",
+                     "clips_per_episode", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0:

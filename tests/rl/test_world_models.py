@@ -31,8 +31,8 @@ def test_mbpo_with_tiny_world_model():
     assert len(mbpo.model_buffer.segments) == 4 and seg.frames.shape == (5, 64, 64, 3) and seg.history == 2
     assert np.isfinite(seg.rewards).all() and mbpo.sample(8)[1] == 4
     # A resumed run restores MBPO and the world model exactly: the next imagined rollouts are identical.
-    twin = MBPO(cfg, build_world_model(2, "tokenizer_tiny", "transformer_tiny", seed=5), SegmentReplay(10_000, 3, 3, 0.99),
-                frame_stack=3, nstep=3, discount=0.99, seed=1)
+    twin_model = build_world_model(2, "tokenizer_tiny", "transformer_tiny", seed=5)
+    twin = MBPO(cfg, twin_model, SegmentReplay(10_000, 3, 3, 0.99), frame_stack=3, nstep=3, discount=0.99, seed=1)
     saved = io.BytesIO()  # through bytes, as a checkpoint file: no tensor may stay shared with the original
     torch.save({"real": real.state_dict(), "mbpo": mbpo.state_dict()}, saved)
     saved.seek(0)

@@ -256,7 +256,8 @@ class RLTrainer:
                 if next_checkpoint is not None and env_step + ar >= next_checkpoint:
                     counters.update(agent_step=agent_step + 1, seconds=time.time() - start)
                     self._save_checkpoint(env_step + ar)
-                    next_checkpoint += cfg.checkpoint_every * ((env_step + ar - next_checkpoint) // cfg.checkpoint_every + 1)
+                    passed = (env_step + ar - next_checkpoint) // cfg.checkpoint_every + 1
+                    next_checkpoint += cfg.checkpoint_every * passed
                 obs, info = self.env.reset(seed=self._episode_seed(counters["episodes"]))
                 frames, actions, rewards, discounts = [info["frame"]], [], [], []
                 ep_return, ep_success = 0.0, False

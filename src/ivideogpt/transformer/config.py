@@ -24,8 +24,10 @@ class TransformerConfig:
     ffn_size: int = 3072  # SwiGLU intermediate size
     dropout: float = 0.1  # embedding, residual and attention dropout
     action_dim: int = 0  # 0 = action-free; else actions are projected onto slot embeddings
-    action_frequencies: int = 0  # octaves of Fourier features of each action value fed to the projection (not in the paper)
-    action_to_frame: bool = False  # add an action to every token of the frame it leads into, not only the slot (not in the paper)
+    # Not in the paper: Fourier features (this many octaves) of each action value for the projection,
+    # and the projected action added to every token of the frame it leads into, not only its slot.
+    action_frequencies: int = 0
+    action_to_frame: bool = False
     reward_head: bool = False  # predict each future frame's reward from its last token
     symlog_rewards: bool = False  # regress symlog(reward) instead of the raw reward
     spatial_positions: bool = False  # add each code's 2D cell position to its embedding (not in the paper)

@@ -97,7 +97,7 @@ class WorldModelTransformer(nn.Module):
 
     # --- building blocks (shared by training and rollouts) ----------------------------------
     def embed(self, ids: Tensor, actions: Tensor | None = None, num_context: int | None = None) -> Tensor:
-        """(B, L) ids of whole frames -> (B, L, H) embeddings, with `actions` (B, T-1, A) added where the layout puts them."""
+        """(B, L) ids of whole frames -> (B, L, H) embeddings; `actions` (B, T-1, A) go where the layout puts them."""
         embeds = self.core.embed_tokens(ids)
         if actions is not None:
             if num_context is None:
@@ -121,7 +121,8 @@ class WorldModelTransformer(nn.Module):
         With `action_frequencies` F the projection reads [a, sin(2^k pi a), cos(2^k pi a)] for
         k < F. Why: actions such as target positions select *where* something moves; Fourier
         features let the SwiGLU layers compare them with the codes' cell positions, where a raw
-        linear projection leaves a short training unable to tell nearby targets apart.
+        linear projection leaves a short training unable to tell nearby targets apart
+        (measurements in docs/training.md).
         """
         if self.action_proj is None:
             raise ValueError("this transformer is action-free (action_dim=0) but actions were given; "
