@@ -51,8 +51,9 @@ def save(root: Path, env_step: int, agent_weights: dict[str, torch.Tensor], stat
     return final
 
 
-def latest_exists(root: Path) -> bool:
-    return ckpt.find_latest(root) is not None
+def any_exists(root: Path) -> bool:
+    """Whether `root` holds a complete-looking checkpoint (sizes only: no hashing of a multi-GB state)."""
+    return bool(ckpt.list_checkpoints(root))
 
 
 def load_latest(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]] | None:

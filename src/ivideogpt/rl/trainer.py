@@ -102,7 +102,7 @@ class RLTrainer:
                                          "demonstrations": None, "metrics_bytes": 0}
         if resume:
             self._load_checkpoint()
-        elif rl_checkpoint.latest_exists(self.checkpoint_root):
+        elif rl_checkpoint.any_exists(self.checkpoint_root):
             raise FileExistsError(f"{self.checkpoint_root} holds a checkpoint of an earlier run: resume it "
                                   f"(--resume) or choose another output directory")
         purge = self.counters["agent_step"] * config.env.action_repeat if resume else None

@@ -88,10 +88,9 @@ class SequenceLayout:
         owner = torch.arange(len(slots))
         if not whole_frame:
             return slots, owner
-        lengths = self.frame_lengths(num_context, num_future)[1:]
-        owner = owner.repeat_interleave(lengths)
-        starts = slots[owner]
-        return starts + torch.arange(len(owner)) - (torch.cumsum(lengths, 0) - lengths)[owner], owner
+        # Frames are contiguous: frames 1..T-1 are every position after frame 0.
+        lengths = self.frame_lengths(num_context, num_future)
+        return torch.arange(int(lengths[0]), int(lengths.sum())), owner.repeat_interleave(lengths[1:])
 
     def last_token_index(self, num_context: int, num_future: int) -> Tensor:
         """(T,) index of each frame's last code token; the reward of frame t is read there."""
@@ -154,16 +153,20 @@ class SequenceLayout:
         slot = torch.full_like(future_codes[:, :1], self.future_slot)
         return torch.cat([slot, future_codes.long() + self.future_offset], dim=1)
 
+    def num_future(self, length: int, num_context: int) -> int:
+        """Future frames in `length` tokens after `num_context` context frames; ValueError unless whole frames."""
+        per_frame = 1 + self.future_codes
+        rest = length - self.length(num_context, 0)
+        if rest < 0 or rest % per_frame:
+            raise ValueError(f"sequence of {length} tokens is not {num_context} context frames "
+                             f"plus whole future frames of {per_frame} tokens")
+        return rest // per_frame
+
     def split_future(self, ids: Tensor, num_context: int) -> Tensor:
         """(B, L) ids -> (B, Tf, h', w') codebook indices of the future frames."""
-        start = self.length(num_context, 0)
-        per_frame = 1 + self.future_codes
-        rest = ids.shape[1] - start
-        if rest < 0 or rest % per_frame:
-            raise ValueError(f"sequence of {ids.shape[1]} tokens is not {num_context} context frames "
-                             f"plus whole future frames of {per_frame} tokens")
-        frames = ids[:, start:].reshape(ids.shape[0], rest // per_frame, per_frame)[:, :, 1:]
-        return (frames - self.future_offset).reshape(ids.shape[0], -1, *self.future_grid)
+        num_future = self.num_future(ids.shape[1], num_context)
+        frames = ids[:, self.length(num_context, 0):].reshape(ids.shape[0], num_future, 1 + self.future_codes)
+        return (frames[:, :, 1:] - self.future_offset).reshape(ids.shape[0], -1, *self.future_grid)
 
     def check_codes(self, codes: Tensor, grid: tuple[int, int], name: str) -> None:
         """Raise ValueError unless `codes` is an integer (B, T, *grid) tensor with values in [0, K)."""

@@ -102,15 +102,11 @@ class WorldModelTransformer(nn.Module):
         if actions is not None:
             if num_context is None:
                 raise ValueError("embed needs num_context to place actions")
-            per_frame = 1 + self.layout.future_codes
-            future_tokens = ids.shape[1] - self.layout.length(num_context, 0)
-            if future_tokens < 0 or future_tokens % per_frame:
-                raise ValueError(f"{ids.shape[1]} tokens are not {num_context} context frames plus whole future frames")
-            positions, owner = self.layout.action_index(num_context, future_tokens // per_frame,
-                                                        self.config.action_to_frame)
-            if actions.shape[1] != num_context + future_tokens // per_frame - 1:
+            num_future = self.layout.num_future(ids.shape[1], num_context)
+            positions, owner = self.layout.action_index(num_context, num_future, self.config.action_to_frame)
+            if actions.shape[1] != num_context + num_future - 1:
                 raise ValueError(f"embed needs one action per frame transition, got {actions.shape[1]} actions "
-                                 f"for {num_context + future_tokens // per_frame} frames")
+                                 f"for {num_context + num_future} frames")
             proj = self.project_actions(actions)[:, owner.to(actions.device)]  # (B, P, H)
             embeds = embeds.index_add(1, positions.to(embeds.device), proj.to(embeds.dtype))
         return embeds
