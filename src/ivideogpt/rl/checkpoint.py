@@ -23,18 +23,6 @@ from ivideogpt.train import checkpoint as ckpt
 AGENT, STATE = "agent.safetensors", "state.pt"
 
 
-def rng_state() -> dict[str, Any]:
-    """The global torch RNGs the agent samples from (exploration noise, random shifts)."""
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save(root: Path, env_step: int, agent_weights: dict[str, torch.Tensor], state: dict[str, Any],
          counters: dict[str, Any], keep_last: int = 1) -> Path:
     """Write one checkpoint atomically and keep only the newest `keep_last`."""

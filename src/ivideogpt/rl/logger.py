@@ -11,11 +11,16 @@ import numpy as np
 class RLLogger:
     """`log(step, split, metrics)` writes `rl/<split>/<name>` scalars and one JSON line per call."""
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
-        """`purge_step`: on a resume, TensorBoard drops events logged at or after it by the interrupted run."""
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, purge_step: int | None = None,
+                 keep_bytes: int | None = None) -> None:
+        """On a resume, what the interrupted run logged after its checkpoint is dropped: TensorBoard
+        events at or after `purge_step`, and metrics.jsonl past its first `keep_bytes` bytes."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.out_dir / "metrics.jsonl"
+        if keep_bytes is not None and self.jsonl.is_file():
+            with open(self.jsonl, "r+b") as handle:
+                handle.truncate(keep_bytes)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -29,6 +34,10 @@ class RLLogger:
                 self.writer.add_scalar(f"rl/{split}/{name}", value, step)
         with open(self.jsonl, "a") as handle:
             handle.write(json.dumps({"env_step": step, "split": split, **metrics}) + "\n")
+
+    def metrics_bytes(self) -> int:
+        """Size of metrics.jsonl so far: a checkpoint records it to cut the log back on resume."""
+        return self.jsonl.stat().st_size if self.jsonl.is_file() else 0
 
     def close(self) -> None:
         if self.writer is not None:

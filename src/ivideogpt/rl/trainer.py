@@ -23,6 +23,7 @@ from ivideogpt.rl.imagination import ImaginationModel, imagine
 from ivideogpt.rl.logger import RLLogger, side_by_side, write_video
 from ivideogpt.rl.mbpo import MBPO, MBPOConfig
 from ivideogpt.rl.replay import SegmentReplay
+from ivideogpt.train.rng import capture_rng, restore_rng
 
 
 @dataclass
@@ -106,10 +107,11 @@ class RLTrainer:
             raise FileExistsError(f"{self.checkpoint_root} holds a checkpoint of an earlier run: resume it "
                                   f"(--resume) or choose another output directory")
         purge = self.counters["agent_step"] * config.env.action_repeat if resume else None
-        self.logger = RLLogger(self.out_dir, tensorboard=config.tensorboard, purge_step=purge)
+        self.logger = RLLogger(self.out_dir, tensorboard=config.tensorboard, purge_step=purge,
+                               keep_bytes=self.counters["metrics_bytes"] if resume else None)
 
     def _load_checkpoint(self) -> None:
-        """Restore everything `_save_checkpoint` wrote; the metrics log is cut back to that moment."""
+        """Restore everything `_save_checkpoint` wrote (the logger then cuts its logs back to that moment)."""
         loaded = rl_checkpoint.load_latest(self.checkpoint_root)
         if loaded is None:
             raise FileNotFoundError(f"nothing to resume: no complete checkpoint under {self.checkpoint_root}")
@@ -128,20 +130,15 @@ class RLTrainer:
                 raise ValueError("the checkpoint is of a model-free run; it cannot resume with a world model")
             self.mbpo.load_state_dict(state["mbpo"])
         self.real_fractions, self.num_updates = list(state["real_fractions"]), state["num_updates"]
-        rl_checkpoint.set_rng_state(state["rng"])
+        restore_rng(state["rng"])
         self.counters = counters
-        metrics = self.out_dir / "metrics.jsonl"
-        if metrics.is_file():
-            with open(metrics, "r+b") as handle:
-                handle.truncate(counters["metrics_bytes"])
 
     def _save_checkpoint(self, env_step: int) -> None:
-        metrics = self.out_dir / "metrics.jsonl"
-        self.counters["metrics_bytes"] = metrics.stat().st_size if metrics.is_file() else 0
+        self.counters["metrics_bytes"] = self.logger.metrics_bytes()
         state = {"config": config_to_dict(self.config), "agent_optimizers": self.agent.optimizer_state_dict(),
                  "real": self.real.state_dict(), "mbpo": None if self.mbpo is None else self.mbpo.state_dict(),
                  "real_fractions": list(self.real_fractions), "num_updates": self.num_updates,
-                 "rng": rl_checkpoint.rng_state()}
+                 "rng": capture_rng()}
         rl_checkpoint.save(self.checkpoint_root, env_step, self.agent.state_dict(), state, self.counters)
 
     def preload_demonstrations(self) -> int:
