@@ -3,12 +3,17 @@
     python benchmarks/training_throughput.py --quick     # smoke run, under ~60 s on 2 cores
     python benchmarks/training_throughput.py             # all four models (tokenizer_64: ~1 min per step on CPU)
     python benchmarks/training_throughput.py --models transformer_small --batch 4 --bf16
+    python benchmarks/training_throughput.py --models stage_encoding stage_cached stage_demo --bf16 --repeats 10
 
 One training step = forward, backward and an AdamW update, on random data with random weights:
 - transformers (action-conditioned, 4-d actions): random ids of 2 context + 6 future frames
   (16x16 and 4x4 tokens: 616 tokens per sample), cross-entropy on future tokens;
 - tokenizers: `TokenizerObjective` (L1/L2 reconstruction + quantizer losses, no perceptual loss: its
-  VGG16 needs local weights) on clips of 2 context + 2 future 64x64 frames, as the CPU recipes sample.
+  VGG16 needs local weights) on clips of 2 context + 2 future 64x64 frames, as the CPU recipes sample;
+- the demo's transformer stage (1 context + 8 future frames, batch 16, `TransformerObjective`):
+  `stage_encoding` with the frozen tokenizer encoding every batch (the path before the token cache),
+  `stage_cached` from pre-encoded ids, `stage_demo` as the demo trains now (cached ids, 8x8 context
+  codes, softmax over the future codes); the last line gives each against `stage_encoding`.
 Reported per model: median step seconds, samples (clips) / s, frames / s, tokens / s (sequence tokens for
 the transformer, ids produced for the tokenizer), FLOPs per step counted by
 `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions, attention; elementwise ops and the
@@ -28,14 +33,23 @@ import torch
 from _common import add_common_args, markdown_table, optimizer_step, setup, sync, time_call, transformer_train_step
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from ivideogpt.data.batch import Batch
+from ivideogpt.data.batch import Batch, TokenBatch
+from ivideogpt.demo import DEMO_TOKENIZER, DEMO_TRANSFORMER, DEMO_TRANSFORMER_OPTIONS
 from ivideogpt.presets import get_preset
 from ivideogpt.tokenizer.objective import TokenizerObjective
 from ivideogpt.transformer import SequenceLayout
+from ivideogpt.transformer.objective import TransformerObjective, TransformerObjectiveConfig
 
 aten = torch.ops.aten
 TRANSFORMER_FRAMES, TOKENIZER_FRAMES = (2, 6), (2, 2)  # (context, future) frames per sample
-DEFAULT_BATCH = {"transformer_tiny": 8, "transformer_small": 2, "tokenizer_cpu": 8, "tokenizer_64": 1}
+DEMO_FRAMES = (1, 8)  # the demo's transformer stage: 1 context + 8 future frames
+# The demo's transformer stage (tokenizer_cpu ids, transformer_tiny with the demo's options):
+# (ids cached, context codes per side, softmax over the future codes only). "stage_encoding" is the
+# path before the token cache (the frozen tokenizer encodes every batch), "stage_cached" the same from
+# cached ids, "stage_demo" what the demo now trains (8x8 context codes, future-code softmax).
+STAGES = {"stage_encoding": (False, 16, False), "stage_cached": (True, 16, False), "stage_demo": (True, 8, True)}
+DEFAULT_BATCH = {"transformer_tiny": 8, "transformer_small": 2, "tokenizer_cpu": 8, "tokenizer_64": 1,
+                 **{stage: 16 for stage in STAGES}}
 
 
 def _sdpa_forward(query: torch.Size, key: torch.Size, value: torch.Size, *args: object, **kwargs: object) -> int:
@@ -61,8 +75,34 @@ class Workload:
     tokens: int  # per sample
 
 
+def demo_stage(name: str, batch: int, device: torch.device, bf16: bool) -> Workload:
+    """A training step of the demo's transformer stage `name` (see STAGES) on random frames."""
+    cached, context_tokens, future_only = STAGES[name]
+    tokenizer = replace(get_preset(DEMO_TOKENIZER), context_tokens=context_tokens).build()
+    config = replace(get_preset(DEMO_TRANSFORMER), **DEMO_TRANSFORMER_OPTIONS, codebook_size=tokenizer.config.codebook_size,
+                     context_grid=(context_tokens, context_tokens))
+    objective = TransformerObjective(config.build(), tokenizer, TransformerObjectiveConfig(
+        future_only_softmax=future_only)).to(device)
+    context, future = DEMO_FRAMES
+    frames = Batch(torch.rand(batch, context + future, 3, 64, 64, device=device) * 2 - 1,
+                   actions=torch.rand(batch, context + future, 2, device=device) * 2 - 1,
+                   rewards=torch.rand(batch, context + future, device=device), num_context=context)
+    with torch.inference_mode():
+        ids = tokenizer.encode(frames.context_frames, frames.future_frames)
+    data = TokenBatch(ids[0].clone(), ids[1].clone(), frames.actions, frames.rewards) if cached else frames
+
+    def loss() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return objective.compute_loss(data, 0)[0]
+
+    layout = objective.transformer.layout
+    return Workload(optimizer_step(objective, loss), context + future, layout.length(context, future))
+
+
 def workload(name: str, batch: int, device: torch.device, bf16: bool) -> Workload:
-    """The training step of preset `name` at `batch` samples."""
+    """The training step of preset `name` (or of a demo stage) at `batch` samples."""
+    if name in STAGES:
+        return demo_stage(name, batch, device, bf16)
     config = get_preset(name)
     if name.startswith("transformer"):
         context, future = TRANSFORMER_FRAMES
@@ -116,7 +156,7 @@ def main() -> None:
     if args.quick:
         args.repeats = 1
         if args.models == list(DEFAULT_BATCH):
-            args.models = ["transformer_tiny", "tokenizer_cpu", "transformer_small"]
+            args.models = ["transformer_tiny", "tokenizer_cpu", "transformer_small", *STAGES]
     device = setup(args, "training throughput")
     peak_seconds = 0.5 if args.quick else 2.0
     peaks = {name: matmul_peak(dtype, device, peak_seconds) for name, dtype in
@@ -140,7 +180,13 @@ def main() -> None:
     print(markdown_table(["model", "batch", "step s", "samples/s", "frames/s", "tokens/s", "GFLOP / step",
                           "GFLOP/s", "of fp32 peak", "of bf16 peak"], rows))
     print(f"\nsample: transformer {sum(TRANSFORMER_FRAMES)} frames ({TRANSFORMER_FRAMES[0]} context), "
-          f"tokenizer {sum(TOKENIZER_FRAMES)} frames ({TOKENIZER_FRAMES[0]} context)")
+          f"tokenizer {sum(TOKENIZER_FRAMES)} frames ({TOKENIZER_FRAMES[0]} context), "
+          f"demo stage {sum(DEMO_FRAMES)} frames ({DEMO_FRAMES[0]} context)")
+    rates = {row[0]: float(row[3]) for row in rows}
+    if set(STAGES) <= set(rates):
+        base = rates["stage_encoding"]
+        print("demo transformer stage, samples/s against encoding every batch: " + ", ".join(
+            f"{stage} {rates[stage]:.1f} ({rates[stage] / base:.2f}x)" for stage in STAGES))
 
 
 if __name__ == "__main__":

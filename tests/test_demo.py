@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import imageio.v3 as iio
+import pytest
+
 from ivideogpt.cli import main
 
 
@@ -12,20 +15,34 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
     args = ["demo", "--out", str(out), "--data", str(data), "--episodes", "6", "--episode-steps", "12",
             "--test-episodes", "2", "--horizon", "3", "--tokenizer-preset", "tokenizer_tiny",
             "--tokenizer-steps", "2", "--tokenizer-batch", "2", "--transformer-steps", "2",
-            "--transformer-batch", "2", "--clips-per-episode", "2", "--samples", "2"]
+            "--transformer-batch", "2", "--clips-per-episode", "2", "--samples", "2", "--reference", "",
+            "--export", str(tmp_path / "shipped")]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clips"] == 4 and metrics["horizon"] == 3 and metrics["samples_per_clip"] == 2
-    assert metrics["temperature"] == 0.7
-    for name in ("world_model", "world_model_best_of_samples", "copy_last_frame"):
+    assert metrics["temperature"] == 0.7 and metrics["decoding"] == "greedy"
+    for name in ("world_model", "world_model_shuffled_actions", "world_model_sampled", "world_model_best_of_samples",
+                 "tokenizer_reconstruction", "copy_last_frame"):
         assert len(metrics[name]["psnr"]) == 3 and 0 < metrics[name]["ssim_mean"] <= 1
-    best, mean = metrics["world_model_best_of_samples"]["psnr_mean"], metrics["world_model"]["psnr_mean"]
+    best, mean = metrics["world_model_best_of_samples"]["psnr_mean"], metrics["world_model_sampled"]["psnr_mean"]
     assert best >= mean - 1e-6
+    control = metrics["controllability"]
+    assert control["gap_over_shuffled_db"] == pytest.approx(
+        metrics["world_model"]["psnr_mean"] - metrics["world_model_shuffled_actions"]["psnr_mean"], abs=2e-3)
+    assert len(control["zero"]["psnr"]) == 3 and isinstance(control["ignores_actions"], bool)
     assert "reward_mae" in metrics
     gif = (out / "prediction.gif").read_bytes()
     assert gif[:6] == b"GIF89a"
-    assert "copy_last_frame" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "copy last frame" in printed and "true actions over shuffled" in printed
     for kind in ("tokenizer", "transformer"):
         assert (out / "configs" / f"{kind}.yaml").is_file()
-    assert main(args) == 0  # a rerun reuses the data and the finished trainings
-    assert "generating" not in capsys.readouterr().out
+    assert (tmp_path / "shipped" / "step_000002" / "model.safetensors").is_file()  # exported as shipped
+    width = iio.imread(out / "prediction.gif", index=0).shape[1]  # truth | prediction | copy
+    # a rerun reuses the data and the finished trainings, and scores a shipped model beside its own
+    assert main([*args, "--reference", str(tmp_path / "shipped")]) == 0
+    printed = capsys.readouterr().out
+    assert "generating" not in printed and "shipped reference model, greedy" in printed
+    shipped = json.loads((out / "metrics.json").read_text())["reference_model"]
+    assert shipped["world_model"] == metrics["world_model"]  # the same weights score the same
+    assert iio.imread(out / "prediction.gif", index=0).shape[1] == width * 4 // 3  # and the reference model

@@ -8,6 +8,7 @@ stage can be rerun or extended by hand. Rerunning the demo reuses finished stage
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,35 +18,46 @@ import numpy as np
 import torch
 import yaml
 
+DEMO_TOKENIZER = "tokenizer_cpu"
+DEMO_TRANSFORMER = "transformer_tiny"
+# Push-T actions are 2-d target positions; why the action and position features: docs/training.md.
+DEMO_TRANSFORMER_OPTIONS = {"action_dim": 2, "reward_head": True, "spatial_positions": True, "action_to_frame": True,
+                            "action_frequencies": 6}
 
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults finish in about 10 minutes on 2 idle CPU cores."""
+    """Sizes of the demo; the defaults (the cpu recipe) finish in under 15 minutes on 2 idle CPU cores."""
 
     out: str = "outputs/demo"
     data: str = "data/pusht"  # generated here when absent
-    episodes: int = 150  # Push-T episodes generated
+    episodes: int = 300  # Push-T episodes generated
     episode_steps: int = 100  # actions per episode (episode_steps + 1 frames)
-    action_repeat: int = 1  # env steps per recorded frame, each action held for all of them
+    action_repeat: int = 3  # env steps per recorded frame, each action held for all of them (the agent
+    #   then nearly reaches each target: what a frame shows follows from its action, see docs/training.md)
     test_episodes: int = 10  # the last episodes, held out from training, evaluated at the end
     context_frames: int = 1
     horizon: int = 8  # predicted frames per rollout (training segments are context + horizon)
-    tokenizer_preset: str = "tokenizer_cpu"
-    transformer_preset: str = "transformer_tiny"
-    tokenizer_steps: int = 450
+    tokenizer_preset: str = DEMO_TOKENIZER
+    transformer_preset: str = DEMO_TRANSFORMER
+    context_tokens: int = 8  # tokens per side of a context frame (paper: 16); 8 halves the transformer's work
+    tokenizer_steps: int = 300
     tokenizer_batch: int = 8
-    transformer_steps: int = 600
+    transformer_steps: int = 3400
     transformer_batch: int = 16
+    precision: str = "bf16"  # mixed precision of both trainings ("no": fp32)
+    token_cache_stride: int = 4  # the transformer trains on ids of every k-th start frame, encoded once
     clips_per_episode: int = 4  # evaluation clips cut from each held-out episode
     samples: int = 4  # rollouts per clip; metrics report the mean sample and the best of them
-    temperature: float = 0.7  # sampling temperature of the rollouts (1.0: the model's own distribution)
+    temperature: float = 0.7  # sampling temperature of the sampled rollouts (greedy ones are scored too)
     seed: int = 0
+    reference: str = "checkpoints/pusht"  # a shipped world model scored beside this one ("": none)
+    export: str = ""  # also copy the trained world model here, as it is shipped (e.g. checkpoints/pusht)
 
     def __post_init__(self) -> None:
         for name in ("episodes", "episode_steps", "action_repeat", "test_episodes", "context_frames", "horizon",
-                     "tokenizer_steps", "tokenizer_batch", "transformer_steps", "transformer_batch",
-                     "clips_per_episode", "samples"):
+                     "context_tokens", "tokenizer_steps", "tokenizer_batch", "transformer_steps", "transformer_batch",
+                     "token_cache_stride", "clips_per_episode", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0:
@@ -54,6 +66,25 @@ class DemoConfig:
             raise ValueError(f"test_episodes={self.test_episodes} leaves no training episodes of {self.episodes}")
         if self.context_frames + self.horizon > self.episode_steps + 1:
             raise ValueError("context_frames + horizon exceeds the episode length")
+
+
+# Named starting points for `ivideogpt demo --recipe NAME`; any flag given beside it wins.
+RECIPES: dict[str, dict[str, Any]] = {
+    "cpu": {},  # DemoConfig's defaults: at most 15 minutes on 2 CPU cores
+    # The shipped reference model (checkpoints/pusht): one GPU, data generation included. Its data has
+    # its own seed, so the cpu recipe's held-out episodes are new to it when the demo scores it.
+    "reference": {"out": "outputs/reference", "data": "data/pusht_reference", "episodes": 1000,
+                  "test_episodes": 20, "seed": 1, "context_tokens": 16, "tokenizer_steps": 1750,
+                  "tokenizer_batch": 64, "transformer_steps": 3000, "transformer_batch": 64,
+                  "token_cache_stride": 2, "reference": "", "export": "checkpoints/pusht"},
+}
+
+
+def recipe(name: str, **overrides: Any) -> DemoConfig:
+    """The DemoConfig of recipe `name` with `overrides` applied."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown demo recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return DemoConfig(**{**RECIPES[name], **overrides})
 
 
 def ensure_data(config: DemoConfig) -> Path:
@@ -69,7 +100,7 @@ def ensure_data(config: DemoConfig) -> Path:
             return data
     print(f"[1/4] generating {config.episodes} Push-T episodes into {data}")
     generate_pusht(data, episodes=config.episodes, steps=config.episode_steps, seed=config.seed,
-                   action_repeat=config.action_repeat)
+                   action_repeat=config.action_repeat, workers=len(os.sched_getaffinity(0)))
     return data
 
 
@@ -95,18 +126,20 @@ def experiment_files(config: DemoConfig, data: Path, heldout: list[str]) -> dict
     """Write the two training configs the demo runs, under OUT/configs/."""
     out = Path(config.out)
     tokenizer = {
-        "kind": "tokenizer", "preset": config.tokenizer_preset,
+        "kind": "tokenizer", "preset": config.tokenizer_preset, "tokenizer": {"context_tokens": config.context_tokens},
         "data": _data_section(config, data, heldout, segment_length=config.context_frames + config.horizon,
                               sampled_future=min(3, config.horizon)),
-        "train": _train_section(out / "tokenizer", config.tokenizer_steps, config.tokenizer_batch, 1e-3),
+        "train": _train_section(out / "tokenizer", config.tokenizer_steps, config.tokenizer_batch, 1e-3,
+                                mixed_precision=config.precision),
     }
     transformer = {
         "kind": "transformer", "preset": config.transformer_preset, "tokenizer_checkpoint": str(out / "tokenizer"),
-        "transformer": {"action_dim": 2, "reward_head": True, "spatial_positions": True, "action_to_frame": True,
-                        "action_frequencies": 6},
+        "token_cache_stride": config.token_cache_stride, "transformer": dict(DEMO_TRANSFORMER_OPTIONS),
+        "objective": {"future_only_softmax": True},
         "data": _data_section(config, data, heldout, segment_length=config.context_frames + config.horizon),
         "train": _train_section(out / "transformer", config.transformer_steps, config.transformer_batch, 1e-3,
-                                schedule="cosine", weight_decay=0.01, min_lr_ratio=0.1, mixed_precision="bf16"),
+                                schedule="cosine", weight_decay=0.01, min_lr_ratio=0.1,
+                                mixed_precision=config.precision),
     }
     paths = {}
     for name, tree in (("tokenizer", tokenizer), ("transformer", transformer)):
@@ -139,16 +172,20 @@ def evaluation_batch(run_dir: Path, config: DemoConfig) -> Any:
     return collate_segments(items, data_config.num_context)
 
 
+def future_actions(batch: Any) -> torch.Tensor:
+    """(B, H, A) the recorded actions that lead into the batch's future frames (actions[:, t]: frame t -> t + 1)."""
+    tc = batch.num_context
+    return batch.actions[:, tc - 1 : batch.frames.shape[1] - 1]
+
+
 def rollout_predictions(world_model: Any, batch: Any, samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`samples` rollouts per clip under the clip's recorded actions: frames (S, B, H, 3, h, w), rewards (S, B, H)."""
     tc = batch.num_context
-    horizon = batch.frames.shape[1] - tc
-    actions = batch.actions[:, tc - 1 : tc - 1 + horizon]  # actions[:, t] leads from frame t to t + 1
     context_actions = batch.actions[:, : tc - 1] if tc > 1 else None
     frames, rewards = [], []
     for sample in range(samples):
-        predicted, reward = world_model.rollout(batch.context_frames, actions, context_actions=context_actions,
-                                                seed=seed + sample)
+        predicted, reward = world_model.rollout(batch.context_frames, future_actions(batch),
+                                                context_actions=context_actions, seed=seed + sample)
         frames.append(predicted)
         rewards.append(reward if reward is not None else torch.zeros(predicted.shape[:2]))
     return torch.stack(frames), torch.stack(rewards)
@@ -163,59 +200,47 @@ def tokenizer_reconstruction(tokenizer: Any, batch: Any) -> torch.Tensor:
         return tokenizer.decode_future(future_ids, decoder_features).clamp(-1, 1)
 
 
-def score(batch: Any, predicted: torch.Tensor, predicted_rewards: torch.Tensor, reconstruction: torch.Tensor
-          ) -> dict[str, Any]:
-    """PSNR/SSIM per horizon: world model (mean and best sample), tokenizer reconstruction, copy-last-frame."""
-    from ivideogpt.eval.metrics import psnr, ssim
+def sample_scores(batch: Any, predicted: torch.Tensor) -> dict[str, Any]:
+    """Scores of S sampled rollouts (S, B, H, 3, h, w): the mean sample and the best of the S per clip."""
+    from ivideogpt.eval.metrics import score_entry as _entry, psnr, ssim
 
-    truth = batch.future_frames  # (B, H, 3, h, w)
-    copy = batch.context_frames[:, -1:].expand_as(truth)
+    truth = batch.future_frames
     psnr_samples = torch.stack([psnr(p, truth) for p in predicted])  # (S, B, H)
     ssim_samples = torch.stack([ssim(p, truth) for p in predicted])
     best = psnr_samples.mean(dim=2).argmax(dim=0)  # best sample per clip, by mean PSNR over the horizon
     rows = torch.arange(truth.shape[0])
-
-    def per_horizon(values: torch.Tensor) -> list[float]:
-        return [round(v, 3) for v in values.mean(dim=0).tolist()]
-
-    results: dict[str, Any] = {
-        "world_model": {"psnr": per_horizon(psnr_samples.mean(0)), "ssim": per_horizon(ssim_samples.mean(0))},
-        "world_model_best_of_samples": {"psnr": per_horizon(psnr_samples[best, rows]),
-                                        "ssim": per_horizon(ssim_samples[best, rows])},
-        "tokenizer_reconstruction": {"psnr": per_horizon(psnr(reconstruction, truth)),
-                                     "ssim": per_horizon(ssim(reconstruction, truth))},
-        "copy_last_frame": {"psnr": per_horizon(psnr(copy, truth)), "ssim": per_horizon(ssim(copy, truth))},
-    }
-    for entry in results.values():
-        entry["psnr_mean"] = round(float(np.mean(entry["psnr"])), 3)
-        entry["ssim_mean"] = round(float(np.mean(entry["ssim"])), 4)
-    if batch.rewards is not None:
-        target = batch.rewards[:, batch.num_context :]
-        results["reward_mae"] = round(float((predicted_rewards.mean(0) - target).abs().mean()), 4)
-        results["reward_mae_constant_baseline"] = round(float((target - target.mean()).abs().mean()), 4)
-    return results
+    return {"mean": _entry(psnr_samples.mean(0), ssim_samples.mean(0)),
+            "best": _entry(psnr_samples[best, rows], ssim_samples[best, rows])}
 
 
-def write_gif(path: Path, batch: Any, predicted: torch.Tensor, clips: int = 4, scale: int = 2) -> Path:
-    """Looping GIF: one row per clip, columns `ground truth | prediction | copy last frame`, labelled."""
+def reward_errors(batch: Any, predicted_rewards: torch.Tensor) -> dict[str, float]:
+    """MAE of predicted rewards (B, H) against the recorded ones, and of predicting their mean."""
+    target = batch.rewards[:, batch.num_context :]
+    return {"reward_mae": round(float((predicted_rewards - target).abs().mean()), 4),
+            "reward_mae_constant_baseline": round(float((target - target.mean()).abs().mean()), 4)}
+
+
+def write_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clips: int = 4, scale: int = 2) -> Path:
+    """Looping GIF: a row per clip, columns `ground truth | each prediction (B, H, 3, h, w) | copy last frame`."""
     import imageio.v3 as iio
     from PIL import Image, ImageDraw
 
     from ivideogpt.train.tracking import video_grid
 
     chosen = torch.linspace(0, batch.frames.shape[0] - 1, min(clips, batch.frames.shape[0])).long()
-    truth = batch.frames[chosen]
     context = batch.context_frames[chosen]
-    prediction = torch.cat([context, predicted[0, chosen]], dim=1)
-    copy = torch.cat([context, context[:, -1:].expand(-1, predicted.shape[2], -1, -1, -1)], dim=1)
-    grid = video_grid([truth, prediction, copy], max_items=len(chosen))  # (T, H*rows, W*3, 3)
+    horizon = batch.frames.shape[1] - batch.num_context
+    columns = {"ground truth": batch.frames[chosen],
+               **{label: torch.cat([context, predicted[chosen]], dim=1) for label, predicted in predictions.items()},
+               "copy last frame": torch.cat([context, context[:, -1:].expand(-1, horizon, -1, -1, -1)], dim=1)}
+    grid = video_grid(list(columns.values()), max_items=len(chosen))  # (T, H*rows, W*columns, 3)
     grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
-    width, column = grid.shape[2], grid.shape[2] // 3
+    width, column = grid.shape[2], grid.shape[2] // len(columns)
     frames = []
     for t, image in enumerate(grid):
         header = Image.new("RGB", (width, 28), "white")
         draw = ImageDraw.Draw(header)
-        for i, label in enumerate(("ground truth", "prediction", "copy last frame")):
+        for i, label in enumerate(columns):
             draw.text((i * column + 4, 2), label, fill="black")
         phase = "context" if t < batch.num_context else f"predicted +{t - batch.num_context + 1}"
         draw.text((4, 15), f"frame {t}: {phase}", fill="grey")
@@ -225,9 +250,37 @@ def write_gif(path: Path, batch: Any, predicted: torch.Tensor, clips: int = 4, s
     return path
 
 
+def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tuple[dict[str, Any], torch.Tensor]:
+    """The demo's scores of a world model on the held-out clips, and its greedy predictions (B, H, 3, h, w).
+
+    Greedy decoding is the headline rule (one deterministic forecast); the true-vs-shuffled and
+    true-vs-zero action gaps (`eval/controllability.py`) show whether it follows its actions, and
+    `samples` rollouts at `temperature` give the mean sample and the best of them.
+    """
+    from ivideogpt.eval.controllability import controllability
+    from ivideogpt.eval.metrics import frame_scores
+
+    tc = batch.num_context
+    world_model.temperature = 0.0
+    greedy, rewards = rollout_predictions(world_model, batch, 1, config.seed)
+    control = controllability(world_model, batch.context_frames, future_actions(batch), batch.future_frames,
+                              context_actions=batch.actions[:, : tc - 1] if tc > 1 else None, seed=config.seed)
+    world_model.temperature = config.temperature
+    sampled = sample_scores(batch, rollout_predictions(world_model, batch, config.samples, config.seed)[0])
+    scores = {"world_model": frame_scores(greedy[0], batch.future_frames),
+              "world_model_shuffled_actions": control["shuffled"],
+              "world_model_sampled": sampled["mean"], "world_model_best_of_samples": sampled["best"],
+              "controllability": {key: control[key] for key in ("zero", "gap_over_shuffled_db", "gap_over_zero_db",
+                                                                 "ignores_actions")}}
+    if batch.rewards is not None and world_model.predicts_reward:
+        scores.update(reward_errors(batch, rewards[0]))
+    return scores, greedy[0]
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """All four stages; returns the metrics written to OUT/metrics.json."""
-    from ivideogpt.train.checkpoint import load_model
+    from ivideogpt.eval.metrics import frame_scores
+    from ivideogpt.train.checkpoint import export_model, load_model
 
     began = time.perf_counter()
     out = Path(config.out)
@@ -242,31 +295,51 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         timings[f"{kind}_seconds"] = round(time.perf_counter() - start, 1)
     print(f"[4/4] rolling the world model out on {config.test_episodes} held-out episodes")
     world_model = load_model(out / "transformer")
-    world_model.temperature = config.temperature
     batch = evaluation_batch(out / "transformer", config)
-    predicted, rewards = rollout_predictions(world_model, batch, config.samples, config.seed)
+    scores, greedy = evaluate_world_model(world_model, batch, config)
+    predictions = {"prediction (greedy)": greedy}
+    if config.reference and Path(config.reference).exists():
+        print(f"      and the shipped reference model {config.reference} on the same clips")
+        scores["reference_model"], predictions["reference model"] = evaluate_world_model(
+            load_model(config.reference), batch, config)
+    truth = batch.future_frames
     metrics = {"clips": int(batch.frames.shape[0]), "context_frames": batch.num_context,
-               "horizon": int(predicted.shape[2]), "samples_per_clip": config.samples,
-               "temperature": config.temperature,
-               **score(batch, predicted, rewards, tokenizer_reconstruction(world_model.tokenizer, batch))}
+               "horizon": int(truth.shape[1]), "decoding": "greedy", "samples_per_clip": config.samples,
+               "temperature": config.temperature, **scores,
+               "tokenizer_reconstruction": frame_scores(tokenizer_reconstruction(world_model.tokenizer, batch), truth),
+               "copy_last_frame": frame_scores(batch.context_frames[:, -1:].expand_as(truth), truth)}
     metrics["seconds"] = {**timings, "total": round(time.perf_counter() - began, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_gif(out / "prediction.gif", batch, predicted)
+    write_gif(out / "prediction.gif", batch, predictions)
+    if config.export:
+        print(f"      exported the world model to {export_model(out / 'transformer', config.export)}")
     return metrics
 
 
 def summary(metrics: dict[str, Any], out: str) -> str:
-    """A few lines for stdout: the world model against the copy-last-frame baseline."""
+    """A few lines for stdout: the world model against copying the last frame and against other actions."""
+    rows = (("world_model", "world model, greedy"),
+            ("world_model_shuffled_actions", "  the same, shuffled actions"),
+            ("world_model_sampled", f"world model, T {metrics['temperature']} mean sample"),
+            ("world_model_best_of_samples", f"world model, best of {metrics['samples_per_clip']} samples"),
+            ("tokenizer_reconstruction", "tokenizer reconstruction"), ("copy_last_frame", "copy last frame"))
     lines = [f"world model vs copy-last-frame on {metrics['clips']} held-out clips "
-             f"({metrics['context_frames']} context frame(s), {metrics['horizon']} predicted, "
-             f"{metrics['samples_per_clip']} samples at temperature {metrics['temperature']}):"]
-    for name in ("world_model", "world_model_best_of_samples", "tokenizer_reconstruction", "copy_last_frame"):
+             f"({metrics['context_frames']} context frame(s), {metrics['horizon']} predicted):"]
+    for name, label in rows:
         entry = metrics[name]
-        lines.append(f"  {name:<28} PSNR {entry['psnr_mean']:6.2f} dB   SSIM {entry['ssim_mean']:.4f}   "
+        lines.append(f"  {label:<32} PSNR {entry['psnr_mean']:6.2f} dB   SSIM {entry['ssim_mean']:.4f}   "
                      f"PSNR by step {entry['psnr']}")
-    gap = metrics["world_model"]["psnr_mean"] - metrics["copy_last_frame"]["psnr_mean"]
-    lines.append(f"  mean-sample PSNR gap over the baseline: {gap:+.2f} dB")
+    greedy, control = metrics["world_model"]["psnr_mean"], metrics["controllability"]
+    lines.append(f"  greedy PSNR gain over copying the last frame: {greedy - metrics['copy_last_frame']['psnr_mean']:+.2f} dB;"
+                 f" true actions over shuffled: {control['gap_over_shuffled_db']:+.2f} dB, over zero actions: "
+                 f"{control['gap_over_zero_db']:+.2f} dB"
+                 f"{' (WARNING: the model ignores its actions)' if control['ignores_actions'] else ''}")
     if "reward_mae" in metrics:
         lines.append(f"  reward MAE {metrics['reward_mae']} (predicting the mean: {metrics['reward_mae_constant_baseline']})")
+    if "reference_model" in metrics:
+        shipped = metrics["reference_model"]
+        lines.append(f"  shipped reference model, greedy: PSNR {shipped['world_model']['psnr_mean']:.2f} dB "
+                     f"({shipped['world_model']['psnr_mean'] - metrics['copy_last_frame']['psnr_mean']:+.2f} over "
+                     f"copying; true actions over shuffled {shipped['controllability']['gap_over_shuffled_db']:+.2f} dB)")
     lines.append(f"  took {metrics['seconds']['total']:.0f} s; wrote {out}/prediction.gif and {out}/metrics.json")
     return "\n".join(lines)

@@ -31,6 +31,14 @@ def test_generate_command_writes_episodes_and_metadata(tmp_path):
     again = tmp_path / "again"
     main(["data", "generate", "pusht", "--episodes", "1", "--steps", "10", "--out", str(again), "--quiet"])
     np.testing.assert_array_equal(load_episode(again / "episode_000000.npz").frames, episodes[0].frames)
+    parallel = tmp_path / "parallel"  # two worker processes write the same episodes
+    main(["data", "generate", "pusht", "--episodes", "2", "--steps", "10", "--out", str(parallel), "--quiet",
+          "--workers", "2"])
+    for number, episode in enumerate(episodes):
+        written = load_episode(parallel / f"episode_{number:06d}.npz")
+        np.testing.assert_array_equal(written.frames, episode.frames)
+        np.testing.assert_array_equal(written.actions, episode.actions)
+    assert json.loads((parallel / "metadata.json").read_text())["stats"]["episodes"] == 2
 
 
 def test_scripted_policy_pushes_the_block_in_every_episode():

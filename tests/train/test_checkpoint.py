@@ -118,3 +118,18 @@ def test_fresh_run_refuses_to_overwrite_existing_checkpoints(tmp_path: Path) -> 
         build_trainer(tmp_path, steps=4, save_every=2)
     with pytest.raises(CheckpointError, match="no valid checkpoint"):
         build_trainer(tmp_path / "other", steps=4, resume="latest")
+
+
+def test_export_model_copies_only_what_loading_needs(tmp_path) -> None:
+    from ivideogpt.train.checkpoint import export_model, list_checkpoints
+
+    run = tmp_path / "run" / "checkpoints"
+    tmp = ckpt.begin(run, 7)
+    (tmp / "config.yaml").write_text("kind: tokenizer\n")
+    ckpt.save_tensors(tmp / "model.safetensors", {"w": torch.ones(2)})
+    ckpt.save_tensors(tmp / "optimizer.safetensors", {"m": torch.ones(2)})
+    ckpt.finish(run, 7)
+    shipped = export_model(tmp_path / "run", tmp_path / "shipped")
+    assert shipped == tmp_path / "shipped" / "step_000007" and ckpt.verify(shipped) is None
+    assert sorted(p.name for p in shipped.iterdir()) == ["config.yaml", "manifest.json", "model.safetensors"]
+    assert ckpt.resolve(tmp_path / "shipped") == shipped and list_checkpoints(tmp_path / "shipped") == [shipped]

@@ -220,3 +220,18 @@ def test_spatial_positions_add_cell_coordinates_and_stay_causal() -> None:
     torch.testing.assert_close(model(ctx, fut).logits, plain(ctx, fut).logits)  # and is the only difference
     with pytest.raises(ValueError, match="needs num_context"):
         model.backbone(torch.randn(1, 3, 32))
+
+
+def test_future_only_loss_is_the_cross_entropy_over_future_codes() -> None:
+    torch.manual_seed(0)
+    model = transformer_tiny(codebook_size=16, context_grid=(2, 2), future_grid=(2, 2)).build()
+    torch.nn.init.normal_(model.lm_head.weight, std=1.0)  # logits far from uniform
+    ctx, fut = torch.randint(16, (2, 1, 2, 2)), torch.randint(16, (2, 3, 2, 2))
+    full = model(ctx, fut)
+    future = model(ctx, fut, future_only=True)
+    assert future.logits.shape == (2, 12, 16) and torch.equal(future.targets, full.targets - 16)
+    torch.testing.assert_close(future.logits, full.logits[..., 16:32])
+    expected = torch.nn.functional.cross_entropy(full.logits[..., 16:32].flatten(0, 1), fut.flatten())
+    loss, logs = model.loss(ctx, fut, future_only=True)
+    torch.testing.assert_close(loss, expected)
+    assert not torch.allclose(model.loss(ctx, fut)[0], loss)  # the whole-vocabulary softmax differs

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--action-repeat", type=int, default=2 if name == "metaworld" else 1,
                          help="env steps per recorded frame, the action held for all (Meta-World default 2 as "
                               "in the paper; Push-T default 1)")
+        if name == "pusht":
+            sub.add_argument("--workers", type=int, default=1,
+                             help="processes writing episodes in parallel (the files do not depend on it)")
         if name == "metaworld":
             sub.add_argument("--task", required=True, help="v3 task name, e.g. button-press-topdown (-v3 optional)")
             sub.add_argument("--noise", type=float, default=0.1, help="std of Gaussian noise on policy actions")
@@ -65,7 +68,7 @@ def _generate(args: argparse.Namespace) -> int:
         from ivideogpt.envs.pusht_data import generate_pusht
 
         stats = generate_pusht(args.out, args.episodes, args.resolution, args.steps, args.seed, progress=not args.quiet,
-                               action_repeat=args.action_repeat)
+                               action_repeat=args.action_repeat, workers=args.workers)
     else:
         from ivideogpt.envs.metaworld_data import generate_metaworld
 

@@ -2,6 +2,8 @@
 
     ivideogpt evaluate --checkpoint runs/bair --data data/bair/test --protocol bair --samples 100
     ivideogpt evaluate --baseline copy-last-frame --data data/pusht/test --protocol custom --horizon 8
+    ivideogpt evaluate --checkpoint runs/pusht --data data/pusht/test --protocol custom --context-frames 1 \
+        --horizon 8 --controllability     # greedy error under true / shuffled / zero actions
 
 Writes results.json, results.md and sample grids (GIF/PNG) to --output; a rerun resumes.
 LPIPS and FVD need local weight files (see `ivideogpt.perceptual` and `ivideogpt.eval.metrics`);
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require-all", action="store_true", help="fail instead of skipping LPIPS/FVD")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--controllability", action="store_true",
+                        help="instead of the protocol: greedy PSNR by step under the true, shuffled and zero actions, "
+                             "and a warning when the model ignores its actions (controllability.json)")
 
 
 def load_world_model(checkpoint_dir: Path, device: str) -> Any:
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         if not videos:
             raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
+        if args.controllability:
+            return _controllability(predictor, videos, config, _output_dir(args))
         lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
         i3d = load_i3d(args.i3d, required=args.require_all)
         if lpips_model is not None:
@@ -102,4 +109,31 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(result.out_dir)
     print(results_markdown(result.summary))
     print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir}")
+    return 0
+
+
+def _controllability(predictor: Any, videos: list[Any], config: Any, out_dir: Path) -> int:
+    """Greedy rollouts of every test clip under the true, shuffled and zero actions; writes controllability.json."""
+    import json
+
+    import torch
+
+    from ivideogpt.eval.controllability import controllability, controllability_markdown
+
+    world_model = getattr(predictor, "world_model", None)
+    if world_model is None:
+        raise ValueError("--controllability needs --checkpoint (a world model), not a baseline")
+    if any(video.actions is None for video in videos):
+        raise ValueError("--controllability needs test episodes with actions")
+    frames = torch.stack([video.frames for video in videos])
+    actions = torch.stack([video.actions for video in videos])
+    tc, horizon = config.context_frames, config.horizon
+    world_model.temperature = 0.0
+    results = controllability(world_model, frames[:, :tc], actions[:, tc - 1 : tc - 1 + horizon], frames[:, tc:],
+                              context_actions=actions[:, : tc - 1] if tc > 1 else None,
+                              batch_size=config.batch_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "controllability.json").write_text(json.dumps({"clips": len(videos), **results}, indent=2))
+    print(controllability_markdown(results))
+    print(f"wrote {out_dir / 'controllability.json'} ({len(videos)} clips)")
     return 0

@@ -77,20 +77,49 @@ def main(experiment: Any) -> dict[str, Any]:
     from ivideogpt.data import build_datasets, collate_segments
     from ivideogpt.train import Trainer
     from ivideogpt.train import checkpoint as ckpt
+    from ivideogpt.train.state import resume_target
 
     data, cfg = experiment.data, experiment.train
     splits = ("train", "val") if data.val_fraction > 0 and cfg.val_every > 0 else ("train",)
     datasets = build_datasets(data, splits)
     if experiment.kind == "transformer":
         _check_actions(experiment, datasets["train"])
-    resuming = cfg.resume not in (None, "latest", "auto") or (
-        cfg.resume is not None and ckpt.find_latest(f"{cfg.out_dir}/checkpoints") is not None)
+    resume_from = resume_target(cfg)
     set_seed(cfg.seed)  # the same initial weights on every process
-    objective = experiment.build_objective(initialise=not resuming)
-    trainer = Trainer(objective, datasets["train"], cfg, val_dataset=datasets.get("val"),
+    objective = experiment.build_objective(initialise=resume_from is None)
+    if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
+        ckpt.load_weights(objective, resume_from)
+    train_data = datasets["train"]
+    if experiment.kind == "transformer":
+        train_data = _cached_tokens(experiment, objective.tokenizer, train_data)
+    trainer = Trainer(objective, train_data, cfg, val_dataset=datasets.get("val"),
                       collate_fn=partial(collate_segments, num_context=data.num_context),
                       component=experiment.kind, config=experiment)
     return trainer.fit()
+
+
+def _cached_tokens(experiment: Any, tokenizer: Any, dataset: Any) -> Any:
+    """The training split as pre-encoded ids (`TokenDataset`) when the run allows it, else `dataset` unchanged.
+
+    The first process encodes (or finds) the cache while the others wait, then all read it.
+    """
+    import logging
+
+    from accelerate import PartialState
+
+    from ivideogpt.train.token_cache import TokenDataset, load_or_build
+
+    blocker = experiment.token_cache_blocker()
+    if blocker is not None:
+        logging.getLogger(__name__).info("training from frames, encoding every batch: %s", blocker)
+        return dataset
+    state = PartialState()
+    tokenizer.to(state.device)
+    with state.main_process_first():
+        cache = load_or_build(tokenizer, dataset, experiment.token_cache_dir, experiment.token_cache_stride,
+                              device=state.device,
+                              precision=experiment.train.mixed_precision, build=state.is_main_process)
+    return TokenDataset(dataset, cache)
 
 
 def _check_actions(experiment: Any, dataset: Any) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ivideogpt.data.batch import Batch
+from ivideogpt.data.batch import Batch, TokenBatch
 from ivideogpt.data.config import DataConfig
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.index import SPLITS, DataIndex, IndexedEpisode, Split, build_index
@@ -111,7 +111,8 @@ class SegmentDataset(Dataset):
         item["episode"] = episode_number
         return item
 
-    def _draw(self, rng: np.random.Generator) -> tuple[int, int]:
+    def draw(self, rng: np.random.Generator) -> tuple[int, int]:
+        """A training draw: (episode number, start frame), source by mixture weight, episode and start uniformly."""
         members = self._members[int(rng.choice(len(self._sources), p=self.weights))]
         number = int(members[rng.integers(len(members))])
         span = segment_span(self.config.segment_length, self.step_of(number))
@@ -121,9 +122,9 @@ class SegmentDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         for attempt in range(MAX_RETRIES):
-            rng = np.random.default_rng([self.config.seed, index] + ([attempt] if attempt else []))
+            rng = item_rng(self.config.seed, index, attempt)
             if self.split == "train":
-                number, start = self._draw(rng)
+                number, start = self.draw(rng)
             else:
                 number, start = self._segments[(index + attempt) % len(self._segments)]
             if number in self._bad:
@@ -135,6 +136,11 @@ class SegmentDataset(Dataset):
                 self.report.skip(self.episodes[number].episode_id, f"{type(error).__name__}: {error}", "bad_at_read")
         raise DataError(f"{self.split} item {index}: {MAX_RETRIES} draws hit unreadable episodes\n"
                         f"{self.report.summary()}")
+
+
+def item_rng(seed: int, index: int, attempt: int = 0) -> np.random.Generator:
+    """The generator behind training item `index` (retry `attempt` after an unreadable episode)."""
+    return np.random.default_rng([seed, index] + ([attempt] if attempt else []))
 
 
 def _nbytes(episode: Episode) -> int:
@@ -163,10 +169,19 @@ def build_dataset(config: DataConfig, split: Split = "train") -> SegmentDataset:
     return SegmentDataset(index, split)
 
 
-def collate_segments(items: list[dict[str, Any]], num_context: int) -> Batch:
-    """Stack items into a Batch (actions/rewards only when every item has them)."""
+def collate_segments(items: list[dict[str, Any]], num_context: int) -> Batch | TokenBatch:
+    """Stack items into a Batch (actions/rewards only when every item has them).
+
+    Items of a `TokenDataset` (pre-encoded ids) become a TokenBatch instead, whose context length is
+    that of its ids.
+    """
     if not items:
         raise ValueError("cannot collate an empty list of items")
+    if "context_ids" in items[0]:
+        fields = [name for name in ("context_ids", "future_ids", "actions", "rewards") if name in items[0]]
+        stacked = {name: torch.stack([item[name] for item in items]) for name in fields}
+        return TokenBatch(**{**stacked, "context_ids": stacked["context_ids"].long(),
+                             "future_ids": stacked["future_ids"].long()})
     frames = torch.stack([item["frames"] for item in items])  # (B, T, 3, H, W)
 
     def stacked(key: str) -> torch.Tensor | None:

@@ -10,9 +10,13 @@ Gaussian noise, so action sequences are smooth. Actions are raw target positions
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import multiprocessing
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,32 +158,50 @@ def rollout_pusht(env: Any, policy: PushTScriptedPolicy, steps: int, seed: int, 
                    success=np.asarray(success), states=np.stack(states))
 
 
+@functools.lru_cache(maxsize=4)
+def _worker_env(resolution: int) -> Any:
+    """One simulator per process and resolution, reused for every episode that process writes."""
+    return make_pusht_env(resolution)
+
+
+def _write_episode(number: int, out: Path, resolution: int, steps: int, seed: int, action_repeat: int
+                   ) -> tuple[bool, bool]:
+    """Write episode `number` (its RNG seeded by (seed, number)); returns (block moved, reached success)."""
+    rng = np.random.default_rng([seed, number])
+    episode = rollout_pusht(_worker_env(resolution), PushTScriptedPolicy(rng), steps,
+                            seed=int(rng.integers(2**31 - 1)), action_repeat=action_repeat)
+    episode.save(out / f"episode_{number:06d}.npz")
+    shift = episode.states[-1, 2:4] - episode.states[0, 2:4]
+    moved = bool(np.linalg.norm(shift) > 5.0 or abs(episode.states[-1, 4] - episode.states[0, 4]) > 0.1)
+    return moved, bool(episode.success.any())
+
+
 def generate_pusht(out: str | Path, episodes: int, resolution: int = 64, steps: int = 100, seed: int = 0,
-                   progress: bool = True, action_repeat: int = 1) -> dict[str, Any]:
+                   progress: bool = True, action_repeat: int = 1, workers: int = 1) -> dict[str, Any]:
     """Write `episodes` scripted Push-T episodes and metadata.json to `out`; returns timing and stats.
 
     `action_repeat` k records every k-th env step (10 / k frames per second) with each action held
     for k env steps: the agent then nearly reaches each target, so a frame's action largely fixes
-    where the agent is, rather than the agent's unseen velocity.
+    where the agent is, rather than the agent's unseen velocity. Episode n depends only on (seed, n),
+    so `workers` processes (one simulator each) write the same files as one.
     """
     from tqdm import tqdm
 
-    if episodes < 1 or steps < 1:
-        raise ValueError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
+    if episodes < 1 or steps < 1 or workers < 1:
+        raise ValueError(f"episodes, steps and workers must be >= 1, got {episodes}, {steps} and {workers}")
     out = Path(out)
-    env = make_pusht_env(resolution)
-    moved = successes = 0
+    job = partial(_write_episode, out=out, resolution=resolution, steps=steps, seed=seed, action_repeat=action_repeat)
     began = time.perf_counter()
-    for number in tqdm(range(episodes), desc="push-t episodes", unit="episode", disable=not progress):
-        rng = np.random.default_rng([seed, number])
-        episode = rollout_pusht(env, PushTScriptedPolicy(rng), steps, seed=int(rng.integers(2**31 - 1)),
-                                action_repeat=action_repeat)
-        episode.save(out / f"episode_{number:06d}.npz")
-        shift = episode.states[-1, 2:4] - episode.states[0, 2:4]
-        moved += bool(np.linalg.norm(shift) > 5.0 or abs(episode.states[-1, 4] - episode.states[0, 4]) > 0.1)
-        successes += bool(episode.success.any())
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(min(workers, episodes)))
+            results = pool.imap_unordered(job, range(episodes))
+        else:
+            results = map(job, range(episodes))
+        outcomes = list(tqdm(results, total=episodes, desc="push-t episodes", unit="episode", disable=not progress))
+    moved = sum(m for m, _ in outcomes)
+    successes = sum(s for _, s in outcomes)
     seconds = time.perf_counter() - began
-    env.close()
     stats = {"episodes": episodes, "frames": episodes * (steps + 1), "seconds": round(seconds, 2),
              "frames_per_second": round(episodes * (steps + 1) / seconds, 1),
              "block_moved_fraction": moved / episodes, "success_fraction": successes / episodes}

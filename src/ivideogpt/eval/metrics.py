@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -54,6 +55,19 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     value = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
     value = torch.where(mse > 0, value, torch.full_like(value, cap))
     return value.clamp(max=cap).reshape(lead)
+
+
+def frame_scores(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+    """PSNR and SSIM by predicted step (means over clips) and overall, of (B, H, 3, h, w) predictions."""
+    return score_entry(psnr(predicted, truth), ssim(predicted, truth))
+
+
+def score_entry(psnr_values: torch.Tensor, ssim_values: torch.Tensor) -> dict[str, Any]:
+    """(B, H) per-frame PSNR and SSIM -> per-step means and their means, rounded for reports."""
+    by_step = {"psnr": [round(v, 3) for v in psnr_values.mean(dim=0).tolist()],
+               "ssim": [round(v, 4) for v in ssim_values.mean(dim=0).tolist()]}
+    return {**by_step, "psnr_mean": round(float(np.mean(by_step["psnr"])), 3),
+            "ssim_mean": round(float(np.mean(by_step["ssim"])), 4)}
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -252,6 +252,24 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Copy a checkpoint's model (config.yaml and model.safetensors; no optimizer, RNG or logs) to `dest`.
+
+    The copy is a checkpoint of its own (`dest/step_N`, manifest, `latest`), written atomically, so
+    `load_model(dest)` rebuilds the model from it alone: the way to ship a trained model.
+    """
+    source = resolve(checkpoint)
+    step = step_of(source) or 0
+    tmp = begin(Path(dest), step)
+    try:
+        for name in ("config.yaml", "model.safetensors"):
+            shutil.copy2(source / name, tmp / name)
+        return finish(Path(dest), step)
+    except BaseException:
+        abort(Path(dest), step)
+        raise
+
+
 def load_weights(module: nn.Module, checkpoint: Path) -> None:
     """Load `model.safetensors` of `checkpoint` into `module` (strict)."""
     module.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=True)

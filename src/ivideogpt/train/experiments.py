@@ -67,6 +67,26 @@ class TransformerExperiment:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # transformer checkpoint to start from (e.g. action-free -> action-conditioned)
+    token_cache: bool = True  # encode every training clip once and train from the stored ids
+    #   (used when the tokenizer is frozen and the data is neither augmented nor sub-sampled)
+    token_cache_dir: str | None = None  # default: $IVIDEOGPT_CACHE_DIR/tokens or ~/.cache/ivideogpt/tokens
+    token_cache_stride: int = 1  # encode every k-th start frame of each episode (k times faster to build)
+
+    def __post_init__(self) -> None:
+        if self.token_cache_stride < 1:
+            raise ValueError(f"token_cache_stride must be >= 1, got {self.token_cache_stride}")
+
+    def token_cache_blocker(self) -> str | None:
+        """Why this run cannot train from cached ids, or None when it can."""
+        if not self.token_cache:
+            return "token_cache is off"
+        if self.objective.mode != "transformer":
+            return f"objective.mode={self.objective.mode!r} trains the tokenizer too"
+        if self.data.augment:
+            return "data.augment draws new pixels for every item"
+        if self.data.sampled_future:
+            return "data.sampled_future draws a new subset of frames for every item"
+        return None
 
     def build_objective(self, initialise: bool = True) -> nn.Module:
         """The TransformerObjective; the tokenizer config comes from `tokenizer_checkpoint` unless already set,

@@ -28,24 +28,7 @@ class CheckpointIO:
 
     def resume_target(self) -> Path | None:
         """The checkpoint `train.resume` asks for (None for a fresh run); refuses to clobber a run."""
-        resume, existing = self.cfg.resume, ckpt.list_checkpoints(self.root)
-        if resume is None:
-            if existing:
-                raise ckpt.CheckpointError(
-                    f"{self.cfg.out_dir} already holds checkpoints (latest {existing[-1].name}); pass --resume "
-                    "(train.resume=latest) to continue that run, or choose another train.out_dir")
-            return None
-        if resume in ("latest", "auto"):
-            found = ckpt.find_latest(self.root)
-            if found is None and resume == "latest":
-                raise ckpt.CheckpointError(f"train.resume=latest, but there is no valid checkpoint under {self.root}")
-            return found
-        found = ckpt.resolve(resume)
-        newer = [p.name for p in existing if (ckpt.step_of(p) or 0) > (ckpt.step_of(found) or 0)]
-        if newer and found.parent.resolve() != self.root.resolve():
-            raise ckpt.CheckpointError(f"{self.root} holds checkpoints newer than {found} ({', '.join(newer)}); "
-                                       "resume into another train.out_dir")
-        return found
+        return resume_target(self.cfg, self.root)
 
     def note_validation(self, step: int, loss: float) -> None:
         self.last_val = (step, loss)
@@ -143,3 +126,30 @@ class CheckpointIO:
                         path, acc.process_index, state.get("world_size"))
             return state, None
         return state, ckpt.read_json(rng_file)
+
+
+def resume_target(cfg: TrainConfig, root: Path | None = None) -> Path | None:
+    """The checkpoint `cfg.resume` asks for under `root` (default `out_dir/checkpoints`), None for a fresh run.
+
+    Refuses (CheckpointError) to start a fresh run over existing checkpoints, or to resume an older
+    checkpoint into a directory that holds newer ones.
+    """
+    root = Path(cfg.out_dir) / "checkpoints" if root is None else Path(root)
+    resume, existing = cfg.resume, ckpt.list_checkpoints(root)
+    if resume is None:
+        if existing:
+            raise ckpt.CheckpointError(
+                f"{cfg.out_dir} already holds checkpoints (latest {existing[-1].name}); pass --resume "
+                "(train.resume=latest) to continue that run, or choose another train.out_dir")
+        return None
+    if resume in ("latest", "auto"):
+        found = ckpt.find_latest(root)
+        if found is None and resume == "latest":
+            raise ckpt.CheckpointError(f"train.resume=latest, but there is no valid checkpoint under {root}")
+        return found
+    found = ckpt.resolve(resume)
+    newer = [p.name for p in existing if (ckpt.step_of(p) or 0) > (ckpt.step_of(found) or 0)]
+    if newer and found.parent.resolve() != root.resolve():
+        raise ckpt.CheckpointError(f"{root} holds checkpoints newer than {found} ({', '.join(newer)}); "
+                                   "resume into another train.out_dir")
+    return found

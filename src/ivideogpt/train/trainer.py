@@ -228,7 +228,9 @@ class Trainer:
     def write_samples(self) -> list[Path]:
         """GIFs of ground truth | prediction from `objective.make_samples` on fixed validation items."""
         make = getattr(self.objective, "make_samples", None)
-        dataset = self.val_dataset if self.val_dataset is not None else self.train_dataset
+        # Samples need pixels: a TokenDataset (pre-encoded ids) names its frame dataset `frames`.
+        dataset = self.val_dataset if self.val_dataset is not None else getattr(self.train_dataset, "frames",
+                                                                                self.train_dataset)
         if make is None or not self.accelerator.is_main_process:
             return []
         if self.cfg.distributed == "fsdp" and self.accelerator.num_processes > 1:

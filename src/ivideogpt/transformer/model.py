@@ -178,13 +178,16 @@ class WorldModelTransformer(nn.Module):
         return symexp(value) if self.config.symlog_rewards else value
 
     # --- training ---------------------------------------------------------------------------
-    def forward(self, context_ids: Tensor, future_ids: Tensor, actions: Tensor | None = None) -> TransformerOutput:
+    def forward(self, context_ids: Tensor, future_ids: Tensor, actions: Tensor | None = None,
+                future_only: bool = False) -> TransformerOutput:
         """Teacher-forced predictions for a segment.
 
         context_ids: (B, Tc, h, w), future_ids: (B, Tf, h', w') codebook indices.
         actions: (B, T, A) or (B, T-1, A) with T = Tc + Tf; `actions[:, t]` leads from frame t to t + 1
         and is added to frame t+1's slot embedding, or to all its tokens with `action_to_frame` (the last
         of T actions, if given, is unused).
+        `future_only`: logits over the K future codes only (what sampling reads) and targets as codebook
+        indices, instead of logits over the whole vocabulary and targets as vocabulary ids.
         """
         layout = self.layout
         tc, tf = context_ids.shape[1], future_ids.shape[1]
@@ -192,12 +195,16 @@ class WorldModelTransformer(nn.Module):
         actions = self.check_actions(actions, batch=ids.shape[0], frames=tc + tf)
         hidden = self.backbone(self.embed(ids, actions, tc), num_context=tc)
         target_index = layout.target_index(tc, tf).to(ids.device)  # (Tf*h'w',)
-        logits = self.lm_head(hidden[:, target_index - 1])  # (B, Tf*h'w', V)
+        targets = ids[:, target_index]
+        if future_only:
+            logits, targets = self.future_logits(hidden[:, target_index - 1]), targets - layout.future_offset
+        else:
+            logits = self.lm_head(hidden[:, target_index - 1])  # (B, Tf*h'w', V)
         rewards = None
         if self.reward_head is not None:
             last = layout.last_token_index(tc, tf)[tc:].to(ids.device)  # (Tf,)
             rewards = self.reward_head(hidden[:, last]).squeeze(-1)  # (B, Tf)
-        return TransformerOutput(logits=logits, targets=ids[:, target_index], rewards=rewards)
+        return TransformerOutput(logits=logits, targets=targets, rewards=rewards)
 
     def check_actions(self, actions: Tensor | None, batch: int, frames: int) -> Tensor | None:
         """Validate (B, T or T-1, A) actions for T frames; return the T-1 that lead into frames 1..T-1."""
@@ -215,12 +222,17 @@ class WorldModelTransformer(nn.Module):
         return actions[:, : frames - 1]
 
     def loss(self, context_ids: Tensor, future_ids: Tensor, actions: Tensor | None = None,
-             rewards: Tensor | None = None, reward_weight: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
-        """Cross-entropy on future tokens + reward_weight * reward MSE (rewards: (B, Tf), future frames only)."""
+             rewards: Tensor | None = None, reward_weight: float = 1.0, future_only: bool = False
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy on future tokens + reward_weight * reward MSE (rewards: (B, Tf), future frames only).
+
+        The softmax runs over the whole vocabulary, as in the paper, or with `future_only` over the K
+        future codes only: what sampling reads, at half the output layer's cost.
+        """
         if future_ids.ndim != 4 or future_ids.shape[1] < 1:
             raise ValueError(f"the loss needs at least one future frame: future_ids (B, Tf>=1, h', w'), "
                              f"got {tuple(future_ids.shape)}")
-        out = self(context_ids, future_ids, actions)
+        out = self(context_ids, future_ids, actions, future_only=future_only)
         ce = F.cross_entropy(out.logits.flatten(0, 1).float(), out.targets.flatten())
         logs = {"ce": ce.detach(), "accuracy": (out.logits.argmax(-1) == out.targets).float().mean()}
         loss = ce

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ivideogpt.data.batch import Batch
+from ivideogpt.data.batch import Batch, TokenBatch
 from ivideogpt.transformer.model import WorldModelTransformer
 
 
@@ -31,6 +31,8 @@ class TransformerObjectiveConfig:
 
     mode: Literal["transformer", "full", "tokenizer"] = "transformer"
     reward_weight: float = 1.0  # weight of reward MSE relative to cross-entropy
+    future_only_softmax: bool = False  # cross-entropy over the future codes only, not the whole vocabulary
+    #   (the paper's); sampling reads only those, and the output layer costs half
     tokenizer_weight: float = 1.0  # weight of the tokenizer objective ("full" mode)
     monitor_transformer: bool = True  # "tokenizer" mode: still log the frozen transformer's ce
     sample_temperature: float = 1.0  # make_samples rollouts
@@ -78,7 +80,7 @@ class TransformerObjective(nn.Module):
             self.transformer.eval()
         return self
 
-    def compute_loss(self, batch: Batch, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def compute_loss(self, batch: Batch | TokenBatch, step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and detached scalar logs ("ce", "accuracy", "reward_mse", "tokenizer/...", "loss")."""
         mode = self.config.mode
         loss: Tensor | None = None
@@ -97,10 +99,16 @@ class TransformerObjective(nn.Module):
         logs["loss"] = loss.detach()
         return loss, logs
 
-    def _transformer_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def _transformer_loss(self, batch: Batch | TokenBatch) -> tuple[Tensor, dict[str, Tensor]]:
         num_context = batch.num_context
-        with torch.no_grad():
-            context_ids, future_ids = self.tokenizer.encode(batch.context_frames, batch.future_frames)
+        if isinstance(batch, TokenBatch):  # encoded once by the frozen tokenizer (train/token_cache.py)
+            if self.config.mode != "transformer":
+                raise ValueError(f"pre-encoded token batches need the tokenizer frozen (mode 'transformer'), "
+                                 f"not mode {self.config.mode!r}")
+            context_ids, future_ids = batch.context_ids, batch.future_ids
+        else:
+            with torch.no_grad():
+                context_ids, future_ids = self.tokenizer.encode(batch.context_frames, batch.future_frames)
         model = self.transformer
         actions = batch.actions if model.config.action_dim > 0 else None  # action-free: actions unused
         rewards = None
@@ -109,7 +117,8 @@ class TransformerObjective(nn.Module):
                 raise ValueError("the transformer has a reward head but the batch has no rewards "
                                  "(set reward_head=False or provide Batch.rewards)")
             rewards = batch.rewards[:, num_context:]
-        return model.loss(context_ids, future_ids, actions, rewards, reward_weight=self.config.reward_weight)
+        return model.loss(context_ids, future_ids, actions, rewards, reward_weight=self.config.reward_weight,
+                          future_only=self.config.future_only_softmax)
 
     @torch.no_grad()
     def make_samples(self, batch: Batch) -> dict[str, Tensor]:
