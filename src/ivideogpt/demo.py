@@ -43,7 +43,7 @@ class DemoConfig:
     context_tokens: int = 8  # tokens per side of a context frame (paper: 16); 8 halves the transformer's work
     tokenizer_steps: int = 300
     tokenizer_batch: int = 8
-    transformer_steps: int = 3900
+    transformer_steps: int = 3400
     transformer_batch: int = 16
     precision: str = "bf16"  # mixed precision of both trainings ("no": fp32)
     token_cache_stride: int = 4  # the transformer trains on ids of every k-th start frame, encoded once
