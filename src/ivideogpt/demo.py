@@ -202,15 +202,15 @@ def tokenizer_reconstruction(tokenizer: Any, batch: Any) -> torch.Tensor:
 
 def sample_scores(batch: Any, predicted: torch.Tensor) -> dict[str, Any]:
     """Scores of S sampled rollouts (S, B, H, 3, h, w): the mean sample and the best of the S per clip."""
-    from ivideogpt.eval.metrics import score_entry as _entry, psnr, ssim
+    from ivideogpt.eval.metrics import psnr, score_entry, ssim
 
     truth = batch.future_frames
     psnr_samples = torch.stack([psnr(p, truth) for p in predicted])  # (S, B, H)
     ssim_samples = torch.stack([ssim(p, truth) for p in predicted])
     best = psnr_samples.mean(dim=2).argmax(dim=0)  # best sample per clip, by mean PSNR over the horizon
     rows = torch.arange(truth.shape[0])
-    return {"mean": _entry(psnr_samples.mean(0), ssim_samples.mean(0)),
-            "best": _entry(psnr_samples[best, rows], ssim_samples[best, rows])}
+    return {"mean": score_entry(psnr_samples.mean(0), ssim_samples.mean(0)),
+            "best": score_entry(psnr_samples[best, rows], ssim_samples[best, rows])}
 
 
 def reward_errors(batch: Any, predicted_rewards: torch.Tensor) -> dict[str, float]:
