@@ -11,12 +11,11 @@ Gaussian noise, so action sequences are smooth. Actions are raw target positions
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import multiprocessing
 import os
 import time
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +157,7 @@ def rollout_pusht(env: Any, policy: PushTScriptedPolicy, steps: int, seed: int, 
                    success=np.asarray(success), states=np.stack(states))
 
 
-@functools.lru_cache(maxsize=4)
+@lru_cache(maxsize=4)
 def _worker_env(resolution: int) -> Any:
     """One simulator per process and resolution, reused for every episode that process writes."""
     return make_pusht_env(resolution)
