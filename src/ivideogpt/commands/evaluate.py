@@ -4,6 +4,8 @@
     ivideogpt evaluate --baseline copy-last-frame --data data/pusht/test --protocol custom --horizon 8
     ivideogpt evaluate --checkpoint runs/pusht --data data/pusht/test --protocol custom --context-frames 1 \
         --horizon 8 --controllability     # greedy error under true / shuffled / zero actions
+    ivideogpt evaluate --checkpoint checkpoints/pusht --data data/pusht_reference --episodes 'episode_00098*.npz' \
+        --protocol custom --context-frames 1 --horizon 32 --horizon-curve --reanchor-every 8   # past training
 
 Writes results.json, results.md and sample grids (GIF/PNG) to --output; a rerun resumes.
 LPIPS and FVD need local weight files (see `ivideogpt.perceptual` and `ivideogpt.eval.metrics`);
@@ -36,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conditioning.add_argument("--action-free", dest="action_conditioned", action="store_false")
     parser.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default: 0)")
     parser.add_argument("--max-videos", type=int, help="evaluate only the first N test videos")
+    parser.add_argument("--episodes", default="*.npz", help="glob of the episode files under --data to use")
+    parser.add_argument("--clips-per-episode", type=int, default=1,
+                        help="clips per episode, spread evenly over it (default 1: its first frames)")
     parser.add_argument("--batch-size", type=int, help="samples per prediction call (default 20)")
     parser.add_argument("--output", type=Path, help="results directory (default: <checkpoint>/eval-<protocol>)")
     parser.add_argument("--lpips-weights", type=Path, help="torchvision vgg16 weights file for LPIPS")
@@ -46,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controllability", action="store_true",
                         help="instead of the protocol: greedy PSNR by step under the true, shuffled and zero actions, "
                              "and a warning when the model ignores its actions (controllability.json)")
+    parser.add_argument("--horizon-curve", action="store_true",
+                        help="instead of the protocol: greedy PSNR by step beside copying the last frame, to see how "
+                             "far past its training horizon a model holds (horizon.json)")
+    parser.add_argument("--reanchor-every", type=int,
+                        help="with --horizon-curve: also roll out restarting every K frames from the model's own "
+                             "last frames (K: the horizon it was trained on)")
 
 
 def load_world_model(checkpoint_dir: Path, device: str) -> Any:
@@ -89,12 +100,15 @@ def run(args: argparse.Namespace) -> int:
         config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
                                  horizon=args.horizon, action_conditioned=args.action_conditioned,
                                  seeds=args.seeds, batch_size=args.batch_size)
-        videos = load_test_videos(args.data, config.clip_length, args.max_videos)
+        videos = load_test_videos(args.data, config.clip_length, args.max_videos, args.episodes,
+                                  args.clips_per_episode)
         if not videos:
             raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
+        if args.horizon_curve:
+            return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every)
         lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
         i3d = load_i3d(args.i3d, required=args.require_all)
         if lpips_model is not None:
@@ -112,28 +126,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _controllability(predictor: Any, videos: list[Any], config: Any, out_dir: Path) -> int:
-    """Greedy rollouts of every test clip under the true, shuffled and zero actions; writes controllability.json."""
-    import json
-
+def _greedy_clips(predictor: Any, videos: list[Any], config: Any, flag: str) -> tuple[Any, dict[str, Any]]:
+    """The greedy world model behind `predictor` and the clips split as context / actions / truth."""
     import torch
-
-    from ivideogpt.eval.controllability import controllability, controllability_markdown
 
     world_model = getattr(predictor, "world_model", None)
     if world_model is None:
-        raise ValueError("--controllability needs --checkpoint (a world model), not a baseline")
+        raise ValueError(f"{flag} needs --checkpoint (a world model), not a baseline")
     if any(video.actions is None for video in videos):
-        raise ValueError("--controllability needs test episodes with actions")
+        raise ValueError(f"{flag} needs test episodes with actions")
     frames = torch.stack([video.frames for video in videos])
     actions = torch.stack([video.actions for video in videos])
     tc, horizon = config.context_frames, config.horizon
     world_model.temperature = 0.0
-    results = controllability(world_model, frames[:, :tc], actions[:, tc - 1 : tc - 1 + horizon], frames[:, tc:],
-                              context_actions=actions[:, : tc - 1] if tc > 1 else None,
-                              batch_size=config.batch_size)
+    return world_model, {"context": frames[:, :tc], "actions": actions[:, tc - 1 : tc - 1 + horizon],
+                         "truth": frames[:, tc:], "context_actions": actions[:, : tc - 1] if tc > 1 else None}
+
+
+def _write_json(out_dir: Path, name: str, results: dict[str, Any], clips: int) -> None:
+    import json
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "controllability.json").write_text(json.dumps({"clips": len(videos), **results}, indent=2))
+    (out_dir / name).write_text(json.dumps({"clips": clips, **results}, indent=2))
+    print(f"wrote {out_dir / name} ({clips} clips)")
+
+
+def _controllability(predictor: Any, videos: list[Any], config: Any, out_dir: Path) -> int:
+    """Greedy rollouts of every test clip under the true, shuffled and zero actions; writes controllability.json."""
+    from ivideogpt.eval.controllability import controllability, controllability_markdown
+
+    world_model, clips = _greedy_clips(predictor, videos, config, "--controllability")
+    results = controllability(world_model, **clips, batch_size=config.batch_size)
     print(controllability_markdown(results))
-    print(f"wrote {out_dir / 'controllability.json'} ({len(videos)} clips)")
+    _write_json(out_dir, "controllability.json", results, len(videos))
+    return 0
+
+
+def _horizon_curve(predictor: Any, videos: list[Any], config: Any, out_dir: Path, reanchor_every: int | None) -> int:
+    """Greedy rollouts of every test clip (one sequence, and re-anchored) beside copying; writes horizon.json."""
+    from ivideogpt.eval.horizon import horizon_curve, horizon_markdown
+
+    world_model, clips = _greedy_clips(predictor, videos, config, "--horizon-curve")
+    results = horizon_curve(world_model, **clips, reanchor_every=reanchor_every, batch_size=config.batch_size)
+    print(horizon_markdown(results, every=max(config.horizon // 8, 1)))
+    _write_json(out_dir, "horizon.json", results, len(videos))
     return 0

@@ -26,16 +26,21 @@ class TestVideo:
     actions: torch.Tensor | None = None
 
 
-def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | None = None) -> list[TestVideo]:
-    """The first `clip_length` frames of every `*.npz` episode under `data_dir` (sorted by path).
+def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | None = None,
+                     pattern: str = "*.npz", clips_per_episode: int = 1) -> list[TestVideo]:
+    """Clips of `clip_length` frames from every episode under `data_dir` matching `pattern` (sorted by path).
 
-    Episodes shorter than `clip_length` are skipped and counted in one log line. Actions are mapped
-    to [-1, 1] with the bounds in the episode folder's metadata.json, as the training data is.
+    One clip per episode is its first frames; more are spread evenly over the episode (the first
+    and the last `clip_length` frames included). Episodes shorter than `clip_length` are skipped and
+    counted in one log line. Actions are mapped to [-1, 1] with the bounds in the episode folder's
+    metadata.json, as the training data is.
     """
+    if clips_per_episode < 1:
+        raise ValueError(f"clips_per_episode must be >= 1, got {clips_per_episode}")
     data_dir = Path(data_dir)
-    paths = sorted(data_dir.rglob("*.npz")) if data_dir.is_dir() else []
+    paths = sorted(data_dir.rglob(pattern)) if data_dir.is_dir() else []
     if not paths:
-        raise FileNotFoundError(f"no episode files (*.npz) under {data_dir}")
+        raise FileNotFoundError(f"no episode files ({pattern}) under {data_dir}")
     videos, short = [], 0
     for path in paths:
         if max_videos is not None and len(videos) >= max_videos:
@@ -45,15 +50,23 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
             if frames.shape[0] < clip_length:
                 short += 1
                 continue
-            actions = data["actions"][:clip_length] if "actions" in data else None
-            clip = frames[:clip_length]
-        bounds = ActionBounds.from_metadata(read_metadata(path))
-        if actions is not None and bounds is not None:
-            actions = bounds.normalize(actions)
-        videos.append(TestVideo(
-            id=str(path.relative_to(data_dir).with_suffix("")),
-            frames=to_model(np.ascontiguousarray(clip)),
-            actions=None if actions is None else torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(clip_length, -1))))
+            all_actions = data["actions"] if "actions" in data else None
+            last_start = frames.shape[0] - clip_length
+            starts = [0] if clips_per_episode == 1 else sorted(
+                set(np.linspace(0, last_start, clips_per_episode).round().astype(int).tolist()))
+            bounds = ActionBounds.from_metadata(read_metadata(path))
+            episode_id = str(path.relative_to(data_dir).with_suffix(""))
+            for start in starts:
+                if max_videos is not None and len(videos) >= max_videos:
+                    break
+                actions = None if all_actions is None else all_actions[start : start + clip_length]
+                if actions is not None and bounds is not None:
+                    actions = bounds.normalize(actions)
+                videos.append(TestVideo(
+                    id=episode_id if start == 0 else f"{episode_id}@{start}",
+                    frames=to_model(np.ascontiguousarray(frames[start : start + clip_length])),
+                    actions=None if actions is None
+                    else torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(clip_length, -1))))
     if short:
         logger.warning("skipped %d episode(s) under %s shorter than %d frames", short, data_dir, clip_length)
     return videos

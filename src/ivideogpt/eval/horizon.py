@@ -1,0 +1,93 @@
+"""How far a world model holds past the horizon it was trained on: greedy PSNR by step beside copying.
+
+Two ways to roll out longer than training: `extended` keeps one growing token sequence (the
+transformer sees positions it never saw in training; RoPE simply continues), `reanchored` restarts
+every `reanchor_every` frames from the model's own last predicted frames, encoded afresh as context
+(each window then looks like a training clip, but errors of the decoded frames feed back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ivideogpt.eval.metrics import psnr, score_entry, ssim
+
+
+def reanchored_rollout(world_model: Any, context: torch.Tensor, actions: torch.Tensor, reanchor_every: int,
+                       context_actions: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+    """Frames (B, H, 3, h, w) rolled out `reanchor_every` frames at a time, each window from the last Tc frames.
+
+    context: (B, Tc, 3, h, w); actions: (B, H, A), actions[:, t] leads into predicted frame t;
+    context_actions: (B, Tc-1, A) between the context frames (Tc > 1).
+    """
+    if reanchor_every < 1:
+        raise ValueError(f"reanchor_every must be >= 1, got {reanchor_every}")
+    tc = context.shape[1]
+    frames = context.to(torch.float32)
+    known_actions = context_actions if context_actions is not None else actions[:, :0]
+    predicted = []
+    for start in range(0, actions.shape[1], reanchor_every):
+        window = actions[:, start : start + reanchor_every]
+        between = known_actions[:, known_actions.shape[1] - (tc - 1):] if tc > 1 else None
+        new, _ = world_model.rollout(frames[:, -tc:], window, context_actions=between, seed=seed + start)
+        new = new.float().cpu()
+        predicted.append(new)
+        frames = torch.cat([frames[:, -tc:].cpu(), new], dim=1)
+        # the action leading from the last context frame into the window's first frame joins the history
+        known_actions = torch.cat([known_actions, window], dim=1)
+    return torch.cat(predicted, dim=1)
+
+
+def horizon_curve(world_model: Any, context: torch.Tensor, actions: torch.Tensor, truth: torch.Tensor,
+                  context_actions: torch.Tensor | None = None, reanchor_every: int | None = None, seed: int = 0,
+                  batch_size: int = 32) -> dict[str, Any]:
+    """Per-step PSNR/SSIM against `truth` (B, H, 3, h, w) of the extended (and reanchored) rollouts and of copying.
+
+    Uses the world model's own decoding rule (set `temperature = 0` for greedy). Returns one
+    `score_entry` per method and `gain_over_copy_db` per method and step.
+    """
+    if actions.ndim != 3 or actions.shape[:2] != truth.shape[:2] or context.shape[0] != truth.shape[0]:
+        raise ValueError(f"actions (B, H, A) must match truth (B, H, ...) and context (B, ...): got actions "
+                         f"{tuple(actions.shape)}, truth {tuple(truth.shape)}, context {tuple(context.shape)}")
+    methods: dict[str, list[torch.Tensor]] = {"extended": []}
+    if reanchor_every is not None:
+        methods["reanchored"] = []
+    for first in range(0, context.shape[0], batch_size):
+        rows = slice(first, first + batch_size)
+        between = None if context_actions is None else context_actions[rows]
+        frames, _ = world_model.rollout(context[rows], actions[rows], context_actions=between, seed=seed + first)
+        methods["extended"].append(frames.float().cpu())
+        if reanchor_every is not None:
+            methods["reanchored"].append(reanchored_rollout(world_model, context[rows], actions[rows], reanchor_every,
+                                                            between, seed=seed + first))
+    truth = truth.float().cpu()
+    copy = context[:, -1:].float().cpu().expand_as(truth)
+    results: dict[str, Any] = {"copy_last_frame": score_entry(psnr(copy, truth), ssim(copy, truth))}
+    for name, parts in methods.items():
+        predicted = torch.cat(parts)
+        results[name] = score_entry(psnr(predicted, truth), ssim(predicted, truth))
+    results["gain_over_copy_db"] = {
+        name: [round(a - b, 3) for a, b in zip(results[name]["psnr"], results["copy_last_frame"]["psnr"])]
+        for name in methods}
+    if reanchor_every is not None:
+        results["reanchor_every"] = reanchor_every
+    return results
+
+
+def horizon_markdown(results: dict[str, Any], every: int = 1) -> str:
+    """PSNR (dB) by predicted step (every `every`-th step and the last), one row per method."""
+    steps = len(results["copy_last_frame"]["psnr"])
+    shown = sorted({*range(every - 1, steps, every), steps - 1})
+    methods = [name for name in ("extended", "reanchored", "copy_last_frame") if name in results]
+    lines = ["| rollout | " + " | ".join(f"+{t + 1}" for t in shown) + " | mean |",
+             "|---|" + "---|" * (len(shown) + 1)]
+    for name in methods:
+        entry = results[name]
+        label = {"extended": "world model, one sequence",
+                 "reanchored": f"world model, re-anchored every {results.get('reanchor_every')}",
+                 "copy_last_frame": "copy last frame"}[name]
+        lines.append(f"| {label} | " + " | ".join(f"{entry['psnr'][t]:.2f}" for t in shown)
+                     + f" | {entry['psnr_mean']:.2f} |")
+    return "\n".join(lines)

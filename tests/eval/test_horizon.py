@@ -1,0 +1,95 @@
+"""Past the training horizon: extended and re-anchored rollouts scored by step beside copying."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ivideogpt.eval.horizon import horizon_curve, horizon_markdown, reanchored_rollout
+from ivideogpt.tokenizer import tokenizer_tiny
+from ivideogpt.transformer import transformer_tiny
+from ivideogpt.world_model import WorldModel
+
+
+class ShiftsBrightness:
+    """Each action adds its value to every pixel of the last frame: a world whose dynamics are known exactly."""
+
+    action_dim = 1
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, torch.Tensor | None]] = []
+
+    def rollout(self, context, actions, seed=0, context_actions=None):
+        self.calls.append({"context": context.clone(), "context_actions": context_actions})
+        steps = actions.cumsum(dim=1)[..., None, None]  # (B, H, 1, 1, 1)
+        return context[:, -1:] + steps, None
+
+
+def _world(batch: int = 3, context: int = 2, horizon: int = 6) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    start = torch.rand(batch, 1, 3, 16, 16, generator=generator) * 0.2 - 0.4
+    actions = torch.rand(batch, context - 1 + horizon, 1, generator=generator) * 0.1
+    levels = torch.cat([torch.zeros(batch, 1, 1), actions.cumsum(1)], dim=1)[..., None, None]
+    frames = start + levels  # (B, Tc + H, 3, 16, 16)
+    return {"context": frames[:, :context], "actions": actions[:, context - 1 :], "truth": frames[:, context:],
+            "context_actions": actions[:, : context - 1]}
+
+
+def test_a_model_with_exact_dynamics_beats_copying_at_every_step_both_ways() -> None:
+    world = _world()
+    result = horizon_curve(ShiftsBrightness(), **world, reanchor_every=4, batch_size=2)
+    assert len(result["extended"]["psnr"]) == 6 and result["reanchor_every"] == 4
+    assert result["extended"]["psnr_mean"] == pytest.approx(result["reanchored"]["psnr_mean"], abs=1e-3)
+    assert all(gain > 10 for gain in result["gain_over_copy_db"]["extended"])
+    assert all(gain > 10 for gain in result["gain_over_copy_db"]["reanchored"])
+    table = horizon_markdown(result, every=2)
+    assert "re-anchored every 4" in table and "| +2 | +4 | +6 | mean |" in table
+
+
+def test_reanchoring_restarts_from_the_models_own_frames_with_the_actions_between_them() -> None:
+    world, model = _world(batch=2), ShiftsBrightness()
+    frames = reanchored_rollout(model, world["context"], world["actions"], 4, world["context_actions"])
+    assert frames.shape == world["truth"].shape and len(model.calls) == 2  # windows of 4 and 2 frames
+    second = model.calls[1]
+    assert torch.allclose(second["context"], frames[:, 2:4])  # the last Tc = 2 predicted frames
+    assert torch.equal(second["context_actions"], world["actions"][:, 3:4])  # the action between them
+    with pytest.raises(ValueError, match="reanchor_every"):
+        reanchored_rollout(model, world["context"], world["actions"], 0, world["context_actions"])
+
+
+def test_a_real_world_model_rolls_out_past_any_horizon() -> None:
+    torch.manual_seed(0)
+    world_model = WorldModel(tokenizer_tiny().build(), transformer_tiny(action_dim=2).build(), temperature=0.0)
+    frames = torch.rand(2, 1 + 5, 3, 64, 64) * 2 - 1
+    actions = torch.rand(2, 5, 2) * 2 - 1
+    result = horizon_curve(world_model, frames[:, :1], actions, frames[:, 1:], reanchor_every=2)
+    assert len(result["reanchored"]["psnr"]) == len(result["extended"]["psnr"]) == 5
+    with pytest.raises(ValueError, match="must match truth"):
+        horizon_curve(world_model, frames[:, :1], actions[:, :3], frames[:, 1:])
+
+
+def test_evaluate_horizon_curve_command(tmp_path, monkeypatch, capsys) -> None:
+    from ivideogpt import cli
+    from ivideogpt.commands import evaluate
+    from ivideogpt.data.episode import Episode
+    from ivideogpt.eval.predictors import WorldModelPredictor
+
+    rng = np.random.default_rng(0)
+    for number in range(3):
+        Episode(frames=rng.integers(0, 255, (9, 64, 64, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (9, 2)).astype(np.float32)).save(tmp_path / "data" / f"ep{number}.npz")
+    world_model = WorldModel(tokenizer_tiny().build(), transformer_tiny(action_dim=2).build())
+    monkeypatch.setattr(evaluate, "load_world_model", lambda path, device: WorldModelPredictor(world_model))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--protocol",
+            "custom", "--context-frames", "1", "--horizon", "4", "--horizon-curve", "--reanchor-every", "2",
+            "--episodes", "ep[12].npz", "--clips-per-episode", "2", "--output", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads((out / "horizon.json").read_text())
+    assert result["clips"] == 4 and len(result["reanchored"]["psnr"]) == 4
+    assert "copy last frame" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--baseline", "copy-last-frame", *argv[3:]]) == 2
+    assert "--horizon-curve needs --checkpoint" in capsys.readouterr().err
