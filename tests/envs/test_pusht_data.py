@@ -59,7 +59,8 @@ def test_action_repeat_holds_each_action_for_k_env_steps():
     rng = np.random.default_rng([0, 0])
     seed = int(rng.integers(2**31 - 1))
     repeated = rollout_pusht(env, PushTScriptedPolicy(np.random.default_rng(1)), steps=6, seed=seed, action_repeat=3)
-    env.reset(seed=seed)  # by hand: the same actions, each stepped 3 times, every third frame kept
+    assert env.unwrapped.obs_type == "pixels_agent_pos"  # the undrawn in-between steps leave it as it was
+    env.reset(seed=seed)  # by hand: the same actions, each stepped 3 times and drawn, every third frame kept
     bare = env.unwrapped
     for t, action in enumerate(repeated.actions[:-1]):
         for _ in range(3):
