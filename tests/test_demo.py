@@ -20,16 +20,18 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clips"] == 4 and metrics["horizon"] == 3 and metrics["samples_per_clip"] == 2
-    assert metrics["temperature"] == 0.7 and metrics["decoding"] == "greedy"
-    for name in ("world_model", "world_model_shuffled_actions", "world_model_sampled", "world_model_best_of_samples",
-                 "tokenizer_reconstruction", "copy_last_frame"):
+    assert metrics["temperature"] == 0.7 and metrics["decoding"] == "mean of 2 samples at T 0.7"
+    for name in ("world_model", "world_model_shuffled_actions", "world_model_greedy", "world_model_sampled",
+                 "world_model_best_of_samples", "tokenizer_reconstruction", "copy_last_frame"):
         assert len(metrics[name]["psnr"]) == 3 and 0 < metrics[name]["ssim_mean"] <= 1
     best, mean = metrics["world_model_best_of_samples"]["psnr_mean"], metrics["world_model_sampled"]["psnr_mean"]
     assert best >= mean - 1e-6
-    control = metrics["controllability"]
-    assert control["gap_over_shuffled_db"] == pytest.approx(
+    assert metrics["action_gap_db"] == pytest.approx(
         metrics["world_model"]["psnr_mean"] - metrics["world_model_shuffled_actions"]["psnr_mean"], abs=2e-3)
-    assert len(control["zero"]["psnr"]) == 3 and isinstance(control["ignores_actions"], bool)
+    control = metrics["controllability"]  # greedy rollouts under other actions
+    assert control["gap_over_shuffled_db"] == pytest.approx(
+        metrics["world_model_greedy"]["psnr_mean"] - control["greedy_shuffled"]["psnr_mean"], abs=2e-3)
+    assert len(control["greedy_zero"]["psnr"]) == 3 and isinstance(control["ignores_actions"], bool)
     assert "reward_mae" in metrics
     gif = (out / "prediction.gif").read_bytes()
     assert gif[:6] == b"GIF89a"
@@ -38,11 +40,11 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
     for kind in ("tokenizer", "transformer"):
         assert (out / "configs" / f"{kind}.yaml").is_file()
     assert (tmp_path / "shipped" / "step_000002" / "model.safetensors").is_file()  # exported as shipped
-    width = iio.imread(out / "prediction.gif", index=0).shape[1]  # truth | prediction | copy
+    width = iio.imread(out / "prediction.gif", index=0).shape[1]  # truth | mean of samples | greedy | copy
     # a rerun reuses the data and the finished trainings, and scores a shipped model beside its own
     assert main([*args, "--reference", str(tmp_path / "shipped")]) == 0
     printed = capsys.readouterr().out
-    assert "generating" not in printed and "shipped reference model, greedy" in printed
+    assert "generating" not in printed and "shipped reference model" in printed
     shipped = json.loads((out / "metrics.json").read_text())["reference_model"]
     assert shipped["world_model"] == metrics["world_model"]  # the same weights score the same
-    assert iio.imread(out / "prediction.gif", index=0).shape[1] == width * 4 // 3  # and the reference model
+    assert iio.imread(out / "prediction.gif", index=0).shape[1] == width * 5 // 4  # and the reference model
