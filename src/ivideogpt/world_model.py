@@ -2,8 +2,9 @@
 
 `reset` tokenizes the context frames, prefills one KV cache with them and caches the tokenizer's
 context decoder features. Each `step` then feeds only the new frame's 17 tokens ([S2] + action,
-then 16 sampled codes) through that same cache, decodes only the new frame, and reads the reward
-from the hidden state of the frame's last token. Everything is batched; `fork` repeats a state
+then 16 sampled codes) through that same cache, decodes only the new frame (or none: `decode=False`
+keeps the codes for `decode_frames` later, for a planner that scores rewards only), and reads the
+reward from the hidden state of the frame's last token. Everything is batched; `fork` repeats a state
 along the batch so many candidate action sequences share one prefill (planning).
 
 The cache grows with the rollout (no fixed maximum: RoPE positions simply continue), costing

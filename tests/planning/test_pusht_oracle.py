@@ -27,15 +27,22 @@ def pushing_actions(env, steps: int) -> np.ndarray:
     return np.stack([agent + (block - agent) * (0.3 * (t + 1)) for t in range(steps)]).astype(np.float32)
 
 
+def play(env, actions: np.ndarray, repeat: int = 1) -> list[tuple[np.ndarray, float]]:
+    """(state observation, reward) after each action, every action held for `repeat` env steps."""
+    out = []
+    for a in actions:
+        for _ in range(repeat):
+            obs, reward, *_ = env.step(a)
+        out.append((obs.copy(), reward))
+    return out
+
+
 def test_restore_reproduces_contact_trajectory_and_oracle_matches_real_env() -> None:
     env = make_pusht(obs_type="state")
     env.reset(seed=0, options={"reset_to_state": NEAR_GOAL})
     start = snapshot(env)
     actions = pushing_actions(env, 6)
-    real = []
-    for a in actions:
-        obs, reward, *_ = env.step(a)
-        real.append((obs.copy(), reward))
+    real = play(env, actions)
     assert np.abs(real[-1][0][2:4] - np.asarray(NEAR_GOAL[2:4])).max() > 1.0  # the block was pushed
     restore(env, start)
     for a, (obs, reward) in zip(actions, real):
@@ -78,15 +85,10 @@ def test_action_repeat_env_and_oracle_hold_each_action_and_report_the_last_rewar
     plain.reset(seed=0, options={"reset_to_state": NEAR_GOAL})
     start = snapshot(plain)
     actions = pushing_actions(plain, 3)
-    expected = []
-    for a in actions:
-        for _ in range(3):
-            obs, reward, *_ = plain.step(a)
-        expected.append((obs.copy(), reward))
+    expected = play(plain, actions, repeat=3)
     repeated = make_pusht(obs_type="state", action_repeat=3)
     repeated.reset(seed=0, options={"reset_to_state": NEAR_GOAL})
-    for a, (obs, reward) in zip(actions, expected):
-        again, r, *_ = repeated.step(a)
+    for (again, r), (obs, reward) in zip(play(repeated, actions), expected):
         np.testing.assert_allclose(again, obs, atol=1e-6)
         assert r == pytest.approx(reward)
     _, rewards = PushTOracle(action_repeat=3).rollout(start, torch.from_numpy(actions[None]))

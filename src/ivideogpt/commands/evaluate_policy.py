@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.commands.plan import cem_config, load_world_model, resolve_action_repeat
-    from ivideogpt.planning.experiment import PlanSettings, make_controllers
+    from ivideogpt.commands.plan import cem_config, load_world_model, plan_settings
+    from ivideogpt.planning.experiment import make_controllers
     from ivideogpt.planning.policy_eval import ImaginedPushT, evaluate_policies, format_returns_table
     from ivideogpt.planning.pusht import make_pusht
 
@@ -42,10 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--controllers must name some of {', '.join(CONTROLLERS)}, got {args.controllers!r}")
     torch.manual_seed(args.seed)
     world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature)
-    settings = PlanSettings(episodes=args.episodes, max_steps=args.max_steps, start=args.start,
-                            objective=args.objective, goal_metric=args.goal_metric, lpips=args.lpips,
-                            action_repeat=resolve_action_repeat(args.action_repeat, world_model), seed=args.seed,
-                            videos=args.videos, video_format=args.video_format, controllers=controllers)
+    settings = plan_settings(args, controllers, world_model)
     cem = cem_config(args)
     real_env = make_pusht(settings.size, action_repeat=settings.action_repeat)
     imagined_env = ImaginedPushT(world_model.model, action_low=world_model.action_low,

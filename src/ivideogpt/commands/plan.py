@@ -112,6 +112,16 @@ def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
     return bounds.low, bounds.high, repeat
 
 
+def plan_settings(args: argparse.Namespace, controllers: tuple[str, ...], world_model: Any) -> Any:
+    """The `PlanSettings` of the parsed flags (the action repeat resolved against the world model's data)."""
+    from ivideogpt.planning.experiment import PlanSettings
+
+    return PlanSettings(episodes=args.episodes, max_steps=args.max_steps, start=args.start,
+                        objective=args.objective, goal_metric=args.goal_metric, lpips=args.lpips,
+                        action_repeat=resolve_action_repeat(args.action_repeat, world_model), seed=args.seed,
+                        videos=args.videos, video_format=args.video_format, controllers=controllers)
+
+
 def resolve_action_repeat(flag: int | None, world_model: Any) -> int:
     """--action-repeat, else the world model's training data's, else 1."""
     if flag is not None:
@@ -125,7 +135,7 @@ def resolve_action_repeat(flag: int | None, world_model: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.planning.experiment import PlanSettings, format_table, make_controllers, run_experiment
+    from ivideogpt.planning.experiment import format_table, make_controllers, run_experiment
     from ivideogpt.planning.pusht import make_pusht
 
     torch.manual_seed(args.seed)
@@ -136,10 +146,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit("--checkpoint DIR is needed for the world-model planner "
                              "(or pass --controllers random,hold-still,oracle)")
         world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature)
-    settings = PlanSettings(episodes=args.episodes, max_steps=args.max_steps, start=args.start,
-                            objective=args.objective, goal_metric=args.goal_metric, lpips=args.lpips,
-                            action_repeat=resolve_action_repeat(args.action_repeat, world_model), seed=args.seed,
-                            videos=args.videos, video_format=args.video_format, controllers=controllers)
+    settings = plan_settings(args, controllers, world_model)
     cem = cem_config(args)
     env = make_pusht(settings.size, action_repeat=settings.action_repeat)
     try:

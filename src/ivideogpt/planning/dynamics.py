@@ -6,7 +6,7 @@ to the N candidates and steps all of them together H times, one frame per step t
 KV cache (`WorldModel.rollout(state, actions)`). Later iterations reuse the prefilled state.
 
 An objective that reads only predicted rewards needs no frames: with `decode=False` the tokenizer's
-decode (most of a step's cost for small models) is skipped and `rollout` returns codes' rewards only;
+decode (most of a step's cost for small models) is skipped and `rollout` returns rewards only;
 `imagined` decodes just the chosen candidate afterwards, for videos.
 """
 
