@@ -81,6 +81,27 @@ def test_fork_shares_one_prefill(parts) -> None:
     assert frames.shape == (3, 3, 64, 64)
 
 
+def test_rollout_without_decode_keeps_tokens_and_rewards_and_decodes_later(parts) -> None:
+    world = WorldModel(*parts)
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(6, 3, 2)
+    frames, rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=3)
+    decoded_ids = world.state.ids
+    calls = []
+    original = world.tokenizer.decode_future
+    world.tokenizer.decode_future = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        no_frames, same_rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=3, decode=False)
+        assert not calls  # the tokenizer's decode was skipped
+        later = world.decode_frames(rows=[4, 1])
+    finally:
+        del world.tokenizer.decode_future
+    assert no_frames is None and torch.equal(world.state.ids, decoded_ids)  # sampling is unchanged
+    assert torch.equal(same_rewards, rewards)
+    torch.testing.assert_close(later, frames[[4, 1]])  # decoding afterwards = decoding every step
+    with pytest.raises(ValueError, match="no future frames"):
+        world.decode_frames(world.reset(ctx, ctx_actions))
+
+
 def test_action_free_world_model_and_sensitivity_check(parts) -> None:
     tokenizer, conditioned = parts
     free = WorldModel(tokenizer, transformer_tiny().build(), seed=0)

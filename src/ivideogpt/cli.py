@@ -18,6 +18,7 @@ COMMANDS = {
     "rl": "ivideogpt.commands.rl",
     "evaluate": "ivideogpt.commands.evaluate",
     "plan": "ivideogpt.commands.plan",
+    "evaluate-policy": "ivideogpt.commands.evaluate_policy",
 }
 
 

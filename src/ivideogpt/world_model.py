@@ -2,8 +2,9 @@
 
 `reset` tokenizes the context frames, prefills one KV cache with them and caches the tokenizer's
 context decoder features. Each `step` then feeds only the new frame's 17 tokens ([S2] + action,
-then 16 sampled codes) through that same cache, decodes only the new frame, and reads the reward
-from the hidden state of the frame's last token. Everything is batched; `fork` repeats a state
+then 16 sampled codes) through that same cache, decodes only the new frame (or none: `decode=False`
+keeps the codes for `decode_frames` later, for a planner that scores rewards only), and reads the
+reward from the hidden state of the frame's last token. Everything is batched; `fork` repeats a state
 along the batch so many candidate action sequences share one prefill (planning).
 
 The cache grows with the rollout (no fixed maximum: RoPE positions simply continue), costing
@@ -130,11 +131,14 @@ class WorldModel:
         return self.state
 
     @torch.inference_mode()
-    def step(self, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+    def step(self, actions: Tensor | np.ndarray | None = None, decode: bool = True
+             ) -> tuple[Tensor | None, Tensor | None]:
         """Advance every rollout by one frame.
 
         actions: (B, A) leading from the current frame to the next (None for action-free models).
         Returns frames (B, 3, H, W) in [-1, 1] and rewards (B,) (None without a reward head).
+        `decode=False` skips the tokenizer's decode and returns None for the frames: the new codes are
+        still kept in the state (`decode_frames` turns them into frames later, for any rows).
         """
         state = self._require_state()
         action = self._step_action(actions, state.batch_size)
@@ -143,11 +147,29 @@ class WorldModel:
         if action is not None:
             state.actions = torch.cat([state.actions, action[:, None].to(state.actions.dtype)], dim=1)
         state.num_future += 1
+        rewards = self.transformer.predict_reward(hidden).float() if self.predicts_reward else None
+        if not decode:
+            return None, rewards
         future_ids = codes.reshape(-1, 1, *self.layout.future_grid)  # (B, 1, h', w')
         frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
-        frames = frames.clamp(-1.0, 1.0)
-        rewards = self.transformer.predict_reward(hidden).float() if self.predicts_reward else None
-        return frames, rewards
+        return frames.clamp(-1.0, 1.0), rewards
+
+    @torch.inference_mode()
+    def decode_frames(self, state: RolloutState | None = None, rows: Tensor | list[int] | None = None,
+                      frames: int | None = None) -> Tensor:
+        """Frames (R, F, 3, H, W) in [-1, 1] of the future frames of `state` (default: the current one), in one call.
+
+        rows: the batch rows to decode (default: all); frames: only the first F future frames (default: all).
+        Frames decode independently of each other, so this equals what `step(decode=True)` returns frame by frame.
+        """
+        state = self._require_state() if state is None else state
+        if state.num_future == 0:
+            raise ValueError("the state holds no future frames to decode")
+        if rows is not None:
+            state = state.index(rows)
+        future_ids = self.layout.split_future(state.ids, state.num_context)[:, :frames]  # (R, F, h', w')
+        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)
+        return frames.clamp(-1.0, 1.0)
 
     @torch.inference_mode()
     def fork(self, n: int) -> RolloutState:
@@ -161,8 +183,9 @@ class WorldModel:
 
     @torch.inference_mode()
     def rollout(self, context: Tensor | RolloutState, actions: Tensor | None = None, horizon: int | None = None,
-                context_actions: Tensor | None = None, seed: int | None = None) -> tuple[Tensor, Tensor | None]:
-        """Open-loop rollouts: frames (N, H, 3, h, w) and rewards (N, H) or None.
+                context_actions: Tensor | None = None, seed: int | None = None, decode: bool = True
+                ) -> tuple[Tensor | None, Tensor | None]:
+        """Open-loop rollouts: frames (N, H, 3, h, w) (None with `decode=False`) and rewards (N, H) or None.
 
         context: frames (B, Tc, 3, h, w) or a state from `reset` (left untouched, so it can be reused).
         actions: (N, H, A) with N a multiple of B; each context row is forked N/B times (one prefill).
@@ -190,10 +213,11 @@ class WorldModel:
         self.state = state
         frames, rewards = [], []
         for t in range(horizon):
-            frame, reward = self.step(None if actions is None else actions[:, t])
+            frame, reward = self.step(None if actions is None else actions[:, t], decode=decode)
             frames.append(frame)
             rewards.append(reward)
-        return torch.stack(frames, 1), (torch.stack(rewards, 1) if self.predicts_reward else None)
+        return (torch.stack(frames, 1) if decode else None,
+                torch.stack(rewards, 1) if self.predicts_reward else None)
 
     @torch.inference_mode()
     def action_sensitivity(self, context: Tensor, actions: Tensor, other_actions: Tensor | None = None,

@@ -61,3 +61,29 @@ def test_make_objective_selects_by_name() -> None:
         make_objective("nope")
     with pytest.raises(ValueError, match="goal image"):
         make_objective("goal")
+
+
+def test_make_objective_goal_metrics(tmp_path) -> None:
+    goal = torch.zeros(3, 4, 4)
+    assert make_objective("goal", goal=goal, goal_metric="pixel").perceptual is None
+    with pytest.raises(FileNotFoundError, match="VGG16 weights for LPIPS not found"):
+        make_objective("goal", goal=goal, goal_metric="lpips", lpips_path=str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="unknown goal metric"):
+        make_objective("goal", goal=goal, goal_metric="ssim")
+
+
+def test_make_objective_lpips_from_a_local_file(tmp_path) -> None:
+    perceptual = pytest.importorskip("ivideogpt.perceptual")
+    try:
+        perceptual.lpips_linear_weights_path()
+    except FileNotFoundError:
+        pytest.skip("lpips linear weights not installed")
+    torch.manual_seed(0)
+    path = tmp_path / "vgg16.pth"
+    torch.save({f"features.{k}": v for k, v in perceptual.VGG16Features().features.state_dict().items()}, path)
+    lpips_only = make_objective("goal", goal=torch.zeros(3, 16, 16), goal_metric="lpips", lpips_path=str(path))
+    both = make_objective("goal", goal=torch.zeros(3, 16, 16), goal_metric="pixel+lpips", lpips_path=str(path))
+    assert lpips_only.pixel_weight == 0 and both.pixel_weight == 1 and both.perceptual is not None
+    frames = torch.rand(2, 1, 3, 16, 16) * 2 - 1
+    pixel = (frames ** 2).mean(dim=(1, 2, 3, 4))
+    torch.testing.assert_close(both(frames, None), lpips_only(frames, None) - pixel)

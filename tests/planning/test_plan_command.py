@@ -44,3 +44,33 @@ def test_plan_command_with_world_model_checkpoint(tmp_path, monkeypatch, tiny_wo
 def test_plan_command_needs_checkpoint_for_world_model(tmp_path) -> None:
     with pytest.raises(SystemExit, match="--checkpoint"):
         cli.main(["plan", "--out", str(tmp_path), *TINY])
+
+
+def test_training_action_facts_come_from_the_training_data(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from ivideogpt.data.actions import write_metadata
+    from ivideogpt.data.config import DataConfig, SourceConfig
+    from ivideogpt.train import checkpoint, experiments
+
+    data = tmp_path / "data"
+    write_metadata(data, {"action_repeat": 3, "action_space": {"low": [0.0, 0.0], "high": [512.0, 512.0]}})
+    configs = {"with": DataConfig(sources=[SourceConfig(name="pusht", path=str(data))]),
+               "raw": DataConfig(sources=[SourceConfig(name="pusht", path=str(data), normalize_actions=False)]),
+               "elsewhere": DataConfig(sources=[SourceConfig(name="pusht", path=str(tmp_path / "gone"))])}
+    monkeypatch.setattr(checkpoint, "resolve", lambda path: path)
+    monkeypatch.setattr(experiments, "read_experiment", lambda path, strict=True: SimpleNamespace(data=configs[path]))
+    low, high, repeat = plan_command.training_action_facts("with")
+    assert repeat == 3 and low.tolist() == [0.0, 0.0] and high.tolist() == [512.0, 512.0]
+    assert plan_command.training_action_facts("raw") == (None, None, 3)
+    low, high, repeat = plan_command.training_action_facts("elsewhere")  # normalised, metadata not found
+    assert repeat is None and high.tolist() == [512.0, 512.0]
+    loaded = LoadedWorldModel(None, action_repeat=3)
+    assert plan_command.resolve_action_repeat(None, loaded) == 3 and plan_command.resolve_action_repeat(2, loaded) == 2
+    assert plan_command.resolve_action_repeat(None, None) == 1
+
+
+def test_plan_command_goal_lpips_fails_clearly_without_weights(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="VGG16 weights for LPIPS not found"):
+        cli.main(["plan", "--controllers", "oracle", "--objective", "goal", "--goal-metric", "lpips",
+                  "--lpips", str(tmp_path / "missing.pth"), "--out", str(tmp_path), *TINY])

@@ -31,9 +31,9 @@ def test_one_prefill_per_plan_and_all_candidates_per_step(tiny_world_model) -> N
     seen: list[torch.Tensor] = []
     original = tiny_world_model.step
 
-    def spy(actions):
+    def spy(actions, decode=True):
         seen.append(actions)
-        return original(actions)
+        return original(actions, decode)
 
     tiny_world_model.step = spy
     try:
@@ -57,6 +57,37 @@ def test_plans_are_deterministic_from_seed(tiny_world_model) -> None:
     assert torch.equal(plans[0].best_frames, plans[1].best_frames)
 
 
+class RecordingObjective(RewardObjective):
+    """The reward objective, remembering every batch of scores it gave."""
+
+    def __init__(self, discount: float) -> None:
+        super().__init__(discount)
+        self.scores: list[torch.Tensor] = []
+
+    def __call__(self, frames, rewards):
+        self.scores.append(super().__call__(frames, rewards))
+        return self.scores[-1]
+
+
+def test_rewards_only_planning_scores_and_chooses_as_decoding_every_frame(tiny_world_model) -> None:
+    cfg = CEMConfig(horizon=3, candidates=6, elites=2, iterations=3, action_low=(0.0,), action_high=(512.0,), seed=2)
+    context = ModelContext(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1,
+                           torch.full((1, 2), 100.0))
+    scores, results, dynamics = [], [], []
+    for decode in (True, False):
+        dyn = WorldModelDynamics(tiny_world_model, action_low=np.zeros(2), action_high=np.full(2, 512.0), seed=5,
+                                 decode=decode)
+        objective = RecordingObjective(discount=0.9)
+        results.append(CEMPlanner(dyn, objective, cfg).plan(context))
+        scores.append(torch.stack(objective.scores))
+        dynamics.append(dyn)
+    assert torch.equal(scores[0], scores[1])  # every candidate of every iteration scored the same
+    assert torch.equal(results[0].actions, results[1].actions)
+    assert results[0].best_index == results[1].best_index
+    assert results[0].best_frames is not None and results[1].best_frames is None
+    torch.testing.assert_close(dynamics[1].imagined(results[1]), results[0].best_frames)  # decoded afterwards
+
+
 def test_closed_loop_in_pusht_writes_video_and_report(tiny_world_model, tmp_path) -> None:
     settings = PlanSettings(episodes=1, max_steps=3, videos=1, video_format="gif")
     cem = pusht_cem_config(horizon=2, candidates=4, elites=2, iterations=1, execute_steps=2)
@@ -65,14 +96,15 @@ def test_closed_loop_in_pusht_writes_video_and_report(tiny_world_model, tmp_path
     controllers = make_controllers(settings, cem, world_model)
     env = make_pusht()
     report = run_experiment(env, controllers, settings, tmp_path, cem=cem, log=lambda _: None)
-    assert set(report["summary"]) == {"world-model", "random", "oracle"}
+    assert set(report["summary"]) == {"world-model", "random", "hold-still", "oracle"}
     assert report["summary"]["world-model"]["steps"] == 3
-    assert report["video_panels"] == ["world-model real", "world-model imagined", "random real", "oracle real"]
+    assert report["video_panels"] == ["world-model real", "world-model imagined", "random real", "hold-still real",
+                                      "oracle real"]
     video = tmp_path / "videos" / "episode_000.gif"
     assert video.stat().st_size > 0
     import imageio.v3 as iio
 
     frames = iio.imread(video)
-    assert frames.shape[0] == 4 and frames.shape[2] == 2 * (4 * 64 + 3 * 2)  # 4 panels, 2 px gaps, scale 2
+    assert frames.shape[0] == 4 and frames.shape[2] == 2 * (5 * 64 + 4 * 2)  # 5 panels, 2 px gaps, scale 2
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["random"]["episodes"] == 1

@@ -1,7 +1,7 @@
 """`ivideogpt plan`: CEM model-predictive control inside the world model, closed loop in Push-T.
 
-Compares the world-model planner with random actions and with the simulator oracle (the same CEM
-settings, the real simulator as the model), prints a table, and writes `results.json` plus
+Compares the world-model planner with random actions, holding still and the simulator oracle (the
+same CEM settings, the real simulator as the model), prints a table, and writes `results.json` plus
 side-by-side videos of real and imagined trajectories under `--out`.
 """
 
@@ -10,20 +10,29 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-HELP = "plan with CEM MPC in the world model (closed loop in Push-T) vs random and the simulator oracle"
+HELP = "plan with CEM MPC in the world model (closed loop in Push-T) vs random, hold-still and the simulator oracle"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="world-model checkpoint (or run) directory")
     parser.add_argument("--env", default="pusht", choices=["pusht"], help="environment to control")
     parser.add_argument("--episodes", type=int, default=5, help="episodes per controller")
-    parser.add_argument("--max-steps", type=int, default=50, help="env steps per episode")
+    parser.add_argument("--max-steps", type=int, default=50, help="planned actions per episode")
     parser.add_argument("--out", default="outputs/plan", help="output directory (results.json, videos/)")
-    parser.add_argument("--controllers", default="world-model,random,oracle",
-                        help="comma-separated subset of world-model, random, oracle")
+    parser.add_argument("--controllers", default="world-model,random,hold-still,oracle",
+                        help="comma-separated subset of world-model, random, hold-still, oracle")
+    parser.add_argument("--videos", type=int, default=2, help="episodes to record as video")
+    parser.add_argument("--video-format", default="mp4", choices=["mp4", "gif"])
+    add_planning_arguments(parser)
+
+
+def add_planning_arguments(parser: argparse.ArgumentParser) -> None:
+    """Objective, episode start, CEM, action-interface and model flags (shared with `evaluate-policy`)."""
     parser.add_argument("--objective", default="reward", choices=["reward", "goal"],
-                        help="score: predicted reward sum, or distance to the goal image (MSE + LPIPS if available)")
-    parser.add_argument("--lpips", help="VGG16 weights for the perceptual goal cost (else default locations)")
+                        help="score: predicted reward sum, or distance to the goal image (see --goal-metric)")
+    parser.add_argument("--goal-metric", default="pixel", choices=["pixel", "lpips", "pixel+lpips"],
+                        help="distance to the goal image for --objective goal (lpips needs local VGG16 weights)")
+    parser.add_argument("--lpips", help="VGG16 weights file for --goal-metric lpips (else the default local places)")
     parser.add_argument("--start", default="reset", choices=["reset", "near-goal"],
                         help="episode starts: the env's random reset, or block next to the goal (easier)")
     parser.add_argument("--horizon", type=int, default=6)
@@ -36,17 +45,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-elites", type=int, default=0, help="elites carried into the next CEM iteration")
     parser.add_argument("--execute", default="mean", choices=["mean", "best"],
                         help="run the refitted mean sequence or the best candidate")
+    parser.add_argument("--action-repeat", type=int,
+                        help="simulator steps per action (default: the model's training data's, else 1)")
     parser.add_argument("--context-frames", type=int, help="context frames for the world model (default: its own)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of imagined rollouts")
-    parser.add_argument("--videos", type=int, default=2, help="episodes to record as video")
-    parser.add_argument("--video-format", default="mp4", choices=["mp4", "gif"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
 
 
+def cem_config(args: argparse.Namespace) -> Any:
+    """The Push-T CEM settings of the parsed flags."""
+    from ivideogpt.planning.experiment import pusht_cem_config
+
+    return pusht_cem_config(horizon=args.horizon, candidates=args.candidates, elites=args.elites,
+                            iterations=args.iterations, execute_steps=args.execute_steps, init_std=args.init_std,
+                            momentum=args.momentum, keep_elites=args.keep_elites, execute=args.execute,
+                            seed=args.seed)
+
+
 def load_world_model(checkpoint: str, device: str, context_frames: int | None = None, temperature: float = 1.0
                      ) -> Any:
-    """Checkpoint directory -> `LoadedWorldModel` (model in eval mode, context length, action bounds)."""
+    """Checkpoint directory -> `LoadedWorldModel` (model in eval mode, context length, data facts).
+
+    The action bounds and action repeat come from the training data's metadata.json when it can be
+    found; a model trained on normalised actions without it gets Push-T's own action box.
+    """
     from ivideogpt.planning.experiment import LoadedWorldModel
     from ivideogpt.train.checkpoint import load_model
 
@@ -58,39 +81,74 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
     if temperature < 0:
         raise SystemExit(f"--temperature must be >= 0, got {temperature}")
     model.temperature = temperature
-    bounds = getattr(model, "action_bounds", None)
-    return LoadedWorldModel(
-        model=model,
-        context_frames=context_frames or int(getattr(model, "num_context", None) or getattr(model, "context_frames", 2)),
-        action_low=None if bounds is None else bounds.low,
-        action_high=None if bounds is None else bounds.high,
-    )
+    low, high, repeat = training_action_facts(checkpoint)
+    context_frames = context_frames or int(getattr(model, "num_context", None) or getattr(model, "context_frames", 2))
+    return LoadedWorldModel(model=model, context_frames=context_frames, action_low=low, action_high=high,
+                            action_repeat=repeat)
+
+
+def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
+    """(action low, action high, action repeat) the checkpoint's model was trained with, as far as known.
+
+    Bounds are None when the training data's actions were not normalised; the repeat is None when the
+    data's metadata.json is not found.
+    """
+    import numpy as np
+
+    from ivideogpt.data.actions import ActionBounds, read_metadata
+    from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW
+    from ivideogpt.train.checkpoint import resolve
+    from ivideogpt.train.experiments import read_experiment
+
+    data = read_experiment(resolve(checkpoint), strict=False).data
+    source = data.sources[0]
+    metadata = read_metadata(source.resolved_path(data.root))
+    repeat = None if metadata is None else int(metadata.get("action_repeat", 1))
+    if not source.normalize_actions:
+        return None, None, repeat
+    bounds = ActionBounds.from_metadata(metadata)
+    if bounds is None:
+        return np.full(2, ACTION_LOW, np.float32), np.full(2, ACTION_HIGH, np.float32), repeat
+    return bounds.low, bounds.high, repeat
+
+
+def plan_settings(args: argparse.Namespace, controllers: tuple[str, ...], world_model: Any) -> Any:
+    """The `PlanSettings` of the parsed flags (the action repeat resolved against the world model's data)."""
+    from ivideogpt.planning.experiment import PlanSettings
+
+    return PlanSettings(episodes=args.episodes, max_steps=args.max_steps, start=args.start,
+                        objective=args.objective, goal_metric=args.goal_metric, lpips=args.lpips,
+                        action_repeat=resolve_action_repeat(args.action_repeat, world_model), seed=args.seed,
+                        videos=args.videos, video_format=args.video_format, controllers=controllers)
+
+
+def resolve_action_repeat(flag: int | None, world_model: Any) -> int:
+    """--action-repeat, else the world model's training data's, else 1."""
+    if flag is not None:
+        if flag < 1:
+            raise SystemExit(f"--action-repeat must be >= 1, got {flag}")
+        return flag
+    known = None if world_model is None else world_model.action_repeat
+    return known or 1
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.planning.experiment import (
-        PlanSettings, format_table, make_controllers, pusht_cem_config, run_experiment,
-    )
+    from ivideogpt.planning.experiment import format_table, make_controllers, run_experiment
     from ivideogpt.planning.pusht import make_pusht
 
     torch.manual_seed(args.seed)
-    settings = PlanSettings(episodes=args.episodes, max_steps=args.max_steps, start=args.start,
-                            objective=args.objective, lpips=args.lpips, seed=args.seed, videos=args.videos,
-                            video_format=args.video_format,
-                            controllers=tuple(c.strip() for c in args.controllers.split(",") if c.strip()))
-    cem = pusht_cem_config(horizon=args.horizon, candidates=args.candidates, elites=args.elites,
-                           iterations=args.iterations, execute_steps=args.execute_steps, init_std=args.init_std,
-                           momentum=args.momentum, keep_elites=args.keep_elites, execute=args.execute,
-                           seed=args.seed)
+    controllers = tuple(c.strip() for c in args.controllers.split(",") if c.strip())
     world_model = None
-    if "world-model" in settings.controllers:
+    if "world-model" in controllers:
         if not args.checkpoint:
             raise SystemExit("--checkpoint DIR is needed for the world-model planner "
-                             "(or pass --controllers random,oracle)")
+                             "(or pass --controllers random,hold-still,oracle)")
         world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature)
-    env = make_pusht(settings.size)
+    settings = plan_settings(args, controllers, world_model)
+    cem = cem_config(args)
+    env = make_pusht(settings.size, action_repeat=settings.action_repeat)
     try:
         report = run_experiment(env, make_controllers(settings, cem, world_model), settings, args.out, cem=cem)
     finally:

@@ -21,20 +21,24 @@ NO_DEMO_TASKS = ("door-lock",)
 
 
 class ActionRepeat(gym.Wrapper):
-    """Repeat each action `repeat` times; rewards are summed and `info["success"]` is true if the
-    task was solved at any of the repeated steps (read from `info[success_key]`)."""
+    """Repeat each action `repeat` times; `info["success"]` is true if the task was solved at any of
+    the repeated steps (read from `info[success_key]`). Rewards are summed (`reward="sum"`), or the
+    last one is kept (`reward="last"`: a reward that scores the state, e.g. Push-T's coverage, as its
+    data generator records it)."""
 
-    def __init__(self, env: gym.Env, repeat: int, success_key: str = "success") -> None:
+    def __init__(self, env: gym.Env, repeat: int, success_key: str = "success", reward: str = "sum") -> None:
         super().__init__(env)
         if repeat < 1:
             raise ValueError(f"action repeat must be >= 1, got {repeat}")
-        self.repeat, self.success_key = repeat, success_key
+        if reward not in ("sum", "last"):
+            raise ValueError(f"reward must be 'sum' or 'last', got {reward!r}")
+        self.repeat, self.success_key, self.reward = repeat, success_key, reward
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         total, success = 0.0, False
         for _ in range(self.repeat):
             obs, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
+            total = float(reward) + (total if self.reward == "sum" else 0.0)
             success = success or bool(info.get(self.success_key, False))
             if terminated or truncated:
                 break

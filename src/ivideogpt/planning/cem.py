@@ -116,6 +116,8 @@ class PlanResult:
     best_actions: Tensor
     """(H, A) the highest-scoring candidate of the last iteration."""
     best_score: float
+    best_index: int
+    """row of `best_actions` in the last iteration's batch of candidates."""
     best_frames: Tensor | None
     """(H, 3, h, w) frames the dynamics predicted for `best_actions`, when it produced frames."""
     best_rewards: Tensor | None
@@ -182,7 +184,7 @@ class CEMPlanner:
             std = cfg.momentum * std + (1 - cfg.momentum) * elites.std(0, unbiased=False)
             std = torch.maximum(std, min_std)
             top = int(elite_idx[0])
-            best = (samples[top], float(elite_scores[0]), _pick(frames, top), _pick(rewards, top))
+            best = (samples[top], float(elite_scores[0]), top, _pick(frames, top), _pick(rewards, top))
             history.append({"best": float(elite_scores[0]), "elite_mean": float(elite_scores.mean()),
                             "std": float(std.mean())})
         assert best is not None  # iterations >= 1
@@ -192,7 +194,8 @@ class CEMPlanner:
         # Warm start: drop the executed steps, repeat the last planned action to refill the horizon.
         self._warm_mean = torch.cat([chosen[k:], chosen[-1:].expand(k, -1)])
         return PlanResult(actions=chosen.clone(), execute=chosen[:k].clone(), best_actions=best[0].clone(),
-                          best_score=best[1], best_frames=best[2], best_rewards=best[3], history=history)
+                          best_score=best[1], best_index=best[2], best_frames=best[3], best_rewards=best[4],
+                          history=history)
 
 
 def _pick(values: Tensor | None, index: int) -> Tensor | None:

@@ -4,6 +4,10 @@ A plan calls `rollout` once per CEM iteration with the same `ModelContext`. The 
 the world model from the context frames (one prefill, batch 1); every call then forks that state
 to the N candidates and steps all of them together H times, one frame per step through the kept
 KV cache (`WorldModel.rollout(state, actions)`). Later iterations reuse the prefilled state.
+
+An objective that reads only predicted rewards needs no frames: with `decode=False` the tokenizer's
+decode (most of a step's cost for small models) is skipped and `rollout` returns rewards only;
+`imagined` decodes just the chosen candidate afterwards, for videos.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ivideogpt.frames import to_model
+from ivideogpt.planning.cem import PlanResult
 
 
 @dataclass(eq=False)
@@ -42,12 +47,15 @@ class WorldModelDynamics:
     `action_low`/`action_high`: the raw bounds the training data's actions were normalised with
     (the model sees `2 (a - low) / (high - low) - 1`); None passes actions unchanged.
     `reward_transform` maps predicted rewards to the objective's scale if needed. Token sampling is
-    seeded per call from the adapter's own generator, so plans are reproducible.
+    seeded per call from the adapter's own generator, so plans are reproducible. `decode=False`
+    returns no frames (rewards only); sampling does not depend on it, so scores are the same.
     """
 
     def __init__(self, model: Any, *, action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
-                 reward_transform: Callable[[Tensor], Tensor] | None = None, seed: int = 0) -> None:
+                 reward_transform: Callable[[Tensor], Tensor] | None = None, seed: int = 0,
+                 decode: bool = True) -> None:
         self.model = model
+        self.decode = decode
         self.low = None if action_low is None else torch.as_tensor(np.asarray(action_low), dtype=torch.float32)
         self.high = None if action_high is None else torch.as_tensor(np.asarray(action_high), dtype=torch.float32)
         self.reward_transform = reward_transform
@@ -56,6 +64,7 @@ class WorldModelDynamics:
         self.prefills = 0
         self._context: ModelContext | None = None
         self._base: Any = None
+        self._last: Any = None  # the state after the latest rollout: its codes decode on demand
 
     def to_model_actions(self, actions: Tensor) -> Tensor:
         """Raw env actions (..., A) -> the model's action scale."""
@@ -75,16 +84,26 @@ class WorldModelDynamics:
         return self._base
 
     @torch.inference_mode()
-    def rollout(self, context: ModelContext, actions: Tensor) -> tuple[Tensor, Tensor | None]:
-        """actions (N, H, A) raw -> frames (N, H, 3, h, w) in [-1, 1], rewards (N, H) or None."""
+    def rollout(self, context: ModelContext, actions: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """actions (N, H, A) raw -> frames (N, H, 3, h, w) in [-1, 1] (None unless `decode`), rewards (N, H) or None."""
         self.batch_sizes.append(actions.shape[0])
         base = self._base_state(context)
         seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         model_actions = self.to_model_actions(actions).to(self.model.device)
-        frames, rewards = self.model.rollout(base, model_actions, seed=seed)  # forks base to N rows
-        frames = frames.float().cpu()
+        frames, rewards = self.model.rollout(base, model_actions, seed=seed, decode=self.decode)  # forks base to N rows
+        self._last = self.model.state
+        if frames is not None:
+            frames = frames.float().cpu()
         if rewards is not None:
             rewards = rewards.float().cpu()
             if self.reward_transform is not None:
                 rewards = self.reward_transform(rewards)
         return frames, rewards
+
+    def imagined(self, result: PlanResult, steps: int | None = None) -> Tensor:
+        """(steps or H, 3, h, w) frames imagined for a plan's best candidate: kept from the rollout, or decoded now."""
+        if result.best_frames is not None:
+            return result.best_frames[:steps]
+        if self._last is None:
+            raise RuntimeError("imagined() needs a plan made with this dynamics first")
+        return self.model.decode_frames(self._last, [result.best_index], steps)[0].float().cpu()

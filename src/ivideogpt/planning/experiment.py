@@ -1,4 +1,4 @@
-"""Push-T planning experiment: world-model CEM vs random actions vs the simulator oracle.
+"""Push-T planning experiment: world-model CEM vs random actions, holding still and the simulator oracle.
 
 Every controller plays the same episodes (same seeds, so the same start states); the report holds
 success rate and final coverage / reward per controller, and each recorded episode gets one video
@@ -20,7 +20,7 @@ from ivideogpt.frames import to_model
 from ivideogpt.planning.cem import CEMConfig, CEMPlanner
 from ivideogpt.planning.dynamics import WorldModelDynamics, context_from_history
 from ivideogpt.planning.loop import (
-    Controller, EpisodeResult, PlannerController, RandomController, run_episode, summarize,
+    Controller, EpisodeResult, HoldStillController, PlannerController, RandomController, run_episode, summarize,
 )
 from ivideogpt.planning.objectives import make_objective
 from ivideogpt.planning.pusht import (
@@ -28,7 +28,7 @@ from ivideogpt.planning.pusht import (
 )
 from ivideogpt.planning.video import side_by_side, write_video
 
-CONTROLLERS = ("world-model", "random", "oracle")
+CONTROLLERS = ("world-model", "random", "hold-still", "oracle")
 STARTS = ("reset", "near-goal")
 
 
@@ -41,6 +41,8 @@ class LoadedWorldModel:
     action_low: np.ndarray | None = None
     """raw action bounds the model's actions were normalised with (None: actions given as is)."""
     action_high: np.ndarray | None = None
+    action_repeat: int | None = None
+    """simulator steps per frame of the model's training data (None: unknown)."""
     reward_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
@@ -53,7 +55,11 @@ class PlanSettings:
     start: str = "reset"
     """`reset`: gym-pusht's random starts; `near-goal`: block next to the goal, agent behind it (easier)."""
     objective: str = "reward"
+    goal_metric: str = "pixel"
+    """distance to the goal image for `objective="goal"`: pixel, lpips or pixel+lpips."""
     lpips: str | None = None
+    action_repeat: int = 1
+    """simulator steps per planned action, for every controller (the world model's frame step)."""
     size: int = 64
     seed: int = 0
     videos: int = 2
@@ -62,6 +68,8 @@ class PlanSettings:
     controllers: tuple[str, ...] = CONTROLLERS
 
     def __post_init__(self) -> None:
+        if self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {self.action_repeat}")
         if self.episodes < 1 or self.max_steps < 1 or self.videos < 0:
             raise ValueError(f"episodes and max_steps must be >= 1 and videos >= 0, got {self.episodes}, "
                              f"{self.max_steps}, {self.videos}")
@@ -97,7 +105,8 @@ def start_options(start: str, episode_seed: int) -> dict[str, Any] | None:
 def make_controllers(settings: PlanSettings, cem: CEMConfig, world_model: LoadedWorldModel | None) -> list[Controller]:
     """The controllers named in `settings.controllers`, all with the same CEM settings and objective."""
     goal = to_model(goal_frame(settings.size)) if settings.objective == "goal" else None
-    objective = make_objective(settings.objective, goal=goal, lpips_path=settings.lpips)
+    objective = make_objective(settings.objective, goal=goal, goal_metric=settings.goal_metric,
+                               lpips_path=settings.lpips)
     controllers: list[Controller] = []
     for name in settings.controllers:
         if name == "world-model":
@@ -105,15 +114,18 @@ def make_controllers(settings: PlanSettings, cem: CEMConfig, world_model: Loaded
                 raise ValueError("the world-model controller needs a checkpoint (--checkpoint DIR)")
             wm = world_model
             dynamics = WorldModelDynamics(wm.model, action_low=wm.action_low, action_high=wm.action_high,
-                                          reward_transform=wm.reward_transform, seed=settings.seed)
+                                          reward_transform=wm.reward_transform, seed=settings.seed,
+                                          decode=objective.needs_frames)
             controllers.append(PlannerController(
                 CEMPlanner(dynamics, objective, cem),
                 lambda env, frames, actions: context_from_history(frames, actions, wm.context_frames),
-                agent_position, name=name))
+                agent_position, name=name, imagine=dynamics.imagined))
         elif name == "oracle":
-            oracle = PushTOracle(settings.size, render=objective.needs_frames)
+            oracle = PushTOracle(settings.size, render=objective.needs_frames, action_repeat=settings.action_repeat)
             controllers.append(PlannerController(CEMPlanner(oracle, objective, cem), lambda env, *_: snapshot(env),
-                                                 agent_position, name=name, imagine=False))
+                                                 agent_position, name=name))
+        elif name == "hold-still":
+            controllers.append(HoldStillController(agent_position))
         else:
             controllers.append(RandomController(np.full(2, ACTION_LOW), np.full(2, ACTION_HIGH), seed=settings.seed))
     return controllers

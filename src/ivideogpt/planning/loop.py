@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ivideogpt.frames import to_uint8
-from ivideogpt.planning.cem import CEMPlanner
+from ivideogpt.planning.cem import CEMPlanner, PlanResult
 
 
 class Controller(Protocol):
@@ -45,13 +45,27 @@ class RandomController:
         return self.rng.uniform(self.low, self.high)[None].astype(np.float32), None
 
 
+class HoldStillController:
+    """The action is the agent's current position (`position_fn(env)`): the agent stays, the block with it."""
+
+    def __init__(self, position_fn: Callable[[Any], np.ndarray], name: str = "hold-still") -> None:
+        self.position_fn, self.name = position_fn, name
+
+    def reset(self, env: Any) -> None:
+        pass
+
+    def act(self, env: Any, frames: list[np.ndarray], actions: list[np.ndarray]) -> tuple[np.ndarray, None]:
+        return np.asarray(self.position_fn(env), dtype=np.float32)[None], None
+
+
 class PlannerController:
     """CEM MPC: `state_fn(env, frames, actions)` builds the planner's start state (context frames for
-    a world model, a simulator snapshot for the oracle); `init_mean_fn(env)` seeds the first plan."""
+    a world model, a simulator snapshot for the oracle); `init_mean_fn(env)` seeds the first plan;
+    `imagine(result, k)` gives the frames a model imagined for the plan's first k steps (None: nothing imagined)."""
 
     def __init__(self, planner: CEMPlanner, state_fn: Callable[[Any, list[np.ndarray], list[np.ndarray]], Any],
                  init_mean_fn: Callable[[Any], np.ndarray] | None = None, name: str = "planner",
-                 imagine: bool = True) -> None:
+                 imagine: Callable[[PlanResult, int], torch.Tensor] | None = None) -> None:
         self.planner, self.state_fn, self.init_mean_fn = planner, state_fn, init_mean_fn
         self.name, self.imagine = name, imagine
         self.plan_seconds = 0.0
@@ -66,8 +80,8 @@ class PlannerController:
         self.plan_seconds += time.perf_counter() - start
         k = result.execute.shape[0]
         imagined = None
-        if self.imagine and result.best_frames is not None:
-            imagined = to_uint8(result.best_frames[:k])  # the best candidate's imagination of these steps
+        if self.imagine is not None:
+            imagined = to_uint8(self.imagine(result, k))  # the best candidate's imagination of these steps
         return result.execute.numpy(), imagined
 
 

@@ -2,8 +2,8 @@
 
 Two families, selectable by name in `make_objective`:
 - `reward`: the sum (optionally discounted) of the rewards the dynamics predicts over the horizon;
-- `goal`: the negative distance between predicted frames and a goal image, pixel MSE plus, when
-  LPIPS weights are available, a perceptual (LPIPS) term.
+- `goal`: the negative distance between predicted frames and a goal image (the paper's VP2 setting):
+  pixel MSE, LPIPS, or both (`GOAL_METRICS`); LPIPS weights come from local files only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 OBJECTIVES = ("reward", "goal")
+GOAL_METRICS = ("pixel", "lpips", "pixel+lpips")
 
 Perceptual = Callable[[Tensor, Tensor], Tensor]  # (M, 3, h, w) x2 in [-1, 1] -> (M,) distances
 
@@ -80,22 +81,27 @@ class GoalImageObjective:
         return -self.cost(frames).mean(dim=1)  # (N,)
 
 
-def make_objective(name: str, *, goal: Tensor | None = None, lpips_path: str | None = None,
+def make_objective(name: str, *, goal: Tensor | None = None, goal_metric: str = "pixel", lpips_path: str | None = None,
                    perceptual_weight: float = 1.0, discount: float = 1.0,
                    final_only: bool = False) -> RewardObjective | GoalImageObjective:
     """Build an objective by name (`reward` or `goal`).
 
-    For `goal`, the perceptual term is added when LPIPS weights are found (`lpips_path` or the
-    default locations of `ivideogpt.perceptual`); otherwise the score is pixel MSE alone.
+    For `goal`, `goal_metric` picks the distance: `pixel` (MSE), `lpips`, or `pixel+lpips` (their sum,
+    LPIPS scaled by `perceptual_weight`). LPIPS weights are read from `lpips_path` or the default local
+    locations of `ivideogpt.perceptual`; FileNotFoundError says where to put them when they are missing.
     """
     if name == "reward":
         return RewardObjective(discount=discount)
     if name == "goal":
         if goal is None:
             raise ValueError("the goal objective needs a goal image")
-        from ivideogpt.perceptual import load_lpips
+        if goal_metric not in GOAL_METRICS:
+            raise ValueError(f"unknown goal metric {goal_metric!r}; choose one of {GOAL_METRICS}")
+        perceptual = None
+        if "lpips" in goal_metric:
+            from ivideogpt.perceptual import load_lpips
 
-        perceptual = load_lpips(lpips_path, required=lpips_path is not None)
-        return GoalImageObjective(goal, perceptual=perceptual, perceptual_weight=perceptual_weight,
-                                  final_only=final_only)
+            perceptual = load_lpips(lpips_path, required=True)
+        return GoalImageObjective(goal, pixel_weight=float("pixel" in goal_metric), perceptual=perceptual,
+                                  perceptual_weight=perceptual_weight, final_only=final_only)
     raise ValueError(f"unknown objective {name!r}; choose one of {OBJECTIVES}")

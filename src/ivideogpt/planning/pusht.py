@@ -22,16 +22,26 @@ ACTION_LOW, ACTION_HIGH = 0.0, 512.0
 GOAL_POSE = (256.0, 256.0, math.pi / 4)  # x, y, angle of the green target T (fixed in gym-pusht)
 
 
-def make_pusht(size: int = 64, obs_type: str = "pixels_agent_pos", max_episode_steps: int | None = None) -> Any:
-    """A Push-T env rendering `size`x`size` observations (imports gym_pusht to register it)."""
+def make_pusht(size: int = 64, obs_type: str = "pixels_agent_pos", max_episode_steps: int | None = None,
+               action_repeat: int = 1) -> Any:
+    """A Push-T env rendering `size`x`size` observations (imports gym_pusht to register it).
+
+    `action_repeat` > 1 holds each action for that many simulator steps and reports the last step's
+    reward, coverage and success: one step then matches one frame of data recorded that way.
+    """
     import gymnasium as gym
     import gym_pusht  # noqa: F401  (registers the env id)
 
     kwargs: dict[str, Any] = {}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    return gym.make(PUSHT_ID, obs_type=obs_type, render_mode="rgb_array",
-                    observation_width=size, observation_height=size, **kwargs)
+    env = gym.make(PUSHT_ID, obs_type=obs_type, render_mode="rgb_array",
+                   observation_width=size, observation_height=size, **kwargs)
+    if action_repeat == 1:
+        return env
+    from ivideogpt.envs.rl_wrappers import ActionRepeat
+
+    return ActionRepeat(env, action_repeat, success_key="is_success", reward="last")
 
 
 @dataclass(frozen=True)
@@ -95,12 +105,15 @@ class PushTOracle:
     """`Dynamics` whose model is the simulator itself: each candidate replays in a private env copy.
 
     Used as the upper bound of what a perfect world model would reach with the same CEM settings.
+    Each planned action is held for `action_repeat` simulator steps, as the real env does.
     Candidates run one after another (a simulator does not batch); frames are rendered only when
     `render=True` (a goal-image objective needs them; a reward objective does not).
     """
 
-    def __init__(self, size: int = 64, render: bool = False) -> None:
-        self.render = render
+    def __init__(self, size: int = 64, render: bool = False, action_repeat: int = 1) -> None:
+        if action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+        self.render, self.action_repeat = render, action_repeat
         self.env = make_pusht(size, obs_type="pixels" if render else "state")
         self.env.reset(seed=0)
         self.calls = 0
@@ -115,8 +128,9 @@ class PushTOracle:
         for i in range(n):
             restore(u, state)
             for t in range(horizon):
-                obs, reward, *_ = u.step(plan[i, t])
-                rewards[i, t] = reward
+                for _ in range(self.action_repeat):
+                    obs, reward, *_ = u.step(plan[i, t])
+                rewards[i, t] = reward  # the last repeat's, as `make_pusht(action_repeat=...)` reports
                 if frames is not None:
                     frames.append(obs)
         self.calls += 1
