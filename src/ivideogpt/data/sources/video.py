@@ -73,6 +73,11 @@ def read_video(source: str | Path | bytes | BinaryIO) -> np.ndarray:
 
 def count_frames(source: str | Path | bytes | BinaryIO) -> int:
     """Number of frames, from the container header when recorded, else by counting packets."""
+    return video_shape(source)[0]
+
+
+def video_shape(source: str | Path | bytes | BinaryIO) -> tuple[int, int, int, int]:
+    """(T, H, W, 3) of a video without decoding it: T from the header when recorded, else by counting packets."""
     import av
 
     container = _open(source)
@@ -80,9 +85,8 @@ def count_frames(source: str | Path | bytes | BinaryIO) -> int:
         if not container.streams.video:
             raise EpisodeError("file has no video stream")
         stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        return sum(1 for packet in container.demux(stream) if packet.size)
+        length = int(stream.frames) if stream.frames else sum(1 for packet in container.demux(stream) if packet.size)
+        return length, int(stream.codec_context.height), int(stream.codec_context.width), 3
     except av.error.FFmpegError as error:
         raise EpisodeError(f"cannot read video packets: {error}") from error
     finally:
