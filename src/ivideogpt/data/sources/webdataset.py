@@ -9,7 +9,7 @@ A cut or damaged shard keeps what it can: every complete sample before the damag
 the damage is reported (kind `truncated`) with the number of samples recovered. A cut inside a
 member is always seen; a cut between members is seen in an uncompressed shard by the missing
 end-of-archive block (tar writers end an archive with zero blocks) and in a gzip shard by the
-missing end of the gzip stream. The sample at the cut is skipped: nothing in a tar archive says
+missing end of the gzip stream (a cut inside the gzip trailer alone loses nothing and is not seen). The sample at the cut is skipped: nothing in a tar archive says
 how many members a sample has, so its last members may be missing.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -31,6 +32,7 @@ from ivideogpt.data.sources.npz import READ_ERRORS
 from ivideogpt.data.sources.sample import sample_episode, sample_info
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+GZIP_SUFFIXES = (".gz", ".tgz")
 TAR_ERRORS = (tarfile.TarError, OSError, EOFError)
 BLOCK = tarfile.BLOCKSIZE
 
@@ -40,6 +42,43 @@ def split_key(name: str) -> tuple[str, str]:
     folder, _, base = name.rpartition("/")
     stem, _, extension = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), extension.lower()
+
+
+class GzipStream(io.RawIOBase):
+    """The decompressed bytes of a gzip file, up to where it is cut: then reads end and `cut` is set.
+
+    (`gzip.open` raises at a cut and drops the bytes it had buffered, losing the samples before it.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.file, self.inflate, self.buffer, self.cut = open(path, "rb"), zlib.decompressobj(31), b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self.buffer) < size) and self.file is not None:
+            chunk = self.file.read(1 << 16)
+            if not chunk:
+                self.cut = not self.inflate.eof
+                self.file.close()
+                self.file = None
+            while chunk.strip(b"\0"):  # one gzip member after another; zero padding ends the file
+                try:
+                    self.buffer += self.inflate.decompress(chunk)
+                except zlib.error as error:
+                    raise OSError(f"corrupt gzip data: {error}") from error
+                chunk = self.inflate.unused_data
+                if self.inflate.eof:
+                    self.inflate = zlib.decompressobj(31)
+        data, self.buffer = (self.buffer, b"") if size < 0 else (self.buffer[:size], self.buffer[size:])
+        return data
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        super().close()
 
 
 def ends_cleanly(shard: Path, last: tarfile.TarInfo) -> bool:
@@ -56,7 +95,7 @@ def report_cut(report: DataReport, shard: Path, key: str | None, detail: str, re
     report.found += int(key is not None)
     lost = f"; sample {key} at the cut skipped" if key is not None else ""
     report.skip(f"{shard}:{key}" if key is not None else str(shard),
-                f"shard is cut or damaged ({detail}): {recovered} complete samples recovered{lost}", "truncated")
+                f"shard is cut or damaged ({detail}): recovered {recovered} complete sample(s){lost}", "truncated")
 
 
 def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
@@ -72,8 +111,9 @@ def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
         except READ_ERRORS as error:
             report.skip(f"{path}:{current}", str(error), "unreadable")
 
+    gzipped = GzipStream(path) if path.name.endswith(GZIP_SUFFIXES) else None
     try:
-        with tarfile.open(path, "r|*") as archive:
+        with tarfile.open(None if gzipped else path, "r|*", fileobj=gzipped) as archive:
             for member in archive:
                 last = member
                 if not member.isfile():
@@ -86,13 +126,18 @@ def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
                     current, members = key, {}
                 members[extension] = archive.extractfile(member).read()
     except TAR_ERRORS as error:
-        if last is None and current is None:
+        if last is None and current is None and not (gzipped and gzipped.cut):
             report.found += 1
             report.skip(str(path), f"unreadable shard: {error}", "unreadable")
         else:
             report_cut(report, path, current, f"{type(error).__name__}: {error}", recovered)
         return
-    if last is not None and path.name.endswith(".tar") and not ends_cleanly(path, last):
+    finally:
+        if gzipped is not None:
+            gzipped.close()
+    if gzipped is not None and gzipped.cut:
+        report_cut(report, path, current, f"the gzip stream ends early, after member {last.name}", recovered)
+    elif gzipped is None and last is not None and not ends_cleanly(path, last):
         report_cut(report, path, current, f"no end-of-archive block after member {last.name}", recovered)
     elif current is not None:
         yield from flush()
