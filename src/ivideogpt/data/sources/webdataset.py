@@ -64,13 +64,13 @@ class GzipStream(io.RawIOBase):
                 self.file.close()
                 self.file = None
             while chunk.strip(b"\0"):  # one gzip member after another; zero padding ends the file
+                if self.inflate.eof:
+                    self.inflate = zlib.decompressobj(31)
                 try:
                     self.buffer += self.inflate.decompress(chunk)
                 except zlib.error as error:
                     raise OSError(f"corrupt gzip data: {error}") from error
                 chunk = self.inflate.unused_data
-                if self.inflate.eof:
-                    self.inflate = zlib.decompressobj(31)
         data, self.buffer = (self.buffer, b"") if size < 0 else (self.buffer[:size], self.buffer[size:])
         return data
 
