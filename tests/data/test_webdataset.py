@@ -61,6 +61,17 @@ def test_per_array_members_with_mixed_lengths_and_action_dims(tmp_path):
     assert index.report.used == 4 and not index.with_actions and "actions dropped" in index.report.notes[0]
 
 
+def test_alignment_option_shifts_after_action_rewards(tmp_path):
+    _write(str(tmp_path / "r-%d.tar"), [{**_sample("ep", 5, 2), "success.npy": np.array([0, 0, 0, 1, 1])}])
+    infos, _, reader = _scan(tmp_path, {"alignment": "after_action"})
+    episode = reader.load(infos["r-0/ep"])
+    np.testing.assert_array_equal(episode.rewards, [0, 0, 1, 2, 3])
+    np.testing.assert_array_equal(episode.success, [0, 0, 0, 0, 1])
+    ((_, streamed),) = iter_shard(tmp_path / "r-0.tar", {"alignment": "after_action"})
+    np.testing.assert_array_equal(streamed.rewards, episode.rewards)
+    np.testing.assert_array_equal(reader.load(_scan(tmp_path)[0]["r-0/ep"]).rewards, np.arange(5))
+
+
 def test_member_names_are_options(tmp_path):
     _write(str(tmp_path / "s-%d.tar"), [{"__key__": "a", "cam_front.npy": _frames(5), "cam_wrist.npy": _frames(5, 9),
                                          "ctrl.npy": np.ones((4, 3), np.float32), "rew.npy": np.ones(5, np.float32)}])
