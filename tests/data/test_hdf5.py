@@ -52,7 +52,7 @@ def _episodes(path, options=None) -> dict:
     reader, report = make_reader("hdf5", path, options), DataReport()
     infos = reader.scan(report)
     assert not report.skipped
-    return {i.episode_id.rsplit("/", 1)[1]: reader.load(i) for i in infos}
+    return {i.episode_id.rsplit("/", 1)[-1]: reader.load(i) for i in infos}
 
 
 def test_robomimic_lift_rewards_arrive_one_step_later_and_dones_are_not_success(tmp_path):
