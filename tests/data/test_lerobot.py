@@ -11,9 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from ivideogpt.data.config import DataConfig
+from ivideogpt.data.index import build_index
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import detect_format, make_reader
 from ivideogpt.data.sources.video import write_video
+from ivideogpt.data.verify import decode_all
 
 CAMERA = "observation.images.top"
 FPS = 10
@@ -142,3 +145,15 @@ def test_lerobot_missing_video_is_reported(tmp_path):
     report = DataReport()
     infos = make_reader("lerobot", tmp_path).scan(report)
     assert len(infos) == 1 and "missing file" in report.skipped[0][2]
+
+
+def test_lerobot_cut_video_is_found_by_the_deep_check(tmp_path):
+    _write_v21(tmp_path / "robot")
+    video = tmp_path / f"robot/videos/chunk-000/{CAMERA}/episode_000001.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])  # an interrupted download
+    index = build_index(DataConfig(sources=[{"name": "robot", "path": str(tmp_path / "robot")}], resolution=16,
+                                   segment_length=4, val_fraction=0.0))
+    assert index.report.used == 2 and not index.report.skipped  # indexing sees only that the file exists
+    report = decode_all(index, progress=False)
+    assert (report.found, report.used) == (2, 1)
+    assert [(where, kind) for where, kind, _ in report.skipped] == [("robot/episode_000001", "undecodable")]

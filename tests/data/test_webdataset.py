@@ -165,6 +165,7 @@ def test_shard_cut_between_members_is_detected(tmp_path):
     assert ends[10][0] == "ep2.meta.json"
     boundary = -(-ends[10][1] // 512) * 512  # ep2.rewards.npy is missing
     _check_cut(_cut(tmp_path, data, boundary), ["ep0", "ep1"], "ep2")
+    _check_cut(_cut(tmp_path, data, boundary + 100), ["ep0", "ep1"], "ep2")  # inside ep2.rewards.npy's header
     last = -(-ends[-1][1] // 512) * 512  # every member there, but no end-of-archive blocks
     _check_cut(_cut(tmp_path, data, last), ["ep0", "ep1", "ep2"], "ep3")
 

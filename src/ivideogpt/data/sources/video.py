@@ -2,7 +2,8 @@
 
 A folder of videos is an action-free source: each file is one episode, its id the relative
 path without the suffix. Optional side files `<name>.actions.npy` (T or T - 1 rows) and
-`<name>.rewards.npy` (T rows) next to a video add actions and rewards.
+`<name>.rewards.npy` (T rows, aligned by the `alignment` option as npz rewards are, or T - 1)
+next to a video add actions and rewards.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions, align_per_step
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".m4v")
 _ENCODERS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8"),
@@ -154,5 +155,6 @@ class VideoFolderReader(FileTreeReader):
         if info.action_dim is not None:
             actions = align_actions(np.load(_side_file(info.location, "actions")), frames.shape[0])
         if info.has_rewards:
-            rewards = np.load(_side_file(info.location, "rewards")).reshape(-1)
+            rewards = align_per_step(np.load(_side_file(info.location, "rewards")), frames.shape[0], "rewards", 0.0,
+                                     self.options.get("alignment") or "on_arrival")
         return Episode(frames=frames, actions=actions, rewards=rewards)

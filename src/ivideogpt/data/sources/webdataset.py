@@ -9,8 +9,9 @@ A cut or damaged shard keeps what it can: every complete sample before the damag
 the damage is reported (kind `truncated`) with the number of samples recovered. A cut inside a
 member is always seen; a cut between members is seen in an uncompressed shard by the missing
 end-of-archive block (tar writers end an archive with zero blocks) and in a gzip shard by the
-missing end of the gzip stream (a cut inside the gzip trailer alone loses nothing and is not seen). The sample at the cut is skipped: nothing in a tar archive says
-how many members a sample has, so its last members may be missing.
+missing end of the gzip stream (a cut inside the gzip trailer alone loses nothing and is not
+seen). The sample at the cut is skipped: nothing in a tar archive says how many members a
+sample has, so its last members may be missing.
 """
 
 from __future__ import annotations
