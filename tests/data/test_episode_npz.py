@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ivideogpt.data.config import SourceConfig
 from ivideogpt.data.episode import Episode, EpisodeError, load_episode
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.npz import NpzReader
@@ -114,6 +115,10 @@ def test_reward_alignment_option(tmp_path):
         load_episode(tmp_path / "a.npz", alignment="before")
     with pytest.raises(ValueError, match="option alignment must be one of"):
         NpzReader(tmp_path, {"alignment": "shifted"})
+    for source in ({"name": "a", "path": ".", "options": {"alignment": "shifted"}},
+                   {"name": "b", "path": ".", "format": "rlds", "options": {"alignment": "on_arrival"}}):
+        with pytest.raises(ValueError, match=f"source {source['name']}: options.alignment"):
+            SourceConfig(**source)
     np.savez(tmp_path / "c.npz", frames=frames, rewards=np.arange(3.0))
     with pytest.raises(EpisodeError, match="rewards: 3 entries for 5 frames"):
         load_episode(tmp_path / "c.npz", alignment="after_action")

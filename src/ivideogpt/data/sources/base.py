@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ivideogpt.data.config import ALIGNMENTS
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
 
@@ -118,8 +119,6 @@ def action_rows_ok(rows: int, length: int) -> bool:
     """Whether an action array with `rows` rows fits an episode of `length` frames."""
     return rows in (length, length - 1)
 
-
-ALIGNMENTS = ("on_arrival", "after_action")
 
 
 def check_alignment(options: dict[str, Any]) -> None:

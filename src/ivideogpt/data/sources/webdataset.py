@@ -92,8 +92,8 @@ def ends_cleanly(shard: Path, last: tarfile.TarInfo) -> bool:
 
 
 def report_cut(report: DataReport, shard: Path, key: str | None, detail: str, recovered: int) -> None:
-    """Record a cut shard: what was seen, how many samples were recovered, which sample was lost."""
-    report.found += int(key is not None)
+    """Record a cut shard (one found item: the sample at the cut, else the shard) and what was recovered."""
+    report.found += 1
     lost = f"; sample {key} at the cut skipped" if key is not None else ""
     report.skip(f"{shard}:{key}" if key is not None else str(shard),
                 f"shard is cut or damaged ({detail}): recovered {recovered} complete sample(s){lost}", "truncated")
@@ -137,7 +137,8 @@ def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
         if gzipped is not None:
             gzipped.close()
     if gzipped is not None and gzipped.cut:
-        report_cut(report, path, current, f"the gzip stream ends early, after member {last.name}", recovered)
+        after = f", after member {last.name}" if last is not None else ""
+        report_cut(report, path, current, f"the gzip stream ends early{after}", recovered)
     elif gzipped is None and last is not None and not ends_cleanly(path, last):
         report_cut(report, path, current, f"no end-of-archive block after member {last.name}", recovered)
     elif current is not None:
