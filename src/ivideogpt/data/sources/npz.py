@@ -2,10 +2,10 @@
 
 Keys are looked up in this order unless given in the source options (`image_key`,
 `action_key`, `reward_key`, `success_key`):
-- frames: frames, image, images, obs, observation, observations, rgb, pixels, and the camera
-  keys the paper's data converters write (rgb_static, front_rgb, agentview_rgb, image_1,
-  aux1_image), then frame. For BAIR converted by the paper's script, `image` is the main camera and
-  `aux1_image` the one its experiments use: set `image_key: aux1_image` to match them.
+- frames: frames, image, images, obs, observation, observations, rgb, pixels, the camera keys
+  the paper's data converters write (rgb_static, front_rgb, agentview_rgb, image_1,
+  aux1_image), then frame. For BAIR converted by the paper's script, `image` is the main
+  camera and `aux1_image` the one its experiments use: set `image_key: aux1_image` to match them.
 - actions: actions, action. rewards: rewards, reward. success: success, is_success. states: states, state.
 Frames may be channel-last or channel-first, grayscale or frame-stacked (see `coerce_frames`).
 Actions with T - 1 rows (one per transition, as in the paper's RoboNet files) get a zero last

@@ -78,7 +78,7 @@ def count_frames(source: str | Path | bytes | BinaryIO) -> int:
 
 
 def video_shape(source: str | Path | bytes | BinaryIO) -> tuple[int, int, int, int]:
-    """(T, H, W, 3) of a video without decoding it: T from the header when recorded, else by counting packets."""
+    """(T, H, W, 3) of a video without decoding it (T from the header when recorded, else counted packets)."""
     import av
 
     container = _open(source)
