@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ivideogpt.data.config import SourceConfig
 from ivideogpt.data.episode import Episode, EpisodeError, load_episode
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.npz import NpzReader
@@ -98,3 +99,26 @@ def test_scan_reads_headers_and_reports_bad_files(tmp_path, make_episode):
 def test_episode_validates_states(tmp_path):
     with pytest.raises(EpisodeError, match="states"):
         Episode(frames=np.zeros((3, 4, 4, 3), np.uint8), states=np.zeros((2, 1)))
+
+
+def test_reward_alignment_option(tmp_path):
+    """`rewards[t]` of the action at frame t (after_action) arrive with frame t + 1; T - 1 rows mean the same."""
+    frames = np.zeros((5, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "a.npz", frames=frames, rewards=np.arange(1, 6.0), success=[0, 0, 0, 1, 1])
+    np.savez(tmp_path / "b.npz", frames=frames, rewards=np.arange(1, 5.0))
+    assert load_episode(tmp_path / "a.npz").rewards.tolist() == [1, 2, 3, 4, 5]  # default: on arrival
+    shifted = load_episode(tmp_path / "a.npz", alignment="after_action")
+    assert shifted.rewards.tolist() == [0, 1, 2, 3, 4] and shifted.success.tolist() == [0, 0, 0, 0, 1]
+    for alignment in ("on_arrival", "after_action"):
+        assert load_episode(tmp_path / "b.npz", alignment=alignment).rewards.tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        load_episode(tmp_path / "a.npz", alignment="before")
+    with pytest.raises(ValueError, match="option alignment must be one of"):
+        NpzReader(tmp_path, {"alignment": "shifted"})
+    for source in ({"name": "a", "path": ".", "options": {"alignment": "shifted"}},
+                   {"name": "b", "path": ".", "format": "rlds", "options": {"alignment": "on_arrival"}}):
+        with pytest.raises(ValueError, match=f"source {source['name']}: options.alignment"):
+            SourceConfig(**source)
+    np.savez(tmp_path / "c.npz", frames=frames, rewards=np.arange(3.0))
+    with pytest.raises(EpisodeError, match="rewards: 3 entries for 5 frames"):
+        load_episode(tmp_path / "c.npz", alignment="after_action")

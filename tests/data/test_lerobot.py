@@ -11,9 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from ivideogpt.data.config import DataConfig
+from ivideogpt.data.index import build_index
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import detect_format, make_reader
 from ivideogpt.data.sources.video import write_video
+from ivideogpt.data.verify import decode_all
 
 CAMERA = "observation.images.top"
 FPS = 10
@@ -29,7 +32,7 @@ def _table(episode: int, length: int, start_index: int, images: list[dict] | Non
     columns = {
         "action": [[float(t), float(-t)] for t in range(length)],
         "next.reward": [float(t) for t in range(length)],
-        "next.success": [t == length - 1 for t in range(length)],
+        "next.success": [t >= length - 3 for t in range(length)],
         "observation.state": [[1.0, 2.0, 3.0]] * length,
         "timestamp": [t / FPS for t in range(length)],
         "frame_index": list(range(length)),
@@ -105,8 +108,10 @@ def _check(root) -> None:
     episode = reader.load(infos[1])
     np.testing.assert_allclose(episode.frames[:, 8, 8, 0], 10 * (np.arange(8) + 5), atol=3)
     np.testing.assert_array_equal(episode.actions[:, 1], -np.arange(8))
-    np.testing.assert_array_equal(episode.rewards, np.arange(8))
-    assert episode.success[-1] and not episode.success[0] and episode.states.shape == (8, 3)
+    # next.reward[t] / next.success[t] follow action[t]: they arrive with frame t + 1
+    np.testing.assert_array_equal(episode.rewards, [0, 0, 1, 2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(episode.success, np.arange(8) >= 6)
+    assert episode.states.shape == (8, 3)
 
 
 def test_lerobot_v21_videos(tmp_path):
@@ -125,9 +130,30 @@ def test_lerobot_v30_packed_files(tmp_path, codec):
     _check(tmp_path)
 
 
+def test_lerobot_alignment_option_keeps_rows_unshifted(tmp_path):
+    _write_v21(tmp_path)
+    reader = make_reader("lerobot", tmp_path, {"alignment": "on_arrival"})
+    episode = reader.load(reader.scan(DataReport())[1])
+    np.testing.assert_array_equal(episode.rewards, np.arange(8))
+    with pytest.raises(ValueError, match="alignment"):
+        make_reader("lerobot", tmp_path, {"alignment": "after"})
+
+
 def test_lerobot_missing_video_is_reported(tmp_path):
     _write_v21(tmp_path)
     (tmp_path / f"videos/chunk-000/{CAMERA}/episode_000001.mp4").unlink()
     report = DataReport()
     infos = make_reader("lerobot", tmp_path).scan(report)
     assert len(infos) == 1 and "missing file" in report.skipped[0][2]
+
+
+def test_lerobot_cut_video_is_found_by_the_deep_check(tmp_path):
+    _write_v21(tmp_path / "robot")
+    video = tmp_path / f"robot/videos/chunk-000/{CAMERA}/episode_000001.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])  # an interrupted download
+    index = build_index(DataConfig(sources=[{"name": "robot", "path": str(tmp_path / "robot")}], resolution=16,
+                                   segment_length=4, val_fraction=0.0))
+    assert index.report.used == 2 and not index.report.skipped  # indexing sees only that the file exists
+    report = decode_all(index, progress=False)
+    assert (report.found, report.used) == (2, 1)
+    assert [(where, kind) for where, kind, _ in report.skipped] == [("robot/episode_000001", "undecodable")]

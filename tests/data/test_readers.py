@@ -38,6 +38,7 @@ def test_video_folder_with_side_actions(tmp_path):
     write_video(tmp_path / "sub" / "b.webm", _ramp(7))
     write_video(tmp_path / "c.gif", _ramp(5))
     np.save(tmp_path / "a.actions.npy", np.ones((8, 3), np.float32))
+    np.save(tmp_path / "a.rewards.npy", np.arange(9, dtype=np.float32))
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     assert detect_format(tmp_path) == "video"
     reader, report = make_reader("video", tmp_path), DataReport()
@@ -47,6 +48,9 @@ def test_video_folder_with_side_actions(tmp_path):
     assert len(report.skipped) == 1 and "broken.mp4" in report.skipped[0][0]
     episode = reader.load(infos["a"])
     assert episode.frames.shape == (9, 16, 16, 3) and episode.actions.shape == (9, 3)
+    np.testing.assert_array_equal(episode.rewards, np.arange(9))
+    shifted = make_reader("video", tmp_path, {"alignment": "after_action"}).load(infos["a"])
+    np.testing.assert_array_equal(shifted.rewards, [0, *range(8)])
     np.testing.assert_allclose(episode.frames[:, 8, 8, 0], 10 * np.arange(9), atol=3)
     gif = reader.load(infos["c"]).frames
     np.testing.assert_allclose(gif[:, 8, 8, 0], 10 * np.arange(5), atol=40)  # gif palettes are coarse

@@ -4,6 +4,7 @@
     ivideogpt data generate metaworld --task button-press-topdown --episodes 50 --out data/mw
     ivideogpt data convert bair softmotion30_44k/train --out data/bair/train
     ivideogpt data check configs/data/my_mix.yaml root=/datasets
+    ivideogpt data check configs/data/my_mix.yaml --deep --workers 4
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("config", help="YAML DataConfig, or an experiment config with a `data:` section")
     check.add_argument("overrides", nargs="*", help="dotted overrides, e.g. root=/datasets segment_length=12")
     check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument("--deep", action="store_true",
+                       help="also decode every episode (finds broken videos and arrays; exit status 1 if any)")
+    check.add_argument("--workers", type=int, default=1, help="processes decoding episodes with --deep (default 1)")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -109,6 +114,12 @@ def _check(args: argparse.Namespace) -> int:
     result = {"episodes": counts, "action_dim": index.action_dim, "rewards": index.with_rewards,
               "found": index.report.found, "used": index.report.used, "skipped": dict(index.report.counts),
               "notes": index.report.notes}
+    deep = None
+    if args.deep:
+        from ivideogpt.data.verify import decode_all
+
+        deep = decode_all(index, args.workers, progress=not args.quiet)
+        result["deep"] = {"decoded": deep.used, "broken": [{"episode": w, "reason": r} for w, _, r in deep.skipped]}
     if args.json:
         print(json.dumps(result))
     else:
@@ -116,7 +127,11 @@ def _check(args: argparse.Namespace) -> int:
         for split in SPLITS:
             print(f"{split}: {sum(counts[split].values())} episodes {counts[split]}")
         print(f"actions: {index.action_dim if index.with_actions else 'none'}; rewards: {index.with_rewards}")
-    return 0 if index.splits["train"] else 1
+        if deep is not None:
+            print(f"deep check: decoded {deep.used} of {deep.found} episodes")
+            for where, _, reason in deep.skipped:
+                print(f"  - {where} (undecodable): {reason}")
+    return 0 if index.splits["train"] and not (deep and deep.skipped) else 1
 
 
 def run(args: argparse.Namespace) -> int:

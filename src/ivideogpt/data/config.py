@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 FORMATS = ("auto", "npz", "video", "hdf5", "lerobot", "rlds", "tar", "bair", "robonet")
+ALIGNMENTS = ("on_arrival", "after_action")  # `options.alignment`: see docs/data.md, "Rewards"
+FIXED_ALIGNMENT = ("rlds", "bair", "robonet")  # formats whose reward convention is known and applied
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
@@ -32,7 +34,8 @@ class SourceConfig:
       "concat" (default, lossless: A * step values), "sum" (for delta actions), "first".
     normalize_actions: map actions to [-1, 1] with the bounds in the source's metadata.json.
     num_trajectories: informational (e.g. the paper's Table 4 count); a mismatch is only noted.
-    options: format-specific keys, e.g. {"image_key": "aux1_image"} (see docs/data.md).
+    options: format-specific keys, e.g. {"image_key": "aux1_image"} or {"alignment": "after_action"}
+      (see docs/data.md).
     """
 
     name: str
@@ -56,6 +59,10 @@ class SourceConfig:
             raise ValueError(f"source {self.name}: step must be >= 1, got {self.step}")
         if self.action_stride not in ("concat", "sum", "first"):
             raise ValueError(f"source {self.name}: action_stride must be concat/sum/first, got {self.action_stride!r}")
+        alignment = self.options.get("alignment")
+        if alignment is not None and (alignment not in ALIGNMENTS or self.format in FIXED_ALIGNMENT):
+            raise ValueError(f"source {self.name}: options.alignment must be one of {ALIGNMENTS} and applies to "
+                             f"npz, video, hdf5, lerobot and tar sources, got {alignment!r} for format {self.format}")
 
     def resolved_path(self, root: str | Path = "") -> Path:
         """`path` made absolute against `root` (unless already absolute); `~` is expanded."""

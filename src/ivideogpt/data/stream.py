@@ -24,7 +24,7 @@ from ivideogpt.data.sources.webdataset import SHARD_SUFFIXES, iter_shard
 
 
 class ShardStream(IterableDataset):
-    """Random segments streamed from `.tar` shards (npz or video samples), split over workers and ranks."""
+    """Random segments streamed from `.tar` shards (any sample `sources.sample` reads), split over workers and ranks."""
 
     def __init__(self, shards: str | Path | list[str | Path], config: DataConfig, *, step: int = 1,
                  segments_per_episode: int = 4, rank: int = 0, world_size: int = 1,

@@ -9,7 +9,7 @@
 | rlds    | RLDS / TFDS TFRecord shards (Open X-Embodiment)             | rlds       |
 | bair    | BAIR robot pushing TFRecords                                | rlds       |
 | robonet | RoboNet hdf5 trajectories                                   | robonet    |
-| tar     | WebDataset-style tar shards of npz or video samples         | webdataset |
+| tar     | WebDataset tar shards: npz, .npy, image or video samples    | webdataset |
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ivideogpt.data.config import ALIGNMENTS
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
 
@@ -42,6 +43,7 @@ class FileTreeReader:
 
     def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
         self.path, self.options = Path(path), dict(options or {})
+        check_alignment(self.options)
 
     def files(self) -> list[Path]:
         if self.path.is_file():
@@ -116,3 +118,32 @@ def align_actions(actions: Any, length: int, where: str = "actions") -> np.ndarr
 def action_rows_ok(rows: int, length: int) -> bool:
     """Whether an action array with `rows` rows fits an episode of `length` frames."""
     return rows in (length, length - 1)
+
+
+
+def check_alignment(options: dict[str, Any]) -> None:
+    """Raise ValueError unless the `alignment` option is absent or one of ALIGNMENTS."""
+    value = options.get("alignment")
+    if value is not None and value not in ALIGNMENTS:
+        raise ValueError(f"option alignment must be one of {ALIGNMENTS}, got {value!r}")
+
+
+def align_per_step(values: Any, length: int, name: str, fill: Any, alignment: str = "on_arrival") -> np.ndarray:
+    """Per-step rewards or success flags -> (T,) values on arriving at each frame (entry 0 is `fill`).
+
+    T - 1 entries are one per transition: entry t arrives at frame t + 1, so `fill` is prepended.
+    T entries are taken as they are under `on_arrival`; under `after_action` entry t belongs to
+    the action at frame t and arrives at frame t + 1, so they move one step later and the last
+    one, which arrives after the episode's last frame, is dropped.
+    """
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
+    values = np.asarray(values)
+    if values.ndim > 1:
+        values = values.reshape(values.shape[0], -1)[:, 0]
+    if values.ndim == 0 or values.shape[0] not in (length, length - 1):
+        raise EpisodeError(f"{name}: {values.shape[0] if values.ndim else 'a scalar'} entries for {length} frames "
+                           f"(expected {length} or {length - 1})")
+    if values.shape[0] == length and alignment == "on_arrival":
+        return values
+    return np.concatenate([np.asarray([fill], dtype=values.dtype), values[:length - 1]])

@@ -6,9 +6,13 @@ Dataset keys come from the source options, else the first that exists of:
   name one, e.g. `observations/images/top`, to choose). Frames may also be per-frame encoded
   JPEG/PNG bytes.
 - actions (`action_key`): actions, action. rewards (`reward_key`): rewards, reward.
-  success (`success_key`): success, dones.
+  success (`success_key`): success, successes, is_success. `dones` is never read as success: it
+  marks where a demonstration ends (or, in robomimic, whatever `done_mode` wrote), not success.
 Episodes: the file root when the frame key resolves there; otherwise every group under
 `group` (option; default `data` when present, as in robomimic files, else the root).
+Rewards and success with one row per frame follow the `alignment` option; by default
+robomimic files (a `data` group with an `env_args` attribute) are `after_action` (robomimic
+computes `rewards[t]` after `actions[t]`), other files `on_arrival` (see `ivideogpt.data.sources.npz`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ import numpy as np
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok
-from ivideogpt.data.sources.npz import episode_from_arrays
+from ivideogpt.data.sources.npz import SUCCESS_KEYS, episode_from_arrays
 
 FRAME_KEYS = ("frames", "images", "image", "obs/image", "obs/agentview_image", "observations/images",
               "observation/image", "rgb", "pixels")
 ACTION_KEYS = ("actions", "action")
 REWARD_KEYS = ("rewards", "reward")
-SUCCESS_KEYS = ("success", "dones")
 
 
 def _dataset(group: Any, key: str) -> Any | None:
@@ -52,6 +55,12 @@ def _find(group: Any, option: str | None, candidates: tuple[str, ...]) -> Any | 
         if found is not None:
             return found
     return None
+
+
+def default_alignment(handle: Any) -> str:
+    """`after_action` for a robomimic file (its `data` group carries `env_args`), else `on_arrival`."""
+    data = handle.get("data")
+    return "after_action" if data is not None and "env_args" in data.attrs else "on_arrival"
 
 
 def _decode_encoded(frames: Any) -> np.ndarray:
@@ -134,12 +143,13 @@ class Hdf5Reader(FileTreeReader):
         try:
             with h5py.File(file, "r") as handle:
                 arrays = self._arrays(handle[group] if group else handle, read=True)
+                alignment = self.options.get("alignment") or default_alignment(handle)
         except (OSError, KeyError) as error:
             raise EpisodeError(f"cannot read {file}:{group or '/'}: {error}") from error
         frames = arrays["frames"]
         if frames.ndim == 1 or frames.dtype == object:
             arrays["frames"] = _decode_encoded(frames)
-        return episode_from_arrays(arrays)
+        return episode_from_arrays(arrays, {"alignment": alignment})
 
 
 def _natural(name: str) -> tuple:

@@ -7,6 +7,9 @@
   episodes packed into shared parquet and mp4 files.
 Options: `camera` (feature name, default the first video or image feature), `action_key`
 (default `action`), `reward_key` (default `next.reward`), `success_key` (default `next.success`).
+`next.reward[t]` and `next.success[t]` are the outcome of `action[t]`, received on arriving at
+frame t + 1, so they are shifted one step later (`alignment`, default `after_action`; set
+`on_arrival` for a dataset recorded with the project's convention).
 Frames of a video camera are matched to parquet rows by timestamp (tolerance half a frame);
 image cameras are decoded from the PNG/JPEG bytes stored in the parquet.
 """
@@ -22,7 +25,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo
+from ivideogpt.data.sources.base import EpisodeInfo, check_alignment
 from ivideogpt.data.sources.npz import episode_from_arrays
 from ivideogpt.data.sources.video import decode_frames
 
@@ -36,6 +39,7 @@ class LeRobotReader:
 
     def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
         self.root, self.options = Path(path), dict(options or {})
+        check_alignment(self.options)
         info_file = self.root / "meta" / "info.json"
         try:
             self.info = json.loads(info_file.read_text())
@@ -137,7 +141,7 @@ class LeRobotReader:
             arrays["success"] = _column(table, self.success_key).reshape(-1) > 0.5
         if "observation.state" in table.column_names:
             arrays["states"] = _column(table, "observation.state").reshape(info.length, -1)
-        return episode_from_arrays(arrays)
+        return episode_from_arrays(arrays, {"alignment": self.options.get("alignment") or "after_action"})
 
     def _frames(self, table: Any, video: Path | None, start: float) -> np.ndarray:
         if video is None:

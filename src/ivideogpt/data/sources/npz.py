@@ -2,14 +2,17 @@
 
 Keys are looked up in this order unless given in the source options (`image_key`,
 `action_key`, `reward_key`, `success_key`):
-- frames: frames, image, images, obs, observation, observations, rgb, pixels, and the camera
-  keys the paper's data converters write (rgb_static, front_rgb, agentview_rgb, image_1,
-  aux1_image). For BAIR converted by the paper's script, `image` is the main camera and
-  `aux1_image` the one its experiments use: set `image_key: aux1_image` to match them.
+- frames: frames, image, images, obs, observation, observations, rgb, pixels, the camera keys
+  the paper's data converters write (rgb_static, front_rgb, agentview_rgb, image_1,
+  aux1_image), then frame. For BAIR converted by the paper's script, `image` is the main
+  camera and `aux1_image` the one its experiments use: set `image_key: aux1_image` to match them.
 - actions: actions, action. rewards: rewards, reward. success: success, is_success. states: states, state.
 Frames may be channel-last or channel-first, grayscale or frame-stacked (see `coerce_frames`).
 Actions with T - 1 rows (one per transition, as in the paper's RoboNet files) get a zero last
-row; rewards/success with T - 1 rows (one per transition) get a leading 0 / False.
+row; rewards/success with T - 1 rows (one per transition) get a leading 0 / False. Rewards and
+success with T rows follow the `alignment` option: `on_arrival` (default, the project's
+convention: row t arrives with frame t) or `after_action` (row t is the outcome of the action
+at frame t, as LeRobot and robomimic write them; shifted one step later).
 Replay-buffer files with a `discount` key (DrQ-v2 layout, as in the paper's Meta-World
 demonstrations) store at row t the action that led *to* frame t; they are shifted by one.
 """
@@ -26,10 +29,10 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, align_actions, coerce_frames
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, align_actions, align_per_step, coerce_frames
 
 FRAME_KEYS = ("frames", "image", "images", "obs", "observation", "observations", "rgb", "pixels",
-              "rgb_static", "front_rgb", "agentview_rgb", "image_1", "aux1_image")
+              "rgb_static", "front_rgb", "agentview_rgb", "image_1", "aux1_image", "frame")
 ACTION_KEYS = ("actions", "action")
 REWARD_KEYS = ("rewards", "reward")
 SUCCESS_KEYS = ("success", "successes", "is_success")
@@ -73,18 +76,10 @@ def resolve_layout(names: set[str] | list[str], options: dict[str, Any] | None =
     )
 
 
-def _per_step(values: np.ndarray, length: int, name: str, fill: Any) -> np.ndarray:
-    values = np.asarray(values).reshape(values.shape[0], -1)[:, 0] if np.ndim(values) > 1 else np.asarray(values)
-    if values.shape[0] == length - 1:
-        values = np.concatenate([np.asarray([fill], dtype=values.dtype), values])
-    if values.shape[0] != length:
-        raise EpisodeError(f"{name}: {values.shape[0]} entries for {length} frames")
-    return values
-
-
 def episode_from_arrays(arrays: dict[str, np.ndarray], options: dict[str, Any] | None = None) -> Episode:
     """Build an Episode from named arrays in any supported layout (see the module docstring)."""
     layout = resolve_layout(list(arrays), options)
+    alignment = (options or {}).get("alignment") or "on_arrival"
     frames = coerce_frames(arrays[layout.frames], layout.frames)
     length = frames.shape[0]
     actions = rewards = success = states = None
@@ -96,9 +91,9 @@ def episode_from_arrays(arrays: dict[str, np.ndarray], options: dict[str, Any] |
             raw = raw[1:]
         actions = align_actions(raw, length, layout.actions)
     if layout.rewards is not None:
-        rewards = _per_step(arrays[layout.rewards], length, layout.rewards, 0.0).astype(np.float32)
+        rewards = align_per_step(arrays[layout.rewards], length, layout.rewards, 0.0, alignment).astype(np.float32)
     if layout.success is not None:
-        success = _per_step(arrays[layout.success], length, layout.success, False).astype(bool)
+        success = align_per_step(arrays[layout.success], length, layout.success, False, alignment).astype(bool)
     if layout.states is not None and np.ndim(arrays[layout.states]) >= 1:
         raw_states = np.asarray(arrays[layout.states])
         if raw_states.shape[0] == length and np.issubdtype(raw_states.dtype, np.number):
@@ -121,14 +116,18 @@ def npz_shapes(source: str | Path | Any) -> dict[str, tuple[tuple[int, ...], np.
     shapes = {}
     with zipfile.ZipFile(source) as archive:
         for name in archive.namelist():
-            if not name.endswith(".npy"):
-                continue
-            with archive.open(name) as stream:
-                version = np.lib.format.read_magic(stream)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(stream)
-            shapes[name[:-4]] = (tuple(shape), dtype)
+            if name.endswith(".npy"):
+                with archive.open(name) as stream:
+                    shapes[name[:-4]] = npy_header(stream)
     return shapes
+
+
+def npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of `.npy` bytes (a binary stream positioned at its start)."""
+    version = np.lib.format.read_magic(stream)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(stream)
+    return tuple(shape), dtype
 
 
 def info_from_shapes(episode_id: str, shapes: dict[str, tuple[tuple[int, ...], np.dtype]],

@@ -2,7 +2,8 @@
 
 A folder of videos is an action-free source: each file is one episode, its id the relative
 path without the suffix. Optional side files `<name>.actions.npy` (T or T - 1 rows) and
-`<name>.rewards.npy` (T rows) next to a video add actions and rewards.
+`<name>.rewards.npy` (T rows, aligned by the `alignment` option as npz rewards are, or T - 1)
+next to a video add actions and rewards.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions, align_per_step
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".m4v")
 _ENCODERS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8"),
@@ -73,6 +74,11 @@ def read_video(source: str | Path | bytes | BinaryIO) -> np.ndarray:
 
 def count_frames(source: str | Path | bytes | BinaryIO) -> int:
     """Number of frames, from the container header when recorded, else by counting packets."""
+    return video_shape(source)[0]
+
+
+def video_shape(source: str | Path | bytes | BinaryIO) -> tuple[int, int, int, int]:
+    """(T, H, W, 3) of a video without decoding it (T from the header when recorded, else counted packets)."""
     import av
 
     container = _open(source)
@@ -80,9 +86,8 @@ def count_frames(source: str | Path | bytes | BinaryIO) -> int:
         if not container.streams.video:
             raise EpisodeError("file has no video stream")
         stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        return sum(1 for packet in container.demux(stream) if packet.size)
+        length = int(stream.frames) if stream.frames else sum(1 for packet in container.demux(stream) if packet.size)
+        return length, int(stream.codec_context.height), int(stream.codec_context.width), 3
     except av.error.FFmpegError as error:
         raise EpisodeError(f"cannot read video packets: {error}") from error
     finally:
@@ -150,5 +155,6 @@ class VideoFolderReader(FileTreeReader):
         if info.action_dim is not None:
             actions = align_actions(np.load(_side_file(info.location, "actions")), frames.shape[0])
         if info.has_rewards:
-            rewards = np.load(_side_file(info.location, "rewards")).reshape(-1)
+            rewards = align_per_step(np.load(_side_file(info.location, "rewards")), frames.shape[0], "rewards", 0.0,
+                                     self.options.get("alignment") or "on_arrival")
         return Episode(frames=frames, actions=actions, rewards=rewards)

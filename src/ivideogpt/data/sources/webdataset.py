@@ -1,16 +1,26 @@
-"""WebDataset-style `.tar` shards: members grouped into samples by key, one episode per sample.
+"""WebDataset `.tar` shards: members grouped into samples by key, one episode per sample.
 
-A sample `<key>.*` holds either `<key>.npz` (any npz layout `load_episode` reads) or a video
-`<key>.mp4|webm|gif` with optional `<key>.actions.npy` / `<key>.rewards.npy`. Uncompressed
-shards are indexed by member offsets, so `TarReader` serves the map-style dataset with random
-access; `iter_shard` streams any shard (also `.tar.gz`) sequentially for `ShardStream`.
+What a sample may hold (an npz, per-array `.npy` members, a `.jpg`/`.png` frame sequence, a
+video) is described in `ivideogpt.data.sources.sample`. Uncompressed shards are indexed by
+member offsets, so `TarReader` serves the map-style dataset with random access; `iter_shard`
+streams any shard (also `.tar.gz`) sequentially for `ShardStream`.
+
+A cut or damaged shard keeps what it can: every complete sample before the damage is read and
+the damage is reported (kind `truncated`) with the number of samples recovered. A cut inside a
+member is always seen; a cut between members is seen in an uncompressed shard by the missing
+end-of-archive block (tar writers end an archive with zero blocks) and in a gzip shard by the
+missing end of the gzip stream (a cut inside the gzip trailer alone loses nothing and is not
+seen). The sample at the cut is skipped: nothing in a tar archive says how many members a
+sample has, so its last members may be missing.
 """
 
 from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +28,14 @@ import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
-from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions
-from ivideogpt.data.sources.npz import READ_ERRORS, info_from_shapes, npz_shapes, read_npz_episode
-from ivideogpt.data.sources.video import VIDEO_SUFFIXES, count_frames, read_video
+from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader
+from ivideogpt.data.sources.npz import READ_ERRORS
+from ivideogpt.data.sources.sample import sample_episode, sample_info
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+GZIP_SUFFIXES = (".gz", ".tgz")
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError)
+BLOCK = tarfile.BLOCKSIZE
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -32,50 +45,104 @@ def split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), extension.lower()
 
 
-def sample_to_episode(members: dict[str, bytes], options: dict[str, Any] | None = None) -> Episode:
-    """Build an episode from one sample's {extension: bytes}."""
-    if "npz" in members:
-        return read_npz_episode(io.BytesIO(members["npz"]), options)
-    video = next((ext for ext in members if f".{ext}" in VIDEO_SUFFIXES), None)
-    if video is None:
-        raise EpisodeError(f"sample has neither .npz nor a video member (has {sorted(members)})")
-    frames = read_video(members[video])
-    actions = rewards = None
-    if "actions.npy" in members:
-        actions = align_actions(np.load(io.BytesIO(members["actions.npy"]), allow_pickle=False), frames.shape[0])
-    if "rewards.npy" in members:
-        rewards = np.load(io.BytesIO(members["rewards.npy"]), allow_pickle=False).reshape(-1)
-    return Episode(frames=frames, actions=actions, rewards=rewards)
+class GzipStream(io.RawIOBase):
+    """The decompressed bytes of a gzip file, up to where it is cut: then reads end and `cut` is set.
+
+    (`gzip.open` raises at a cut and drops the bytes it had buffered, losing the samples before it.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.file, self.inflate, self.buffer, self.cut = open(path, "rb"), zlib.decompressobj(31), b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self.buffer) < size) and self.file is not None:
+            chunk = self.file.read(1 << 16)
+            if not chunk:
+                self.cut = not self.inflate.eof
+                self.file.close()
+                self.file = None
+            while chunk.strip(b"\0"):  # one gzip member after another; zero padding ends the file
+                if self.inflate.eof:
+                    self.inflate = zlib.decompressobj(31)
+                try:
+                    self.buffer += self.inflate.decompress(chunk)
+                except zlib.error as error:
+                    raise OSError(f"corrupt gzip data: {error}") from error
+                chunk = self.inflate.unused_data
+        data, self.buffer = (self.buffer, b"") if size < 0 else (self.buffer[:size], self.buffer[size:])
+        return data
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        super().close()
+
+
+def ends_cleanly(shard: Path, last: tarfile.TarInfo) -> bool:
+    """Whether the end-of-archive zero block follows `last`, the final member read from `shard`."""
+    end = last.offset_data + -(-last.size // BLOCK) * BLOCK
+    with open(shard, "rb") as stream:
+        stream.seek(end)
+        block = stream.read(BLOCK)
+    return len(block) == BLOCK and not block.strip(b"\0")
+
+
+def report_cut(report: DataReport, shard: Path, key: str | None, detail: str, recovered: int) -> None:
+    """Record a cut shard (one found item: the sample at the cut, else the shard) and what was recovered."""
+    report.found += 1
+    lost = f"; sample {key} at the cut skipped" if key is not None else ""
+    report.skip(f"{shard}:{key}" if key is not None else str(shard),
+                f"shard is cut or damaged ({detail}): recovered {recovered} complete sample(s){lost}", "truncated")
 
 
 def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
                report: DataReport | None = None) -> Iterator[tuple[str, Episode]]:
     """Stream (key, episode) from a shard in member order; bad samples are reported and skipped."""
-    report = report if report is not None else DataReport()
-    current, members = None, {}
+    path, report = Path(path), report if report is not None else DataReport()
+    current, members, last, recovered = None, {}, None, 0
 
     def flush() -> Iterator[tuple[str, Episode]]:
-        if current is None:
-            return
         report.found += 1
         try:
-            yield current, sample_to_episode(members, options)
+            yield current, sample_episode(members, options)
         except READ_ERRORS as error:
             report.skip(f"{path}:{current}", str(error), "unreadable")
 
+    gzipped = GzipStream(path) if path.name.endswith(GZIP_SUFFIXES) else None
     try:
-        with tarfile.open(path, "r|*") as archive:
+        with tarfile.open(None if gzipped else path, "r|*", fileobj=gzipped) as archive:
             for member in archive:
+                last = member
                 if not member.isfile():
                     continue
                 key, extension = split_key(member.name)
                 if key != current:
-                    yield from flush()
+                    if current is not None:
+                        recovered += 1
+                        yield from flush()
                     current, members = key, {}
                 members[extension] = archive.extractfile(member).read()
-            yield from flush()
-    except (tarfile.TarError, OSError, EOFError) as error:
-        report.skip(str(path), f"shard unreadable after sample {current}: {error}", "unreadable")
+    except TAR_ERRORS as error:
+        if last is None and current is None and not (gzipped and gzipped.cut):
+            report.found += 1
+            report.skip(str(path), f"unreadable shard: {error}", "unreadable")
+        else:
+            report_cut(report, path, current, f"{type(error).__name__}: {error}", recovered)
+        return
+    finally:
+        if gzipped is not None:
+            gzipped.close()
+    if gzipped is not None and gzipped.cut:
+        after = f", after member {last.name}" if last is not None else ""
+        report_cut(report, path, current, f"the gzip stream ends early{after}", recovered)
+    elif gzipped is None and last is not None and not ends_cleanly(path, last):
+        report_cut(report, path, current, f"no end-of-archive block after member {last.name}", recovered)
+    elif current is not None:
+        yield from flush()
 
 
 class TarReader(FileTreeReader):
@@ -91,27 +158,46 @@ class TarReader(FileTreeReader):
                 report.skip(str(shard), "compressed shards stream only (use ShardStream) or unpack to .tar",
                             "unsupported")
                 continue
-            try:
-                samples: dict[str, dict[str, tuple[int, int]]] = {}
-                with tarfile.open(shard, "r:") as archive:
-                    for member in archive.getmembers():
-                        if member.isfile():
-                            key, extension = split_key(member.name)
-                            samples.setdefault(key, {})[extension] = (member.offset_data, member.size)
-            except (tarfile.TarError, OSError, EOFError) as error:
-                report.found += 1
-                report.skip(str(shard), f"unreadable shard: {error}", "unreadable")
-                continue
+            samples = self._index(shard, report)
             for key, members in samples.items():
                 report.found += 1
                 try:
-                    infos.append(self._info(shard, key, members))
+                    infos.append(sample_info(f"{shard.stem}/{key}", members, partial(self._read, shard, members),
+                                             self.options, (shard, members)))
                 except READ_ERRORS as error:
                     report.skip(f"{shard}:{key}", str(error), "unreadable")
         return infos
 
-    def _read(self, shard: Path, members: dict[str, tuple[int, int]], extension: str) -> bytes:
+    def _index(self, shard: Path, report: DataReport) -> dict[str, dict[str, tuple[int, int]]]:
+        """{key: {extension: (offset, size)}} of a shard's complete samples; a cut is reported."""
+        samples: dict[str, dict[str, tuple[int, int]]] = {}
+        last, key, problem = None, None, None
+        try:
+            with tarfile.open(shard, "r:") as archive:
+                for member in archive:
+                    last = member
+                    if member.isfile():
+                        key, extension = split_key(member.name)
+                        samples.setdefault(key, {})[extension] = (member.offset_data, member.size)
+        except TAR_ERRORS as error:
+            problem = f"{type(error).__name__}: {error}"
+        if last is None:
+            if problem is not None:
+                report.found += 1
+                report.skip(str(shard), f"unreadable shard: {problem}", "unreadable")
+            return samples
+        if problem is None and ends_cleanly(shard, last):
+            return samples
+        if last.offset_data + last.size > shard.stat().st_size:
+            problem = f"cut inside member {last.name}"
+        samples.pop(key, None)
+        report_cut(report, shard, key, problem or f"no end-of-archive block after member {last.name}", len(samples))
+        return samples
+
+    def _read(self, shard: Path, members: dict[str, tuple[int, int]], extension: str,
+              limit: int | None = None) -> bytes:
         offset, size = members[extension]
+        size = size if limit is None else min(size, limit)
         with open(shard, "rb") as stream:
             stream.seek(offset)
             data = stream.read(size)
@@ -119,31 +205,13 @@ class TarReader(FileTreeReader):
             raise EpisodeError(f"{shard}: member {extension} truncated")
         return data
 
-    def _info(self, shard: Path, key: str, members: dict[str, tuple[int, int]]) -> EpisodeInfo:
-        episode_id = f"{shard.stem}/{key}"
-        location = (shard, members)
-        if "npz" in members:
-            shapes = npz_shapes(io.BytesIO(self._read(shard, members, "npz")))
-            return info_from_shapes(episode_id, shapes, self.options, location)
-        video = next((ext for ext in members if f".{ext}" in VIDEO_SUFFIXES), None)
-        if video is None:
-            raise EpisodeError(f"sample has neither .npz nor a video member (has {sorted(members)})")
-        length = count_frames(self._read(shard, members, video))
-        action_dim = None
-        if "actions.npy" in members:
-            shape = np.load(io.BytesIO(self._read(shard, members, "actions.npy")), allow_pickle=False).shape
-            if not action_rows_ok(shape[0], length):
-                raise EpisodeError(f"actions.npy has {shape[0]} rows for {length} frames")
-            action_dim = 1 if len(shape) == 1 else int(shape[1])
-        return EpisodeInfo(episode_id, length, action_dim, "rewards.npy" in members, location)
-
     def load(self, info: EpisodeInfo) -> Episode:
         shard, members = info.location
         try:
             data = {ext: self._read(shard, members, ext) for ext in members}
         except OSError as error:
             raise EpisodeError(f"{shard}: {error}") from error
-        return sample_to_episode(data, self.options)
+        return sample_episode(data, self.options)
 
 
 def write_shard(path: str | Path, episodes: dict[str, Episode]) -> Path:

@@ -1,0 +1,93 @@
+"""HDF5 rewards and success: robomimic files (after-action rewards, `dones` not success) and other files.
+
+robomimic itself is not installed; its files are reproduced with h5py as
+`robomimic/scripts/dataset_states_to_obs.py` writes them: `data` with attributes `total` and
+`env_args` (JSON), one `data/demo_<i>` group per demonstration with attribute `num_samples` and
+datasets `states`, `actions`, `rewards` (float64, `rewards[t]` computed after `actions[t]`),
+`dones` (int64, from `done_mode`), groups `obs/` and `next_obs/` of camera images and
+proprioception, and `mask/train`, `mask/valid` lists of demo names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from ivideogpt.data.report import DataReport
+from ivideogpt.data.sources import make_reader
+
+
+def _frames(length: int) -> np.ndarray:
+    values = (10 * np.arange(length))[:, None, None, None]
+    return np.broadcast_to(values, (length, 8, 8, 3)).astype(np.uint8).copy()
+
+
+def _write_robomimic(path, env: str, demos: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """demos: {name: (rewards, dones)}, one row per step."""
+    with h5py.File(path, "w") as handle:
+        data = handle.create_group("data")
+        for name, (rewards, dones) in demos.items():
+            length = len(rewards)
+            demo = data.create_group(name)
+            demo.attrs["num_samples"] = length
+            demo.create_dataset("states", data=np.zeros((length, 32)))
+            demo.create_dataset("actions", data=np.tile(np.linspace(-1, 1, 7), (length, 1)))
+            demo.create_dataset("rewards", data=np.asarray(rewards, np.float64))
+            demo.create_dataset("dones", data=np.asarray(dones, np.int64))
+            frames = _frames(length + 1)
+            for group, images in (("obs", frames[:-1]), ("next_obs", frames[1:])):
+                demo.create_dataset(f"{group}/agentview_image", data=images)
+                demo.create_dataset(f"{group}/robot0_eef_pos", data=np.zeros((length, 3)))
+        data.attrs["total"] = sum(len(r) for r, _ in demos.values())
+        data.attrs["env_args"] = json.dumps({"env_name": env, "type": 1, "env_kwargs": {"control_freq": 20}})
+        names = np.array([n.encode() for n in demos], dtype="S")
+        handle.create_dataset("mask/train", data=names[:-1])
+        handle.create_dataset("mask/valid", data=names[-1:])
+
+
+def _episodes(path, options=None) -> dict:
+    reader, report = make_reader("hdf5", path, options), DataReport()
+    infos = reader.scan(report)
+    assert not report.skipped
+    return {i.episode_id.rsplit("/", 1)[-1]: reader.load(i) for i in infos}
+
+
+def test_robomimic_lift_rewards_arrive_one_step_later_and_dones_are_not_success(tmp_path):
+    # Lift: sparse reward 1 from the step whose action lifts the cube; done_mode 2: done on success and at the end
+    rewards = np.array([0, 0, 0, 0, 1, 1, 1], float)
+    _write_robomimic(tmp_path / "lift.hdf5", "Lift", {"demo_0": (rewards, rewards.astype(int)),
+                                                      "demo_1": (np.zeros(5), [0, 0, 0, 0, 1])})
+    episodes = _episodes(tmp_path / "lift.hdf5")
+    lift = episodes["demo_0"]
+    np.testing.assert_array_equal(lift.rewards, [0, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(lift.frames[:, 0, 0, 0], 10 * np.arange(7))
+    assert lift.actions.shape == (7, 7) and lift.success is None
+    assert episodes["demo_1"].success is None and not episodes["demo_1"].rewards.any()
+    unshifted = _episodes(tmp_path / "lift.hdf5", {"alignment": "on_arrival"})["demo_0"]
+    np.testing.assert_array_equal(unshifted.rewards, rewards)
+
+
+def test_robomimic_stack_without_success_never_claims_it(tmp_path):
+    # Stack, done_mode 1: dones mark only the end of each demonstration; no demonstration succeeds
+    _write_robomimic(tmp_path / "stack.hdf5", "Stack", {f"demo_{k}": (np.zeros(6), [0] * 5 + [1]) for k in range(3)})
+    for episode in _episodes(tmp_path / "stack.hdf5").values():
+        assert episode.success is None and not episode.rewards.any()
+
+
+def test_success_is_read_from_success_keys_only(tmp_path):
+    with h5py.File(tmp_path / "plain.h5", "w") as handle:
+        handle["frames"] = _frames(5)
+        handle["rewards"] = np.arange(5, dtype=np.float32)
+        handle["dones"] = np.array([0, 0, 0, 0, 1])
+        handle["is_success"] = np.array([0, 0, 1, 1, 1])
+    episode = _episodes(tmp_path / "plain.h5")["plain"]
+    np.testing.assert_array_equal(episode.rewards, np.arange(5))  # not a robomimic file: on arrival
+    np.testing.assert_array_equal(episode.success, [0, 0, 1, 1, 1])
+    shifted = _episodes(tmp_path / "plain.h5", {"alignment": "after_action"})["plain"]
+    np.testing.assert_array_equal(shifted.rewards, [0, 0, 1, 2, 3])
+    np.testing.assert_array_equal(shifted.success, [0, 0, 0, 1, 1])
+    with pytest.raises(ValueError, match="option alignment"):
+        make_reader("hdf5", tmp_path, {"alignment": "next"})
