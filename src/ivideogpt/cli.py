@@ -18,6 +18,7 @@ COMMANDS = {
     "rl": "ivideogpt.commands.rl",
     "evaluate": "ivideogpt.commands.evaluate",
     "plan": "ivideogpt.commands.plan",
+    "import-official": "ivideogpt.commands.import_official",
 }
 
 
