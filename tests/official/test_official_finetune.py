@@ -1,0 +1,38 @@
+"""An imported action-free snapshot fine-tuned into an action-conditioned world model with `ivideogpt train`."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ivideogpt.cli import main as cli
+from ivideogpt.data.episode import Episode
+from ivideogpt.train import load_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+FIXTURE_SIZE = ["--transformer.hidden_size=32", "--transformer.ffn_size=64", "--transformer.num_layers=2",
+                "--transformer.num_heads=2", "--transformer.action_dim=2"]
+SHORT = ["--data.sources=[{name: toy, path: toy}]", "--data.segment_length=4", "--data.num_context=2",
+         "--data.val_fraction=0.25", "--train.batch_size=2", "--train.max_steps=2", "--train.log_every=1",
+         "--train.val_every=2", "--train.val_batches=1", "--train.save_every=2", "--train.sample_every=0",
+         "--train.mixed_precision=no", "--train.num_workers=0", "--train.progress=false", "--train.warmup_steps=1"]
+
+
+@pytest.mark.slow
+def test_action_conditioned_finetune_from_an_imported_action_free_snapshot(fixtures, tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Episode(frames=rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (6, 2)).astype(np.float32)).save(tmp_path / "data" / "toy" / f"e{i}.npz")
+    monkeypatch.chdir(tmp_path)
+    assert cli(["import-official", str(fixtures / "act-free"), "--out", "runs/imported"]) == 0
+    assert cli(["train", "transformer", "--config", str(CONFIGS / "transformer_official_bair.yaml"),
+                "--tokenizer_checkpoint=runs/imported", "--init_from=runs/imported", *FIXTURE_SIZE, *SHORT,
+                "--train.out_dir=runs/tuned"]) == 0
+    tuned = load_model("runs/tuned")
+    assert tuned.action_dim == 2 and tuned.layout.variant == "official"
+    assert type(tuned.tokenizer).__name__ == "OfficialTokenizer"
+    context = torch.rand(1, 2, 3, 64, 64) * 2 - 1
+    predicted, _ = tuned.rollout(context, torch.zeros(1, 2, 2))
+    assert predicted.shape == (1, 2, 3, 64, 64)
