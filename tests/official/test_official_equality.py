@@ -73,3 +73,13 @@ def test_the_loss_method_gives_the_reference_loss(imported, reference) -> None:
         context_ids, future_ids = tokenizer.encode(frames[:, :2], frames[:, 2:])
         _, logs = transformer.loss(context_ids, future_ids, actions)
     assert abs(float(logs["ce"]) - float(reference[f"{'free' if name == 'act-free' else 'cond'}_loss"])) < TOLERANCE
+
+
+@torch.no_grad()
+def test_training_forward_gives_the_same_ids_and_reconstruction(imported, reference) -> None:
+    _, tokenizer, transformer = imported
+    frames, _ = _inputs(reference, transformer)
+    out = tokenizer(frames[:, :2], frames[:, 2:])
+    assert torch.equal(transformer.layout.build_ids(out.context_ids, out.future_ids), reference["tokens"])
+    assert (((out.reconstruction + 1) / 2) - reference["recon"]).abs().max() < TOLERANCE
+    assert out.commitment >= 0 and out.codebook_loss >= 0

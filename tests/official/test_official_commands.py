@@ -1,4 +1,4 @@
-"""An imported action-free snapshot fine-tuned into an action-conditioned world model with `ivideogpt train`."""
+"""Commands on imported snapshots: `evaluate`, and `train` fine-tuning an action-free one into an action-conditioned one."""
 
 from pathlib import Path
 
@@ -19,12 +19,26 @@ SHORT = ["--data.sources=[{name: toy, path: toy}]", "--data.segment_length=4", "
          "--train.mixed_precision=no", "--train.num_workers=0", "--train.progress=false", "--train.warmup_steps=1"]
 
 
+def _episodes(folder: Path, count: int, action_dim: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Episode(frames=rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (6, action_dim)).astype(np.float32)).save(folder / f"e{i}.npz")
+
+
+def test_evaluate_an_imported_checkpoint(fixtures, tmp_path, monkeypatch, capsys) -> None:
+    _episodes(tmp_path / "test", 2, 4)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["import-official", str(fixtures / "act-cond"), "--out", "imported"]) == 0
+    assert cli(["evaluate", "--checkpoint", "imported", "--data", "test", "--protocol", "custom", "--context-frames",
+                "2", "--horizon", "2", "--samples", "2", "--action-conditioned", "--no-progress", "--device", "cpu"]) == 0
+    assert "2 context frame(s), 2 predicted, action-conditioned" in capsys.readouterr().out
+    assert (tmp_path / "imported" / "eval-custom" / "results.json").is_file()
+
+
 @pytest.mark.slow
 def test_action_conditioned_finetune_from_an_imported_action_free_snapshot(fixtures, tmp_path, monkeypatch) -> None:
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Episode(frames=rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8),
-                actions=rng.uniform(-1, 1, (6, 2)).astype(np.float32)).save(tmp_path / "data" / "toy" / f"e{i}.npz")
+    _episodes(tmp_path / "data" / "toy", 4, 2)
     monkeypatch.chdir(tmp_path)
     assert cli(["import-official", str(fixtures / "act-free"), "--out", "runs/imported"]) == 0
     assert cli(["train", "transformer", "--config", str(CONFIGS / "transformer_official_bair.yaml"),
