@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": "ivideogpt.commands.evaluate",
     "plan": "ivideogpt.commands.plan",
     "import-official": "ivideogpt.commands.import_official",
+    "predict": "ivideogpt.commands.predict",
 }
 
 

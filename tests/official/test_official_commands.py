@@ -36,6 +36,17 @@ def test_evaluate_an_imported_checkpoint(fixtures, tmp_path, monkeypatch, capsys
     assert (tmp_path / "imported" / "eval-custom" / "results.json").is_file()
 
 
+@pytest.mark.parametrize("name", ["act-free", "act-cond"])
+def test_predict_from_a_snapshot_folder(fixtures, tmp_path, monkeypatch, capsys, name) -> None:
+    _episodes(tmp_path / "episodes", 1, 4)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "2", "--out", "pred.gif"]) == 0
+    out = capsys.readouterr().out
+    assert "t+1: PSNR" in out and "t+2: PSNR" in out and (tmp_path / "pred.gif").stat().st_size > 0
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "9"]) == 2
+    assert "has 4 frames to predict after 2 context frames" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_action_conditioned_finetune_from_an_imported_action_free_snapshot(fixtures, tmp_path, monkeypatch) -> None:
     _episodes(tmp_path / "data" / "toy", 4, 2)
