@@ -17,11 +17,10 @@ includes it. The last column is kept over per_frame.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
-from _common import add_common_args, markdown_table, setup, sync
+from _common import add_common_args, markdown_table, measure_rollout, setup
 
 from ivideogpt.official.mapping import tokenizer_config, transformer_config
 from ivideogpt.official.snapshot import read_json
@@ -42,35 +41,6 @@ def paper_size_world() -> WorldModel:
     world = WorldModel(tok_config.build(), transformer)
     world.num_context = tok_config.context_frames
     return world
-
-
-def measure(world, batch: int, future: int, device: torch.device) -> tuple[float, float]:
-    """(seconds in the transformer, seconds in whole steps) for `future` steps after a reset, at `batch`."""
-    resolution, context = world.tokenizer.config.resolution, world.num_context
-    decode, spent = world.tokenizer.decode_future, [0.0]
-
-    def timed_decode(*args, **kwargs):
-        sync(device)
-        start = time.perf_counter()
-        out = decode(*args, **kwargs)
-        sync(device)
-        spent[0] += time.perf_counter() - start
-        return out
-
-    world.tokenizer.decode_future = timed_decode
-    try:
-        frames = torch.rand(batch, context, 3, resolution, resolution, device=device) * 2 - 1
-        actions = torch.randn(future, batch, world.action_dim, device=device) if world.action_dim else None
-        world.reset(frames, seed=0)
-        sync(device)
-        start = time.perf_counter()
-        for t in range(future):
-            world.step(None if actions is None else actions[t])
-        sync(device)
-        steps = time.perf_counter() - start
-    finally:
-        del world.tokenizer.decode_future
-    return steps - spent[0], steps
 
 
 def main() -> None:
@@ -96,10 +66,10 @@ def main() -> None:
         rates = {}
         for mode in ("kept", "per_frame"):
             world.cache_mode = mode
-            measure(world, 1, 1, device)  # warm-up
-            transformer_s, step_s = measure(world, batch, args.future, device)
+            measure_rollout(world, 1, 1, world.num_context)  # warm-up
+            t = measure_rollout(world, batch, args.future, world.num_context)
             frames = batch * args.future
-            rates[mode] = (frames / transformer_s, frames / step_s)
+            rates[mode] = (frames / (t["steps"] - t["decode"]), frames / t["steps"])
         speedup = " / ".join(f"{k / p:.1f}x" for k, p in zip(rates["kept"], rates["per_frame"]))
         for mode, (transformer_rate, step_rate) in rates.items():
             rows.append([batch, mode, f"{transformer_rate:.2f}", f"{step_rate:.2f}", speedup if mode == "kept" else "-"])

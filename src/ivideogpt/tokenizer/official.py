@@ -21,7 +21,7 @@ from torch import nn
 
 from ivideogpt.tokenizer.checks import check_frames, check_ids
 from ivideogpt.tokenizer.config import TokenizerConfig
-from ivideogpt.tokenizer.model import ContextFeatures, TokenizerOutput, split_batch
+from ivideogpt.tokenizer.model import ContextFeatures, ContextFutureTokenizer, TokenizerOutput, split_batch
 from ivideogpt.tokenizer.official_blocks import OfficialDecoder, OfficialEncoder
 from ivideogpt.tokenizer.quantizer import QuantizerOutput, codebook_stats
 
@@ -45,7 +45,7 @@ class EuclideanCodebook(nn.Module):
         return QuantizerOutput(quantized.reshape(z.shape), ids.reshape(z.shape[:-1]), commitment, codebook_loss)
 
 
-class OfficialTokenizer(nn.Module):
+class OfficialTokenizer(ContextFutureTokenizer):
     """The released compressive tokenizer; parameter names are the checkpoint's, frames are (B, T, 3, H, W)."""
 
     def __init__(self, config: TokenizerConfig) -> None:
@@ -69,20 +69,7 @@ class OfficialTokenizer(nn.Module):
         self.decoder = OfficialDecoder(layers=c.up_layers, mid_attention=c.mid_attention, **shared)
         self.cond_decoder = OfficialDecoder(layers=c.up_layers, **cross, **shared)
 
-    @property
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # -- the tokenizer API (as `CompressiveTokenizer`) -------------------------------------------
-    def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
-        """Context frames (B, Tc, 3, H, W) in [-1, 1] -> ids (B, Tc, g, g) and encoder features."""
-        out, features = self._encode_context(frames)
-        return split_batch(out.ids, frames.shape[0]), features
-
-    def encode_future(self, frames: torch.Tensor, context_features: ContextFeatures) -> torch.Tensor:
-        """Future frames (B, Tf, 3, H, W) -> ids (B, Tf, f, f), conditioned on `encode_context` features."""
-        return split_batch(self._encode_future(frames, context_features).ids, frames.shape[0])
-
+    # -- the rest of the tokenizer API (`ContextFutureTokenizer` has the encoding side) ------------
     def context_decoder_features(self, context_ids: torch.Tensor, context_frames: torch.Tensor | None = None
                                  ) -> ContextFeatures:
         """Context decoder maps for ids (B, Tc, g, g), reused to decode every future frame of a rollout."""
@@ -97,17 +84,6 @@ class OfficialTokenizer(nn.Module):
             raise ValueError("the released tokenizer cannot decode future frames without the context's features")
         codes = self.dynamics_quantize.embedding(rearrange(future_ids, "b t h w -> (b t) (h w)"))
         return self._decode_future(codes, self._levels(decoder_features, future_ids.shape[0]), future_ids.shape[0])
-
-    def encode(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context_ids (B, Tc, g, g), future_ids (B, Tf, f, f)), long."""
-        context_ids, features = self.encode_context(context_frames)
-        return context_ids, self.encode_future(future_frames, features)
-
-    def decode(self, context_ids: torch.Tensor, future_ids: torch.Tensor, use_context: bool = True
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W))."""
-        context_recon, features = self._decode_context(context_ids)
-        return context_recon, self.decode_future(future_ids, features, use_context)
 
     def forward(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> TokenizerOutput:
         """Encode, quantize and reconstruct a clip with straight-through gradients (for fine-tuning)."""
