@@ -111,7 +111,8 @@ class WorldModel:
     def reset(self, context_frames: Tensor, actions: Tensor | None = None, seed: int | None = None) -> RolloutState:
         """Start B rollouts from context frames (B, Tc, 3, H, W) in [-1, 1].
 
-        actions: (B, Tc-1, A) actions between the context frames (action-conditioned models, Tc > 1).
+        actions: (B, Tc-1, A) actions between the context frames (action-conditioned models, Tc > 1; optional
+        for the official layout, whose sequence has no actions between context frames).
         """
         if seed is not None:
             self.generator.manual_seed(seed)
