@@ -141,7 +141,8 @@ class PerFrameRollout(nn.Module):
 def measure_rollout(world: WorldModel, batch: int, future: int, context: int = 2) -> dict[str, float]:
     """Seconds spent in `reset` (prefill), in `future` steps, and in the tokenizer decode inside those steps.
 
-    Random 64x64 context frames and 4-d actions (the transformer needs action_dim=4).
+    Random context frames at the tokenizer's resolution and random actions of the model's size (none
+    for an action-free model).
     """
     decode_time = [0.0]
     decode, device = world.tokenizer.decode_future, world.device
@@ -156,15 +157,16 @@ def measure_rollout(world: WorldModel, batch: int, future: int, context: int = 2
 
     world.tokenizer.decode_future = timed_decode
     try:
-        frames = torch.rand(batch, context, 3, 64, 64, device=device) * 2 - 1
-        actions = torch.randn(future, batch, 4, device=device)
+        side, dim = world.tokenizer.config.resolution, world.action_dim
+        frames = torch.rand(batch, context, 3, side, side, device=device) * 2 - 1
+        actions = torch.randn(future + context - 1, batch, dim, device=device) if dim else None
         start = time.perf_counter()
-        world.reset(frames, torch.randn(batch, context - 1, 4, device=device), seed=0)
+        world.reset(frames, None if actions is None else actions[: context - 1].transpose(0, 1), seed=0)
         sync(device)
         prefill = time.perf_counter() - start
         start = time.perf_counter()
         for t in range(future):
-            world.step(actions[t])
+            world.step(None if actions is None else actions[context - 1 + t])
         sync(device)
         steps = time.perf_counter() - start
     finally:

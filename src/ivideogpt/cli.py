@@ -19,6 +19,8 @@ COMMANDS = {
     "evaluate": "ivideogpt.commands.evaluate",
     "plan": "ivideogpt.commands.plan",
     "evaluate-policy": "ivideogpt.commands.evaluate_policy",
+    "import-official": "ivideogpt.commands.import_official",
+    "predict": "ivideogpt.commands.predict",
 }
 
 

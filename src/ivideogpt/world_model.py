@@ -112,7 +112,8 @@ class WorldModel:
     def reset(self, context_frames: Tensor, actions: Tensor | None = None, seed: int | None = None) -> RolloutState:
         """Start B rollouts from context frames (B, Tc, 3, H, W) in [-1, 1].
 
-        actions: (B, Tc-1, A) actions between the context frames (action-conditioned models, Tc > 1).
+        actions: (B, Tc-1, A) actions between the context frames (action-conditioned models, Tc > 1; optional
+        for the official layout, whose sequence has no actions between context frames).
         """
         if seed is not None:
             self.generator.manual_seed(seed)
@@ -140,19 +141,41 @@ class WorldModel:
         `decode=False` skips the tokenizer's decode and returns None for the frames: the new codes are
         still kept in the state (`decode_frames` turns them into frames later, for any rows).
         """
+        codes, hidden = self._advance(actions)
+        rewards = self.transformer.predict_reward(hidden[:, -1]).float() if self.predicts_reward else None
+        if not decode:
+            return None, rewards
+        future_ids = codes.reshape(-1, 1, *self.layout.future_grid)  # (B, 1, h', w')
+        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), self.state.decoder_features)[:, 0]
+        return frames.clamp(-1.0, 1.0), rewards
+
+    @torch.inference_mode()
+    def score_step(self, codes: Tensor, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+        """Advance every rollout by a given frame (teacher forcing) through the same cached path as `step`.
+
+        codes: (B, h', w') future codebook indices of the frame (e.g. an observed frame's, or a
+        reference sequence's). Returns the full-vocabulary logits (B, 1 + h'w', V) output at the
+        frame's slot and codes (position j predicts the token after it: code j, then the next slot)
+        and rewards (B,) (None without a reward head). No frame is decoded.
+        """
+        state = self._require_state()
+        if codes.shape != (state.batch_size, *self.layout.future_grid):
+            raise ValueError(f"codes must be shaped ({state.batch_size}, {self.layout.future_grid[0]}, "
+                             f"{self.layout.future_grid[1]}) (B, h', w'), got {tuple(codes.shape)}")
+        _, hidden = self._advance(actions, codes.reshape(state.batch_size, -1).to(self.device))
+        rewards = self.transformer.predict_reward(hidden[:, -1]).float() if self.predicts_reward else None
+        return self.transformer.lm_head(hidden).float(), rewards
+
+    def _advance(self, actions: Tensor | np.ndarray | None, forced: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Add one frame to the state (sampled, or `forced` codes (B, h'w')): its codes and the hidden states."""
         state = self._require_state()
         action = self._step_action(actions, state.batch_size)
-        codes, hidden = self._generate_frame(state, action)  # (B, h'w'), (B, H)
+        codes, hidden = self._generate_frame(state, action, forced)  # (B, h'w'), (B, 1 + h'w', H)
         state.ids = torch.cat([state.ids, self.layout.future_ids_block(codes)], dim=1)
         if action is not None:
             state.actions = torch.cat([state.actions, action[:, None].to(state.actions.dtype)], dim=1)
         state.num_future += 1
-        rewards = self.transformer.predict_reward(hidden).float() if self.predicts_reward else None
-        if not decode:
-            return None, rewards
-        future_ids = codes.reshape(-1, 1, *self.layout.future_grid)  # (B, 1, h', w')
-        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
-        return frames.clamp(-1.0, 1.0), rewards
+        return codes, hidden
 
     @torch.inference_mode()
     def decode_frames(self, state: RolloutState | None = None, rows: Tensor | list[int] | None = None,
@@ -257,10 +280,10 @@ class WorldModel:
                 raise ValueError("this world model is action-free (action_dim=0) but context actions were given")
             return None
         if actions is None:
-            if tc > 1:
+            if tc > 1 and self.layout.uses_context_actions:
                 raise ValueError(f"an action-conditioned model needs the {tc - 1} actions between the {tc} "
                                  f"context frames: pass actions shaped ({batch}, {tc - 1}, {self.action_dim})")
-            return torch.zeros(batch, 0, self.action_dim, device=self.device)
+            return torch.zeros(batch, tc - 1, self.action_dim, device=self.device)  # not in the sequence
         actions = torch.as_tensor(actions, device=self.device).float()
         if actions.shape != (batch, tc - 1, self.action_dim):
             raise ValueError(f"context actions must be shaped ({batch}, {tc - 1}, {self.action_dim}) "
@@ -295,8 +318,10 @@ class WorldModel:
             caches.append(cache)
         return caches[0] if len(caches) == 1 else GrowingCache.concat(caches)
 
-    def _generate_frame(self, state: RolloutState, action: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Sample one future frame's codes (B, h'w') and return them with the hidden state (B, H) of its last token."""
+    def _generate_frame(self, state: RolloutState, action: Tensor | None, forced: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor]:
+        """Sample one future frame's codes (B, h'w') (or take `forced` ones) and return them with the hidden
+        states (B, 1 + h'w', H) of its slot and codes (the last one's gives the reward)."""
         model, layout = self.transformer, self.layout
         slot_ids = torch.full((state.batch_size, 1), layout.future_slot, device=self.device)
         inputs = model.embed(slot_ids)  # (B, 1, H)
@@ -309,22 +334,24 @@ class WorldModel:
             inputs = torch.cat([self._history_embeds(state), inputs], dim=1)
         elif self.cache_mode == "none":
             inputs = torch.cat([self._history_embeds(state), inputs], dim=1)
-        codes = []
+        codes, hiddens = [], []
         for j in range(layout.future_codes + 1):
             if self.cache_mode == "none":
                 hidden = model.backbone(inputs, num_context=state.num_context)[:, -1]  # (B, H)
             else:
                 hidden = model.backbone(inputs, start, cache, state.num_context)[:, -1]
                 start += inputs.shape[1]
+            hiddens.append(hidden)
             if j == layout.future_codes:  # the last code is now in the cache; its hidden gives the reward
                 break
-            code = sample_tokens(model.future_logits(hidden), self.temperature, self.top_k, self.generator)
+            code = (sample_tokens(model.future_logits(hidden), self.temperature, self.top_k, self.generator)
+                    if forced is None else forced[:, j])
             codes.append(code)
             embedded = model.embed((code + layout.future_offset)[:, None])  # (B, 1, H)
             if action_offset is not None and model.config.action_to_frame:
                 embedded = embedded + action_offset
             inputs = torch.cat([inputs, embedded], dim=1) if self.cache_mode == "none" else embedded
-        return torch.stack(codes, dim=1), hidden
+        return torch.stack(codes, dim=1), torch.stack(hiddens, dim=1)
 
 
 def check_compatible(tokenizer: torch.nn.Module, transformer: WorldModelTransformer) -> None:

@@ -91,3 +91,39 @@ def test_action_index_slot_or_whole_frame() -> None:
     assert positions.tolist() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     assert owner.tolist() == [0] * 5 + [1] * 3 + [2] * 3
     assert layout.action_index(1, 0, whole_frame=True)[0].numel() == 0  # one frame: no transition
+
+
+@pytest.mark.parametrize("num_context", [1, 2, 3])
+@pytest.mark.parametrize("num_future", [0, 1, 4])
+def test_official_variant_is_the_slotted_sequence_without_its_first_token(num_context: int, num_future: int) -> None:
+    slotted = SequenceLayout(32, (4, 4), (2, 2))
+    official = SequenceLayout(32, (4, 4), (2, 2), variant="official")
+    ctx, fut = torch.randint(0, 32, (2, num_context, 4, 4)), torch.randint(0, 32, (2, num_future, 2, 2))
+    ids = official.build_ids(ctx, fut)
+    assert torch.equal(ids, slotted.build_ids(ctx, fut)[:, 1:])
+    assert official.length(num_context, num_future) == 17 * num_context - 1 + 5 * num_future == ids.shape[1]
+    assert torch.equal(official.last_token_index(num_context, num_future),
+                       slotted.last_token_index(num_context, num_future) - 1)
+    slots = official.slot_index(num_context, num_future)
+    assert int(slots[0]) == -1 and torch.equal(slots[1:], slotted.slot_index(num_context, num_future)[1:] - 1)
+    assert torch.equal(official.split_future(ids, num_context), fut)
+    assert official.num_future(ids.shape[1], num_context) == num_future
+    codes = official.target_mask(num_context, num_future, codes_only=True)
+    assert torch.equal(codes, slotted.target_mask(num_context, num_future)[1:])
+    targets = official.target_mask(num_context, num_future)  # plus every future slot but the first
+    assert int(targets.sum()) == 4 * num_future + max(num_future - 1, 0)
+    assert (ids[:, targets & ~codes] == official.future_slot).all()
+    positions = torch.arange(ids.shape[1])
+    assert torch.equal(official.cell_centers(num_context, positions)[0],
+                       slotted.cell_centers(num_context, positions + 1)[0])
+
+
+def test_official_actions_enter_only_future_slots() -> None:
+    layout = SequenceLayout(8192, variant="official")
+    positions, owner = layout.action_index(2, 3)
+    assert positions.tolist() == [513, 530, 547] and owner.tolist() == [1, 2, 3]  # the paper code's start_index
+    whole, whole_owner = layout.action_index(2, 3, whole_frame=True)
+    assert int(whole[0]) == 513 and len(whole) == 3 * 17 and whole_owner.tolist() == [1] * 17 + [2] * 17 + [3] * 17
+    assert not layout.uses_context_actions and SequenceLayout(8192).uses_context_actions
+    with pytest.raises(ValueError, match="layout variant"):
+        SequenceLayout(8192, variant="paper")

@@ -42,6 +42,12 @@ class TokenizerConfig:
     short CPU trainings useful; with it off, the prediction path rebuilds the whole frame through
     cross-attention.
 
+    `kind="official"` is the tokenizer of the released checkpoints (`official.py`): the same
+    encoder/decoder sizes, but cross-attention after the blocks (learned positions, 4 heads),
+    self-attention in the prediction path's mid blocks (and in the context path's with
+    `mid_attention`), Euclidean codebooks of `codebook_size` x `embed_dim`, future tokens from a
+    patchify + linear of the prediction encoder's map, and a fixed number of `context_frames`.
+
     `quantizer`: "vq" is the paper's learned codebook (`VectorQuantizer`); "fsq" is finite scalar
     quantization (`FiniteScalarQuantizer`), a fixed grid of prod(`fsq_levels`) ids with nothing to
     learn, which short trainings on small changes need (see `tokenizer_cpu`).
@@ -51,7 +57,7 @@ class TokenizerConfig:
     `disc_start` on.
     """
 
-    kind: Literal["compressive", "perframe"] = "compressive"
+    kind: Literal["compressive", "perframe", "official"] = "compressive"
     resolution: int = 64
     down_channels: tuple[int, ...] = (128, 256, 512)
     down_layers: int = 2
@@ -65,6 +71,8 @@ class TokenizerConfig:
     future_residual: bool = False  # code future frames as changes on the last context frame
     future_skip_threshold: float = 0.0  # > 0: patches that changed by no more get one "no change" id
     attention_head_dim: int = 64
+    context_frames: int = 0  # "official": the context frames its cross-attention is sized for
+    mid_attention: bool = False  # "official": self-attention in the context path's mid blocks too
     quantizer: Literal["vq", "fsq"] = "vq"  # learned codebook (paper) or finite scalar grid (tokenizer_cpu)
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # "fsq": values per latent channel; needs embed_dim=len,
     #   codebook_size=product
@@ -93,8 +101,8 @@ class TokenizerConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.kind not in ("compressive", "perframe"):
-            raise ValueError(f"kind must be 'compressive' or 'perframe'; got {self.kind!r}")
+        if self.kind not in ("compressive", "perframe", "official"):
+            raise ValueError(f"kind must be 'compressive', 'perframe' or 'official'; got {self.kind!r}")
         if not self.down_channels:
             raise ValueError("down_channels must list at least one block's channels; got ()")
         for c in self.down_channels:
@@ -126,7 +134,9 @@ class TokenizerConfig:
         for name in ("context_tokens", "future_tokens"):
             if side % getattr(self, name):
                 raise ValueError(f"{name} must divide the encoder output side {side}; got {getattr(self, name)}")
-        if self.kind == "compressive" and self.max_cross_attention_resolution < side:
+        if self.kind == "official":
+            self._check_official(side)
+        if self.kind != "perframe" and self.max_cross_attention_resolution < side:
             raise ValueError(f"max_cross_attention_resolution must be >= the encoder output side {side} so the "
                              f"prediction path sees the context; got {self.max_cross_attention_resolution}")
         for name in ("codebook_restart_steps", "commitment_beta", "l1_weight", "l2_weight", "quantizer_weight",
@@ -135,17 +145,29 @@ class TokenizerConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
 
+    def _check_official(self, side: int) -> None:
+        """What the released architecture needs: VQ codebooks, no bottleneck conv, a context frame count."""
+        if self.context_frames < 1:
+            raise ValueError(f"kind='official' needs context_frames >= 1; got {self.context_frames}")
+        if self.quantizer != "vq" or self.future_residual or self.future_skip_threshold:
+            raise ValueError("kind='official' takes quantizer='vq', future_residual=False, future_skip_threshold=0")
+        if self.context_tokens != side:
+            raise ValueError(f"kind='official' gives one context token per latent position: context_tokens must be "
+                             f"{side}; got {self.context_tokens}")
+
     @property
     def latent_side(self) -> int:
         """Side of the encoder's output feature map, before any bottleneck conv."""
         return self.resolution // 2 ** (len(self.down_channels) - 1)
 
     def build(self) -> nn.Module:
-        """A `CompressiveTokenizer` or, for kind 'perframe', a `PerFrameTokenizer`."""
+        """A `CompressiveTokenizer`, or for kind 'perframe' a `PerFrameTokenizer`, for 'official' an `OfficialTokenizer`."""
         from ivideogpt.tokenizer.model import CompressiveTokenizer
+        from ivideogpt.tokenizer.official import OfficialTokenizer
         from ivideogpt.tokenizer.perframe import PerFrameTokenizer
 
-        return CompressiveTokenizer(self) if self.kind == "compressive" else PerFrameTokenizer(self)
+        return {"compressive": CompressiveTokenizer, "perframe": PerFrameTokenizer,
+                "official": OfficialTokenizer}[self.kind](self)
 
 
 def tokenizer_64() -> TokenizerConfig:

@@ -121,7 +121,44 @@ def split_batch(x: torch.Tensor, b: int) -> torch.Tensor:
     return rearrange(x, "(b t) ... -> b t ...", b=b)
 
 
-class CompressiveTokenizer(nn.Module):
+class ContextFutureTokenizer(nn.Module):
+    """The encode/decode API shared by tokenizers with a context path and a prediction path.
+
+    Subclasses provide `_encode_context(frames) -> (QuantizerOutput, ContextFeatures)`,
+    `_encode_future(frames, features) -> QuantizerOutput`, `_decode_context(ids) -> (frames, ContextFeatures)`
+    and `decode_future(future_ids, decoder_features, use_context)`.
+    """
+
+    config: TokenizerConfig
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
+        """Context frames (B, Tc, 3, H, W) -> ids (B, Tc, g, g) and the encoder features for `encode_future`."""
+        out, features = self._encode_context(frames)
+        return split_batch(out.ids, frames.shape[0]), features
+
+    def encode_future(self, frames: torch.Tensor, context_features: ContextFeatures) -> torch.Tensor:
+        """Future frames (B, Tf, 3, H, W) -> ids (B, Tf, f, f), conditioned on `encode_context` features."""
+        return split_batch(self._encode_future(frames, context_features).ids, frames.shape[0])
+
+    def encode(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (context_ids (B, Tc, g, g), future_ids (B, Tf, f, f)), long."""
+        context_ids, features = self.encode_context(context_frames)
+        return context_ids, self.encode_future(future_frames, features)
+
+    def decode(self, context_ids: torch.Tensor, future_ids: torch.Tensor, use_context: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W))."""
+        context_recon, features = self._decode_context(context_ids)
+        check_ids("future_ids", future_ids, self.config.future_tokens, self.config.codebook_size,
+                  batch=context_ids.shape[0])
+        return context_recon, self.decode_future(future_ids, features, use_context)
+
+
+class CompressiveTokenizer(ContextFutureTokenizer):
     """Conditional VQGAN: `context` path (plain VQGAN) + `prediction` path (cross-attends to context)."""
 
     def __init__(self, config: TokenizerConfig) -> None:
@@ -136,20 +173,7 @@ class CompressiveTokenizer(nn.Module):
                 self.prediction.decoder.conv_out.weight.mul_(RESIDUAL_INIT_SCALE)
                 self.prediction.decoder.conv_out.bias.zero_()
 
-    @property
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     # -- split API (what an interactive rollout uses) -------------------------------------------
-    def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
-        """Context frames (B, Tc, 3, H, W) -> ids (B, Tc, g, g) and the encoder features for `encode_future`."""
-        out, features = self._encode_context(frames)
-        return split_batch(out.ids, frames.shape[0]), features
-
-    def encode_future(self, frames: torch.Tensor, context_features: ContextFeatures) -> torch.Tensor:
-        """Future frames (B, Tf, 3, H, W) -> ids (B, Tf, f, f), conditioned on `encode_context` features."""
-        return split_batch(self._encode_future(frames, context_features).ids, frames.shape[0])
-
     def context_decoder_features(self, context_ids: torch.Tensor, context_frames: torch.Tensor | None = None
                                  ) -> ContextFeatures:
         """Context decoder's per-level maps for ids (B, Tc, g, g); compute once per rollout, reuse every step.
@@ -177,19 +201,6 @@ class CompressiveTokenizer(nn.Module):
         return self._add_base(frames, decoder_features if use_context else None, future_ids)
 
     # -- whole-clip API -----------------------------------------------------------------------
-    def encode(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context_ids (B, Tc, g, g), future_ids (B, Tf, f, f)), long."""
-        context_ids, features = self.encode_context(context_frames)
-        return context_ids, self.encode_future(future_frames, features)
-
-    def decode(self, context_ids: torch.Tensor, future_ids: torch.Tensor, use_context: bool = True
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W))."""
-        context_recon, features = self._decode_context(context_ids)
-        check_ids("future_ids", future_ids, self.config.future_tokens, self.config.codebook_size,
-                  batch=context_ids.shape[0])
-        return context_recon, self.decode_future(future_ids, features, use_context)
-
     def forward(self, context_frames: torch.Tensor, future_frames: torch.Tensor) -> TokenizerOutput:
         """Encode, quantize and reconstruct a clip; gradients flow through the straight-through estimator."""
         context_q, encoder_features = self._encode_context(context_frames)  # validates the frames

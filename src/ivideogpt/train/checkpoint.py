@@ -276,7 +276,13 @@ def load_weights(module: nn.Module, checkpoint: Path) -> None:
 
 
 def load_model(path: str | Path) -> nn.Module:
-    """Rebuild the trained model of a checkpoint (or run) directory from its config.yaml and weights."""
+    """Rebuild the trained model of a checkpoint (or run) directory from its config.yaml and weights.
+
+    A released iVideoGPT snapshot folder (tokenizer/ + transformer/) is read directly into a `WorldModel`.
+    """
+    from ivideogpt.official import is_snapshot, load_snapshot
     from ivideogpt.train.experiments import load_model_from_checkpoint
 
+    if is_snapshot(path):
+        return load_snapshot(path)
     return load_model_from_checkpoint(resolve(path))

@@ -58,7 +58,8 @@ class TransformerExperiment:
     """Train the world-model transformer on ids from a trained tokenizer (or both, see `objective.mode`)."""
 
     kind: Literal["transformer"] = "transformer"
-    tokenizer_checkpoint: str | None = None  # trained tokenizer: a checkpoint or run directory
+    tokenizer_checkpoint: str | None = None  # trained tokenizer: a checkpoint or run directory (a tokenizer's or a
+    #   world model's, e.g. one written by `ivideogpt import-official`)
     tokenizer: TokenizerConfig | None = None  # filled from tokenizer_checkpoint when the run starts
     preset: str = "transformer_tiny"  # a transformer preset of `ivideogpt describe`
     transformer: TransformerConfig = field(default_factory=TransformerConfig)  # starts from the preset's values;
@@ -96,8 +97,8 @@ class TransformerExperiment:
         if self.tokenizer_checkpoint and (initialise or self.tokenizer is None):
             source = ckpt.resolve(self.tokenizer_checkpoint)
             saved = read_experiment(source)
-            if not isinstance(saved, TokenizerExperiment):
-                raise ConfigError(f"tokenizer_checkpoint {source} holds a {saved.kind} run, not a tokenizer")
+            if saved.tokenizer is None:  # a world model's checkpoint carries the tokenizer it was trained with
+                raise ConfigError(f"tokenizer_checkpoint {source} holds a {saved.kind} run without a tokenizer")
             self.tokenizer = saved.tokenizer
         if self.tokenizer is None:
             raise ConfigError("a transformer run needs tokenizer_checkpoint (a trained tokenizer's run directory)")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ivideogpt.transformer.layout import VARIANTS
+
 
 @dataclass
 class TransformerConfig:
@@ -31,6 +33,7 @@ class TransformerConfig:
     reward_head: bool = False  # predict each future frame's reward from its last token
     symlog_rewards: bool = False  # regress symlog(reward) instead of the raw reward
     spatial_positions: bool = False  # add each code's 2D cell position to its embedding (not in the paper)
+    layout: str = "slotted"  # token sequence variant (`SequenceLayout.variant`); "official": the released checkpoints'
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6
     init_std: float = 0.02
@@ -68,6 +71,8 @@ class TransformerConfig:
         for name in ("rope_theta", "rms_norm_eps", "init_std"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TransformerConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.layout not in VARIANTS:
+            raise ValueError(f"TransformerConfig.layout must be one of {VARIANTS}, got {self.layout!r}")
         if self.attn_implementation not in ("sdpa", "eager"):
             raise ValueError(f"TransformerConfig.attn_implementation must be 'sdpa' or 'eager', "
                              f"got {self.attn_implementation!r}")

@@ -39,8 +39,9 @@ def symexp(x: Tensor) -> Tensor:
 class TransformerOutput:
     """Predictions for the future part of a segment.
 
-    logits:  (B, Tf * h'w', V) next-token logits at the positions that predict future codes.
-    targets: (B, Tf * h'w') the vocabulary ids those positions must predict.
+    logits:  (B, n, V) next-token logits at the positions that predict the layout's targets: the
+             n = Tf * h'w' future codes (the official layout adds the future slots but the first).
+    targets: (B, n) the vocabulary ids those positions must predict.
     rewards: (B, Tf) predicted reward of each future frame (symlog space if configured), or None.
     """
 
@@ -55,7 +56,7 @@ class WorldModelTransformer(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.config = config
-        self.layout = SequenceLayout(config.codebook_size, config.context_grid, config.future_grid)
+        self.layout = SequenceLayout(config.codebook_size, config.context_grid, config.future_grid, config.layout)
         llama = LlamaConfig(
             vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.ffn_size,
             num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
@@ -194,12 +195,12 @@ class WorldModelTransformer(nn.Module):
         ids = layout.build_ids(context_ids, future_ids)  # (B, L)
         actions = self.check_actions(actions, batch=ids.shape[0], frames=tc + tf)
         hidden = self.backbone(self.embed(ids, actions, tc), num_context=tc)
-        target_index = layout.target_index(tc, tf).to(ids.device)  # (Tf*h'w',)
+        target_index = layout.target_index(tc, tf, codes_only=future_only).to(ids.device)  # (n,)
         targets = ids[:, target_index]
         if future_only:
             logits, targets = self.future_logits(hidden[:, target_index - 1]), targets - layout.future_offset
         else:
-            logits = self.lm_head(hidden[:, target_index - 1])  # (B, Tf*h'w', V)
+            logits = self.lm_head(hidden[:, target_index - 1])  # (B, n, V)
         rewards = None
         if self.reward_head is not None:
             last = layout.last_token_index(tc, tf)[tc:].to(ids.device)  # (Tf,)
@@ -274,5 +275,6 @@ class WorldModelTransformer(nn.Module):
             "context_tokens": list(c.context_grid), "future_tokens": list(c.future_grid),
             "action_dim": c.action_dim, "action_frequencies": c.action_frequencies,
             "action_to_frame": c.action_to_frame, "reward_head": c.reward_head, "symlog_rewards": c.symlog_rewards,
+            "layout": c.layout,
             "core": "LlamaModel (RMSNorm, SwiGLU, RoPE), untied LM head",
         }

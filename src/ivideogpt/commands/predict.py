@@ -1,0 +1,81 @@
+"""`ivideogpt predict MODEL EPISODE`: roll a world model out from an episode's first frames and write a video.
+
+MODEL is a checkpoint (or run) directory or a released iVideoGPT snapshot folder; EPISODE is a
+`.npz` episode (`docs/data.md`). The model's context frames start at `--start`; action-conditioned
+models follow the episode's own actions. Writes ground truth | prediction side by side and prints
+the PSNR of each predicted frame against the episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "predict future frames of an episode with a world model (checkpoint or released snapshot)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="checkpoint/run directory or released snapshot folder")
+    parser.add_argument("episode", help="episode .npz file (frames, and actions for action-conditioned models)")
+    parser.add_argument("--start", type=int, default=0, help="index of the first context frame")
+    parser.add_argument("--horizon", type=int, help="frames to predict (default: the rest of the episode)")
+    parser.add_argument("--out", default="prediction.gif", help="video file (.gif or .mp4)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
+    parser.add_argument("--top-k", type=int, default=100, help="sample among the k most likely codes")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ivideogpt.data.episode import EpisodeError, load_episode
+    from ivideogpt.eval.metrics import psnr
+    from ivideogpt.frames import to_model, to_uint8
+    from ivideogpt.planning.video import side_by_side, write_video
+    from ivideogpt.train import load_model
+
+    model = load_model(args.model)
+    if not hasattr(model, "rollout"):
+        print(f"predict: {args.model} holds a {type(model).__name__}, not a world model")
+        return 2
+    model.temperature, model.top_k = args.temperature, args.top_k
+    try:
+        episode = load_episode(args.episode)
+        context, actions, horizon = _window(model, episode, args.start, args.horizon)
+    except (EpisodeError, ValueError) as error:
+        print(f"predict: {error}")
+        return 2
+    frames = to_model(episode.frames[args.start: args.start + context + horizon])[None]  # (1, T, 3, H, W)
+    context_actions = None if actions is None else actions[:, :context - 1]
+    future_actions = None if actions is None else actions[:, context - 1:]
+    predicted, _ = model.rollout(frames[:, :context], future_actions, horizon=horizon,
+                                 context_actions=context_actions, seed=args.seed)
+    truth = frames[:, context:]
+    for t in range(horizon):
+        print(f"t+{t + 1}: PSNR {float(psnr(predicted[:, t], truth[:, t])):.2f} dB")
+    video = side_by_side(to_uint8(frames[0]), to_uint8(torch.cat([frames[0, :context], predicted[0]])),
+                         labels=["truth", "prediction"])
+    print(f"wrote {write_video(args.out, video)}")
+    return 0
+
+
+def _window(model, episode, start: int, horizon: int | None) -> tuple[int, "torch.Tensor | None", int]:
+    """(context frames, the actions (1, context - 1 + horizon, A) or None, horizon) for a rollout from `start`."""
+    import torch
+
+    context = int(getattr(model, "num_context", 1))
+    resolution = model.tokenizer.config.resolution
+    if episode.frames.shape[1:3] != (resolution, resolution):
+        raise ValueError(f"the episode's frames are {episode.frames.shape[1]}x{episode.frames.shape[2]}; the model "
+                         f"takes {resolution}x{resolution} (resize the episode first, see docs/data.md)")
+    available = len(episode) - start - context
+    horizon = available if horizon is None else horizon
+    if start < 0 or horizon < 1 or horizon > available:
+        raise ValueError(f"an episode of {len(episode)} frames has {max(available, 0)} frames to predict after "
+                         f"{context} context frames from index {start}; asked for {horizon}")
+    if not model.action_dim:
+        return context, None, horizon
+    if episode.action_dim != model.action_dim:
+        raise ValueError(f"the model is action-conditioned on {model.action_dim}-d actions; the episode has "
+                         f"{episode.action_dim or 'no'} actions")
+    actions = torch.as_tensor(episode.actions[start: start + context - 1 + horizon], dtype=torch.float32)
+    return context, actions[None], horizon

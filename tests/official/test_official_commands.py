@@ -1,0 +1,63 @@
+"""Commands on imported snapshots: `evaluate`, and `train` fine-tuning an action-free one into an action-conditioned one."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ivideogpt.cli import main as cli
+from ivideogpt.data.episode import Episode
+from ivideogpt.train import load_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+FIXTURE_SIZE = ["--transformer.hidden_size=32", "--transformer.ffn_size=64", "--transformer.num_layers=2",
+                "--transformer.num_heads=2", "--transformer.action_dim=2"]
+SHORT = ["--data.sources=[{name: toy, path: toy}]", "--data.segment_length=4", "--data.num_context=2",
+         "--data.val_fraction=0.25", "--train.batch_size=2", "--train.max_steps=2", "--train.log_every=1",
+         "--train.val_every=2", "--train.val_batches=1", "--train.save_every=2", "--train.sample_every=0",
+         "--train.mixed_precision=no", "--train.num_workers=0", "--train.progress=false", "--train.warmup_steps=1"]
+
+
+def _episodes(folder: Path, count: int, action_dim: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Episode(frames=rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (6, action_dim)).astype(np.float32)).save(folder / f"e{i}.npz")
+
+
+def test_evaluate_an_imported_checkpoint(fixtures, tmp_path, monkeypatch, capsys) -> None:
+    _episodes(tmp_path / "test", 2, 4)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["import-official", str(fixtures / "act-cond"), "--out", "imported"]) == 0
+    assert cli(["evaluate", "--checkpoint", "imported", "--data", "test", "--protocol", "custom", "--context-frames",
+                "2", "--horizon", "2", "--samples", "2", "--action-conditioned", "--no-progress", "--device", "cpu"]) == 0
+    assert "2 context frame(s), 2 predicted, action-conditioned" in capsys.readouterr().out
+    assert (tmp_path / "imported" / "eval-custom" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["act-free", "act-cond"])
+def test_predict_from_a_snapshot_folder(fixtures, tmp_path, monkeypatch, capsys, name) -> None:
+    _episodes(tmp_path / "episodes", 1, 4)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "2", "--out", "pred.gif"]) == 0
+    out = capsys.readouterr().out
+    assert "t+1: PSNR" in out and "t+2: PSNR" in out and (tmp_path / "pred.gif").stat().st_size > 0
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "9"]) == 2
+    assert "has 4 frames to predict after 2 context frames" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_action_conditioned_finetune_from_an_imported_action_free_snapshot(fixtures, tmp_path, monkeypatch) -> None:
+    _episodes(tmp_path / "data" / "toy", 4, 2)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["import-official", str(fixtures / "act-free"), "--out", "runs/imported"]) == 0
+    assert cli(["train", "transformer", "--config", str(CONFIGS / "transformer_official_bair.yaml"),
+                "--tokenizer_checkpoint=runs/imported", "--init_from=runs/imported", *FIXTURE_SIZE, *SHORT,
+                "--train.out_dir=runs/tuned"]) == 0
+    tuned = load_model("runs/tuned")
+    assert tuned.action_dim == 2 and tuned.layout.variant == "official"
+    assert type(tuned.tokenizer).__name__ == "OfficialTokenizer"
+    context = torch.rand(1, 2, 3, 64, 64) * 2 - 1
+    predicted, _ = tuned.rollout(context, torch.zeros(1, 2, 2))
+    assert predicted.shape == (1, 2, 3, 64, 64)
