@@ -59,7 +59,7 @@ def test_training_action_facts_come_from_the_training_data(tmp_path, monkeypatch
                "raw": DataConfig(sources=[SourceConfig(name="pusht", path=str(data), normalize_actions=False)]),
                "elsewhere": DataConfig(sources=[SourceConfig(name="pusht", path=str(tmp_path / "gone"))])}
     monkeypatch.setattr(checkpoint, "resolve", lambda path: path)
-    monkeypatch.setattr(experiments, "read_experiment", lambda path, strict=True: SimpleNamespace(data=configs[path]))
+    monkeypatch.setattr(experiments, "read_experiment", lambda path, strict=True: SimpleNamespace(data=configs[str(path)]))
     low, high, repeat = plan_command.training_action_facts("with")
     assert repeat == 3 and low.tolist() == [0.0, 0.0] and high.tolist() == [512.0, 512.0]
     assert plan_command.training_action_facts("raw") == (None, None, 3)

@@ -133,3 +133,22 @@ def test_export_model_copies_only_what_loading_needs(tmp_path) -> None:
     assert shipped == tmp_path / "shipped" / "step_000007" and ckpt.verify(shipped) is None
     assert sorted(p.name for p in shipped.iterdir()) == ["config.yaml", "manifest.json", "model.safetensors"]
     assert ckpt.resolve(tmp_path / "shipped") == shipped and list_checkpoints(tmp_path / "shipped") == [shipped]
+
+
+def test_an_exported_model_carries_its_training_data_metadata(tmp_path) -> None:
+    from ivideogpt.data.actions import write_metadata
+    from ivideogpt.train.checkpoint import DATA_METADATA, export_model, training_data_metadata
+
+    data = tmp_path / "data"
+    write_metadata(data, {"action_repeat": 3, "action_space": {"low": [0.0, 0.0], "high": [512.0, 512.0]}})
+    run = tmp_path / "run" / "checkpoints"
+    tmp = ckpt.begin(run, 5)
+    (tmp / "config.yaml").write_text(f"kind: tokenizer\ndata:\n  sources:\n  - name: pusht\n    path: {data}\n")
+    ckpt.save_tensors(tmp / "model.safetensors", {"w": torch.ones(2)})
+    ckpt.finish(run, 5)
+    assert training_data_metadata(tmp_path / "run") == data / "metadata.json"
+    shipped = export_model(tmp_path / "run", tmp_path / "shipped")
+    (data / "metadata.json").unlink()  # the data is gone where the model is used
+    assert training_data_metadata(tmp_path / "shipped") == shipped / DATA_METADATA
+    assert '"action_repeat": 3' in (shipped / DATA_METADATA).read_text() and ckpt.verify(shipped) is None
+    assert training_data_metadata(tmp_path / "run") is None

@@ -91,18 +91,21 @@ def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
     """(action low, action high, action repeat) the checkpoint's model was trained with, as far as known.
 
     Bounds are None when the training data's actions were not normalised; the repeat is None when the
-    data's metadata.json is not found.
+    data's metadata.json is found neither beside the checkpoint (an exported model) nor in its data.
     """
     import numpy as np
 
-    from ivideogpt.data.actions import ActionBounds, read_metadata
+    import json
+
+    from ivideogpt.data.actions import ActionBounds
     from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW
-    from ivideogpt.train.checkpoint import resolve
+    from ivideogpt.train.checkpoint import resolve, training_data_metadata
     from ivideogpt.train.experiments import read_experiment
 
     data = read_experiment(resolve(checkpoint), strict=False).data
     source = data.sources[0]
-    metadata = read_metadata(source.resolved_path(data.root))
+    metadata_file = training_data_metadata(checkpoint)
+    metadata = None if metadata_file is None else json.loads(metadata_file.read_text())
     repeat = None if metadata is None else int(metadata.get("action_repeat", 1))
     if not source.normalize_actions:
         return None, None, repeat

@@ -26,6 +26,7 @@ from torch import nn
 
 MANIFEST = "manifest.json"
 STATE = "trainer_state.json"
+DATA_METADATA = "data_metadata.json"  # the training data's metadata.json, shipped with an exported model
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -256,18 +257,38 @@ def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
     """Copy a checkpoint's model (config.yaml and model.safetensors; no optimizer, RNG or logs) to `dest`.
 
     The copy is a checkpoint of its own (`dest/step_N`, manifest, `latest`), written atomically, so
-    `load_model(dest)` rebuilds the model from it alone: the way to ship a trained model.
+    `load_model(dest)` rebuilds the model from it alone: the way to ship a trained model. The training
+    data's metadata.json (action bounds, action repeat) is copied beside it as data_metadata.json.
     """
     source = resolve(checkpoint)
     step = step_of(source) or 0
+    data_metadata = training_data_metadata(source)
     tmp = begin(Path(dest), step)
     try:
         for name in ("config.yaml", "model.safetensors"):
             shutil.copy2(source / name, tmp / name)
+        if data_metadata is not None:  # the action bounds and repeat travel with the model
+            shutil.copy2(data_metadata, tmp / DATA_METADATA)
         return finish(Path(dest), step)
     except BaseException:
         abort(Path(dest), step)
         raise
+
+
+def training_data_metadata(checkpoint: str | Path) -> Path | None:
+    """The metadata.json a checkpoint's model was trained with: its own copy, else its data's, else None."""
+    from ivideogpt.data.actions import METADATA_FILE
+    from ivideogpt.train.experiments import read_experiment
+
+    source = Path(resolve(checkpoint))
+    if (source / DATA_METADATA).is_file():
+        return source / DATA_METADATA
+    data = read_experiment(source, strict=False).data
+    folder = Path(data.sources[0].resolved_path(data.root)) if data.sources else None
+    if folder is None:
+        return None
+    file = (folder if folder.is_dir() else folder.parent) / METADATA_FILE
+    return file if file.is_file() else None
 
 
 def load_weights(module: nn.Module, checkpoint: Path) -> None:
