@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
@@ -41,8 +44,13 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
         assert (out / "configs" / f"{kind}.yaml").is_file()
     assert (tmp_path / "shipped" / "step_000002" / "model.safetensors").is_file()  # exported as shipped
     width = iio.imread(out / "prediction.gif", index=0).shape[1]  # truth | mean of samples | greedy | copy
-    # a rerun reuses the data and the finished trainings, and scores a shipped model beside its own
+    # a rerun reuses the data and the finished trainings (encoding no token cache again), and scores a
+    # shipped model beside its own
+    token_caches = Path(os.environ["IVIDEOGPT_CACHE_DIR"]) / "tokens"
+    assert any(token_caches.glob("*")), "the first run trained from cached ids"
+    shutil.rmtree(token_caches)
     assert main([*args, "--reference", str(tmp_path / "shipped")]) == 0
+    assert not any(token_caches.glob("*"))
     printed = capsys.readouterr().out
     assert "generating" not in printed and "shipped reference model" in printed
     shipped = json.loads((out / "metrics.json").read_text())["reference_model"]

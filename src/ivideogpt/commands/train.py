@@ -90,7 +90,8 @@ def main(experiment: Any) -> dict[str, Any]:
     if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
         ckpt.load_weights(objective, resume_from)
     train_data = datasets["train"]
-    if experiment.kind == "transformer":
+    finished = resume_from is not None and (ckpt.step_of(resume_from) or 0) >= cfg.max_steps
+    if experiment.kind == "transformer" and not finished:  # a finished run needs no ids encoded
         train_data = _cached_tokens(experiment, objective.tokenizer, train_data)
     trainer = Trainer(objective, train_data, cfg, val_dataset=datasets.get("val"),
                       collate_fn=partial(collate_segments, num_context=data.num_context),
