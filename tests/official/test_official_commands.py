@@ -61,3 +61,9 @@ def test_action_conditioned_finetune_from_an_imported_action_free_snapshot(fixtu
     context = torch.rand(1, 2, 3, 64, 64) * 2 - 1
     predicted, _ = tuned.rollout(context, torch.zeros(1, 2, 2))
     assert predicted.shape == (1, 2, 3, 64, 64)
+    # the fine-tuned run resumes from its checkpoint and trains on to a later step
+    assert cli(["train", "transformer", "--config", str(CONFIGS / "transformer_official_bair.yaml"),
+                "--tokenizer_checkpoint=runs/imported", "--init_from=runs/imported", *FIXTURE_SIZE, *SHORT,
+                "--train.out_dir=runs/tuned", "--train.max_steps=4", "--train.resume=latest"]) == 0
+    steps = sorted(path.name for path in (tmp_path / "runs" / "tuned" / "checkpoints").glob("step_*"))
+    assert steps[-1] == "step_000004" and load_model("runs/tuned").layout.variant == "official"
