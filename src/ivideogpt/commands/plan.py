@@ -95,17 +95,15 @@ def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
     """
     import numpy as np
 
-    import json
-
-    from ivideogpt.data.actions import ActionBounds
+    from ivideogpt.data.actions import ActionBounds, read_metadata_file
     from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW
     from ivideogpt.train.checkpoint import resolve, training_data_metadata
     from ivideogpt.train.experiments import read_experiment
 
     data = read_experiment(resolve(checkpoint), strict=False).data
     source = data.sources[0]
-    metadata_file = training_data_metadata(checkpoint)
-    metadata = None if metadata_file is None else json.loads(metadata_file.read_text())
+    known = training_data_metadata(checkpoint)
+    metadata = None if known is None else read_metadata_file(known)
     repeat = None if metadata is None else int(metadata.get("action_repeat", 1))
     if not source.normalize_actions:
         return None, None, repeat

@@ -71,11 +71,19 @@ class ActionBounds:
         return cls(stacked.min(axis=0), stacked.max(axis=0))
 
 
+def metadata_file(path: str | Path) -> Path:
+    """Where the metadata.json of a data directory (or of a file's directory) is."""
+    path = Path(path)
+    return (path if path.is_dir() else path.parent) / METADATA_FILE
+
+
 def read_metadata(path: str | Path) -> dict[str, Any] | None:
     """The metadata.json of a data directory (or of a file's directory), or None if absent."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    file = folder / METADATA_FILE
+    return read_metadata_file(metadata_file(path))
+
+
+def read_metadata_file(file: Path) -> dict[str, Any] | None:
+    """The contents of metadata JSON `file`, or None if absent; a clear error when it is not valid JSON."""
     if not file.is_file():
         return None
     try:

@@ -277,17 +277,16 @@ def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
 
 def training_data_metadata(checkpoint: str | Path) -> Path | None:
     """The metadata.json a checkpoint's model was trained with: its own copy, else its data's, else None."""
-    from ivideogpt.data.actions import METADATA_FILE
+    from ivideogpt.data.actions import metadata_file
     from ivideogpt.train.experiments import read_experiment
 
     source = Path(resolve(checkpoint))
     if (source / DATA_METADATA).is_file():
         return source / DATA_METADATA
     data = read_experiment(source, strict=False).data
-    folder = Path(data.sources[0].resolved_path(data.root)) if data.sources else None
-    if folder is None:
+    if not data.sources:
         return None
-    file = (folder if folder.is_dir() else folder.parent) / METADATA_FILE
+    file = metadata_file(data.sources[0].resolved_path(data.root))
     return file if file.is_file() else None
 
 
