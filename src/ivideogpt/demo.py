@@ -273,7 +273,8 @@ def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tu
     world_model.temperature = 0.0
     greedy, rewards = rollout_predictions(world_model, batch, 1, config.seed)
     control = controllability(world_model, batch.context_frames, future_actions(batch), truth,
-                              context_actions=batch.actions[:, : tc - 1] if tc > 1 else None, seed=config.seed)
+                              context_actions=batch.actions[:, : tc - 1] if tc > 1 else None, seed=config.seed,
+                              true_frames=greedy[0])
     world_model.temperature = config.temperature
     sampled = rollout_predictions(world_model, batch, config.samples, config.seed)[0]
     expected = sampled.mean(0)

@@ -85,3 +85,15 @@ def test_evaluate_controllability_command(tmp_path, monkeypatch, capsys) -> None
     assert "WARNING: the model ignores its actions" in capsys.readouterr().out
     assert cli.main(["evaluate", "--baseline", "copy-last-frame", *argv[3:]]) == 2
     assert "needs --checkpoint" in capsys.readouterr().err
+
+
+def test_true_frames_given_are_scored_not_rolled_out_again() -> None:
+    context, actions, truth = _clips()
+    model = FollowsActions(truth, actions)
+    calls = []
+    rollout = model.rollout
+    model.rollout = lambda *args, **kwargs: calls.append(args[1]) or rollout(*args, **kwargs)
+    given = context[:, -1:].expand_as(truth)  # as if the true actions had rolled out a copy
+    result = controllability(model, context, actions, truth, true_frames=given)
+    assert len(calls) == 2 and not any(torch.equal(chosen, actions) for chosen in calls)
+    assert result["true"] == result["shuffled"] and result["ignores_actions"]

@@ -23,12 +23,13 @@ def shuffled(actions: torch.Tensor) -> torch.Tensor:
 
 
 def controllability(world_model: Any, context: torch.Tensor, actions: torch.Tensor, truth: torch.Tensor,
-                    context_actions: torch.Tensor | None = None, seed: int = 0, batch_size: int = 64
-                    ) -> dict[str, Any]:
+                    context_actions: torch.Tensor | None = None, seed: int = 0, batch_size: int = 64,
+                    true_frames: torch.Tensor | None = None) -> dict[str, Any]:
     """Per-step PSNR (dB) against `truth` of rollouts under the true, shuffled and zero actions.
 
     context: (B, Tc, 3, H, W); actions: (B, H, A), actions[:, t] leads into predicted frame t;
     truth: (B, H, 3, H, W). Uses the world model's own decoding rule (set `temperature = 0` for greedy).
+    true_frames: the rollouts under the true actions, when the caller has them already (not redone).
     Returns per condition {"psnr": [H], "ssim": [H], "psnr_mean", "ssim_mean"}, the gaps of the true actions over the others,
     and `ignores_actions` (true-vs-shuffled gap under IGNORES_ACTIONS_DB dB).
     """
@@ -38,17 +39,21 @@ def controllability(world_model: Any, context: torch.Tensor, actions: torch.Tens
         raise ValueError(f"actions (B, H, A) must match truth (B, H, ...) and context (B, ...): got actions "
                          f"{tuple(actions.shape)}, truth {tuple(truth.shape)}, context {tuple(context.shape)}")
     conditions = {"true": actions, "shuffled": shuffled(actions), "zero": torch.zeros_like(actions)}
-    results: dict[str, Any] = {}
-    for name, chosen in conditions.items():
-        psnr_values, ssim_values = [], []
+
+    def rolled_out(chosen: torch.Tensor) -> torch.Tensor:
+        parts = []
         for first in range(0, context.shape[0], batch_size):
             rows = slice(first, first + batch_size)
             frames, _ = world_model.rollout(context[rows], chosen[rows], seed=seed + first,
                                             context_actions=None if context_actions is None else context_actions[rows])
-            frames, target = frames.float().cpu(), truth[rows].float().cpu()
-            psnr_values.append(psnr(frames, target))  # (b, H)
-            ssim_values.append(ssim(frames, target))
-        results[name] = score_entry(torch.cat(psnr_values), torch.cat(ssim_values))
+            parts.append(frames.float().cpu())
+        return torch.cat(parts)
+
+    target = truth.float().cpu()
+    results: dict[str, Any] = {}
+    for name, chosen in conditions.items():
+        frames = true_frames.float().cpu() if name == "true" and true_frames is not None else rolled_out(chosen)
+        results[name] = score_entry(psnr(frames, target), ssim(frames, target))
     results["gap_over_shuffled_db"] = round(results["true"]["psnr_mean"] - results["shuffled"]["psnr_mean"], 3)
     results["gap_over_zero_db"] = round(results["true"]["psnr_mean"] - results["zero"]["psnr_mean"], 3)
     results["ignores_actions"] = results["gap_over_shuffled_db"] < IGNORES_ACTIONS_DB
