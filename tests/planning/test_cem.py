@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ivideogpt.planning.cem import CEMConfig, CEMPlanner, Dynamics
+from ivideogpt.planning.cem import CEMConfig, CEMPlanner, Dynamics, colored_noise
 from ivideogpt.planning.objectives import RewardObjective
 
 
@@ -97,7 +97,57 @@ def test_keep_elites_makes_best_score_monotone_on_deterministic_dynamics() -> No
     assert best == sorted(best) and toy.batch_sizes == [16] * 6
 
 
-@pytest.mark.parametrize("field,value", [("elites", 100), ("horizon", 0), ("momentum", 1.0), ("execute_steps", 9),
+def test_increments_start_at_the_anchor_and_find_a_path() -> None:
+    target = torch.tensor([[0.2, 0.1], [0.4, 0.2], [0.6, 0.3]])  # a drifting path of positions, rewarded as actions
+    seen: list[torch.Tensor] = []
+
+    class PathToy:
+        def rollout(self, state, actions):
+            seen.append(actions.clone())
+            return None, -(actions - target).square().sum(-1)
+
+    anchor = torch.tensor([0.0, 0.0])
+    cfg = CEMConfig(horizon=3, candidates=256, elites=16, iterations=8, action_low=(-1.0,), action_high=(1.0,),
+                    init_std=0.05, min_std=0.001, momentum=0.0, increments=True, execute_steps=1)
+    planner = CEMPlanner(PathToy(), RewardObjective(), cfg)
+    result = planner.plan(None, init_mean=anchor)
+    first_steps = seen[0][:, 0]  # one increment of std 0.05 away from the anchor
+    assert (first_steps - anchor).abs().max() < 0.3
+    assert (result.actions - target).abs().max() < 0.05
+    # The warm start keeps the unexecuted increments and holds the last action (a zero increment).
+    increments = torch.diff(result.actions, dim=0, prepend=anchor[None])
+    assert torch.allclose(planner._warm_mean, torch.cat([increments[1:], torch.zeros(1, 2)]))
+
+
+def test_increments_respect_bounds_and_refit_on_what_was_run() -> None:
+    planner, toy = make(torch.full((4, 2), 10.0), increments=True, init_std=1.0, iterations=4)
+    seen: list[torch.Tensor] = []
+    original = toy.rollout
+    toy.rollout = lambda state, actions: (seen.append(actions.clone()), original(state, actions))[1]
+    result = planner.plan(torch.zeros(2), init_mean=torch.zeros(2))
+    for actions in [*seen, result.actions]:
+        assert (actions >= -1).all() and (actions <= 1).all()
+    assert torch.allclose(result.actions, torch.ones(4, 2), atol=0.05)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("length", [1, 6, 7])
+def test_colored_noise_has_unit_variance_and_the_asked_smoothness(beta: float, length: int) -> None:
+    noise = colored_noise(beta, (20000, 2), length, torch.Generator().manual_seed(0))
+    assert noise.shape == (20000, length, 2)
+    assert torch.allclose(noise.var(0), torch.ones(length, 2), atol=0.05)
+    if length > 2:
+        neighbours = torch.corrcoef(torch.stack([noise[:, :-1].flatten(), noise[:, 1:].flatten()]))[0, 1]
+        assert (neighbours < 0.03) if beta == 0 else (neighbours > 0.2 * beta), float(neighbours)
+
+
+def test_colored_noise_is_seeded() -> None:
+    a = colored_noise(2.0, (8, 2), 6, torch.Generator().manual_seed(1))
+    b = colored_noise(2.0, (8, 2), 6, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("field,value", [("noise_beta", -1.0), ("elites", 100), ("horizon", 0), ("momentum", 1.0), ("execute_steps", 9),
                                          ("action_low", (1.0,)), ("action_high", (1.0, 2.0, 3.0)), ("execute", "x"),
                                          ("min_std", 0.9), ("keep_elites", 9)])
 def test_config_validation_names_the_field(field: str, value) -> None:

@@ -35,32 +35,55 @@ def add_planning_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips", help="VGG16 weights file for --goal-metric lpips (else the default local places)")
     parser.add_argument("--start", default="reset", choices=["reset", "near-goal"],
                         help="episode starts: the env's random reset, or block next to the goal (easier)")
-    parser.add_argument("--horizon", type=int, default=6)
-    parser.add_argument("--candidates", type=int, default=32)
-    parser.add_argument("--elites", type=int, default=4)
-    parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--execute-steps", type=int, default=2, help="actions executed per plan before replanning")
-    parser.add_argument("--init-std", type=float, default=0.15, help="initial std, fraction of the half action range")
-    parser.add_argument("--momentum", type=float, default=0.1)
-    parser.add_argument("--keep-elites", type=int, default=0, help="elites carried into the next CEM iteration")
-    parser.add_argument("--execute", default="mean", choices=["mean", "best"],
-                        help="run the refitted mean sequence or the best candidate")
+    cem = _cem_flag_help()
+    parser.add_argument("--horizon", type=int, help=cem["horizon"])
+    parser.add_argument("--candidates", type=int, help=cem["candidates"])
+    parser.add_argument("--elites", type=int, help=cem["elites"])
+    parser.add_argument("--iterations", type=int, help=cem["iterations"])
+    parser.add_argument("--execute-steps", type=int, help=cem["execute_steps"])
+    parser.add_argument("--init-std", type=float, help=cem["init_std"])
+    parser.add_argument("--increments", action=argparse.BooleanOptionalAction, help=cem["increments"])
+    parser.add_argument("--noise-beta", type=float, help=cem["noise_beta"])
+    parser.add_argument("--momentum", type=float, help=cem["momentum"])
+    parser.add_argument("--keep-elites", type=int, help=cem["keep_elites"])
+    parser.add_argument("--execute", choices=["mean", "best"], help=cem["execute"])
     parser.add_argument("--action-repeat", type=int,
                         help="simulator steps per action (default: the model's training data's, else 1)")
     parser.add_argument("--context-frames", type=int, help="context frames for the world model (default: its own)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of imagined rollouts")
+    parser.add_argument("--temperature", type=float, default=0.5,
+                        help="sampling temperature of imagined rollouts (below 1: the model's likelier futures)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def cem_config(args: argparse.Namespace) -> Any:
-    """The Push-T CEM settings of the parsed flags."""
+CEM_FLAGS = ("horizon", "candidates", "elites", "iterations", "execute_steps", "init_std", "increments", "noise_beta",
+             "momentum", "keep_elites", "execute")
+
+
+def _cem_flag_help() -> dict[str, str]:
+    """Help for each CEM flag: the field's own documentation in `CEMConfig` and Push-T's default."""
+    import ast
+    import inspect
+
+    from ivideogpt.planning.cem import CEMConfig
     from ivideogpt.planning.experiment import pusht_cem_config
 
-    return pusht_cem_config(horizon=args.horizon, candidates=args.candidates, elites=args.elites,
-                            iterations=args.iterations, execute_steps=args.execute_steps, init_std=args.init_std,
-                            momentum=args.momentum, keep_elites=args.keep_elites, execute=args.execute,
-                            seed=args.seed)
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(CEMConfig)).body[0].body  # type: ignore[attr-defined]
+    for field, doc in zip(body, body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            docs[field.target.id] = " ".join(str(doc.value.value).split())  # type: ignore[union-attr]
+    defaults = pusht_cem_config()
+    return {name: f"{docs.get(name, '')} (Push-T default: {getattr(defaults, name)})".replace("%", "%%")
+            for name in CEM_FLAGS}
+
+
+def cem_config(args: argparse.Namespace) -> Any:
+    """The Push-T CEM settings (`pusht_cem_config`) with the flags given on the command line."""
+    from ivideogpt.planning.experiment import pusht_cem_config
+
+    given = {name: getattr(args, name) for name in CEM_FLAGS if getattr(args, name) is not None}
+    return pusht_cem_config(seed=args.seed, **given)
 
 
 def load_world_model(checkpoint: str, device: str, context_frames: int | None = None, temperature: float = 1.0

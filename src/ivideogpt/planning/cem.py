@@ -57,6 +57,13 @@ class CEMConfig:
     """upper action bound, one value (broadcast) or one per action dimension."""
     init_std: float = 0.5
     """initial standard deviation as a fraction of the half-range (high - low) / 2."""
+    increments: bool = False
+    """search over the per-step changes of the action, summed from the plan's `init_mean` (on Push-T
+    the agent's position): candidates are drifting paths, not independent jumps around one point."""
+    noise_beta: float = 0.0
+    """colour of the sampling noise along the horizon (iCEM): power spectrum ~ 1/f^beta. 0 is white
+    (every step drawn independently); 2 gives smooth, drifting sequences, like the ones a world model
+    trained on demonstrations has seen."""
     min_std: float = 0.02
     """floor on the standard deviation, same unit as `init_std`; keeps sampling from collapsing."""
     keep_elites: int = 0
@@ -90,6 +97,8 @@ class CEMConfig:
             raise ValueError(f"CEMConfig.action_low {self.action_low} must be below action_high {self.action_high}")
         if not self.init_std > 0:
             raise ValueError(f"CEMConfig.init_std must be > 0, got {self.init_std}")
+        if not 0 <= self.noise_beta <= 4:
+            raise ValueError(f"CEMConfig.noise_beta must be in [0, 4], got {self.noise_beta}")
         if not 0 <= self.min_std <= self.init_std:
             raise ValueError(f"CEMConfig.min_std must be in [0, init_std={self.init_std}], got {self.min_std}")
         if not 0 <= self.momentum < 1:
@@ -146,56 +155,111 @@ class CEMPlanner:
             self.generator.manual_seed(seed)
 
     def _initial_mean(self, init_mean: Tensor | None) -> Tensor:
+        """(H, A) the first sampling mean of a plan: the warm start, else `init_mean` (zero increments)."""
         cfg = self.config
         if self._warm_mean is not None:
             return self._warm_mean
+        if cfg.increments:
+            return torch.zeros(cfg.horizon, cfg.action_dim)
         if init_mean is None:
             return ((self.low + self.high) / 2).expand(cfg.horizon, cfg.action_dim).clone()
         init_mean = torch.as_tensor(init_mean, dtype=torch.float32)
         return init_mean.expand(cfg.horizon, cfg.action_dim).clone().clamp(self.low, self.high)
 
+    def _anchor(self, init_mean: Tensor | None) -> Tensor:
+        """(A,) the action increments are summed from: `init_mean`'s first row, else the bounds' centre."""
+        if init_mean is None:
+            return (self.low + self.high) / 2
+        anchor = torch.as_tensor(init_mean, dtype=torch.float32)
+        return (anchor if anchor.ndim == 1 else anchor[0]).clamp(self.low, self.high)
+
+    def _to_actions(self, samples: Tensor, anchor: Tensor | None) -> Tensor:
+        """Search variables (..., H, A) -> actions within the bounds (increments are summed from `anchor`)."""
+        if anchor is not None:
+            samples = anchor + samples.cumsum(-2)
+        return samples.clamp(self.low, self.high)
+
+    def _from_actions(self, actions: Tensor, anchor: Tensor | None) -> Tensor:
+        """Actions (..., H, A) -> search variables: what a clipped sample effectively was."""
+        if anchor is None:
+            return actions
+        return torch.diff(actions, dim=-2, prepend=anchor.expand(*actions.shape[:-2], 1, actions.shape[-1]))
+
     def plan(self, state: Any, init_mean: Tensor | None = None) -> PlanResult:
         """Optimise an H-step action sequence from `state`; remembers the shifted mean for next time.
 
         `init_mean` ((A,) or (H, A)) seeds the first plan after `reset` (e.g. "stay where you are");
-        later plans start from the previous mean shifted by `execute_steps`.
+        later plans start from the previous mean shifted by `execute_steps`. With `increments`, it is
+        the action every plan's increments start from, so pass it on every call.
         """
         cfg = self.config
         half_range = (self.high - self.low) / 2  # (A,)
-        mean = self._initial_mean(init_mean)  # (H, A)
+        anchor = self._anchor(init_mean) if cfg.increments else None
+        mean = self._initial_mean(init_mean)  # (H, A) in search variables
         std = (cfg.init_std * half_range).expand(cfg.horizon, cfg.action_dim).clone()
         min_std = cfg.min_std * half_range
         history: list[dict[str, float]] = []
         best = None
         elites: Tensor | None = None
         for _ in range(cfg.iterations):
-            noise = torch.randn(cfg.candidates, cfg.horizon, cfg.action_dim, generator=self.generator)
-            samples = (mean + std * noise).clamp(self.low, self.high)  # (N, H, A)
+            noise = colored_noise(cfg.noise_beta, (cfg.candidates, cfg.action_dim), cfg.horizon, self.generator)
+            actions = self._to_actions(mean + std * noise, anchor)  # (N, H, A)
             if elites is not None and cfg.keep_elites:
-                samples[-cfg.keep_elites:] = elites[: cfg.keep_elites]
-            frames, rewards = self.dynamics.rollout(state, samples)
+                actions[-cfg.keep_elites:] = elites[: cfg.keep_elites]
+            frames, rewards = self.dynamics.rollout(state, actions)
             scores = self.objective(frames, rewards).detach().float().cpu()  # (N,)
             if scores.shape != (cfg.candidates,):
                 raise ValueError(f"objective returned shape {tuple(scores.shape)}, expected ({cfg.candidates},)")
             scores = torch.nan_to_num(scores, nan=-float("inf"))
             elite_scores, elite_idx = scores.topk(cfg.elites)
-            elites = samples[elite_idx]  # (E, H, A)
-            mean = cfg.momentum * mean + (1 - cfg.momentum) * elites.mean(0)
-            std = cfg.momentum * std + (1 - cfg.momentum) * elites.std(0, unbiased=False)
+            elites = actions[elite_idx]  # (E, H, A)
+            elite_samples = self._from_actions(elites, anchor)
+            mean = cfg.momentum * mean + (1 - cfg.momentum) * elite_samples.mean(0)
+            std = cfg.momentum * std + (1 - cfg.momentum) * elite_samples.std(0, unbiased=False)
             std = torch.maximum(std, min_std)
             top = int(elite_idx[0])
-            best = (samples[top], float(elite_scores[0]), top, _pick(frames, top), _pick(rewards, top))
+            best = (actions[top], float(elite_scores[0]), top, _pick(frames, top), _pick(rewards, top))
             history.append({"best": float(elite_scores[0]), "elite_mean": float(elite_scores.mean()),
                             "std": float(std.mean())})
         assert best is not None  # iterations >= 1
-        mean = mean.clamp(self.low, self.high)
-        chosen = mean if cfg.execute == "mean" else best[0]
+        chosen = self._to_actions(mean, anchor) if cfg.execute == "mean" else best[0]
         k = cfg.execute_steps
-        # Warm start: drop the executed steps, repeat the last planned action to refill the horizon.
-        self._warm_mean = torch.cat([chosen[k:], chosen[-1:].expand(k, -1)])
+        # Warm start: drop the executed steps and refill the horizon by holding the last planned action
+        # (for increments: zero change).
+        searched = self._from_actions(chosen, anchor)
+        tail = torch.zeros_like(searched[-1:]) if cfg.increments else searched[-1:]
+        self._warm_mean = torch.cat([searched[k:], tail.expand(k, -1)])
         return PlanResult(actions=chosen.clone(), execute=chosen[:k].clone(), best_actions=best[0].clone(),
                           best_score=best[1], best_index=best[2], best_frames=best[3], best_rewards=best[4],
                           history=history)
+
+
+def colored_noise(beta: float, batch: tuple[int, ...], length: int, generator: torch.Generator) -> Tensor:
+    """(*batch[:-1], length, batch[-1]) unit-variance Gaussian noise with power spectrum ~ 1/f^beta along `length`.
+
+    Written here (the `colorednoise` package does the same with numpy's global RNG) so that plans stay
+    seeded by the planner's own torch generator. beta = 0 is plain `torch.randn`.
+    """
+    rows, dim = batch[:-1], batch[-1]
+    if beta == 0:
+        return torch.randn(*rows, length, dim, generator=generator)
+    freqs = torch.fft.rfftfreq(length).clamp_min(1.0 / length)  # lowest frequency floored at 1/length
+    scale = freqs ** (-beta / 2)
+    spectrum = torch.complex(torch.randn(*rows, dim, len(freqs), generator=generator),
+                             torch.randn(*rows, dim, len(freqs), generator=generator)) * scale
+    # The DC term (and the Nyquist term for an even length) must be real for a real signal.
+    spectrum[..., 0] = spectrum[..., 0].real * 2 ** 0.5
+    if length % 2 == 0:
+        spectrum[..., -1] = spectrum[..., -1].real * 2 ** 0.5
+    # Exact variance of each step of the inverse transform: DC (and an even length's Nyquist) term
+    # contributes 2 s^2, every other frequency 4 s^2, all over length^2. Dividing makes it unit.
+    term_variance = 4 * scale.square()
+    term_variance[0] /= 2
+    if length % 2 == 0:
+        term_variance[-1] /= 2
+    sigma = term_variance.sum().sqrt() / length
+    signal = torch.fft.irfft(spectrum, n=length) / sigma  # (*rows, dim, length)
+    return signal.transpose(-1, -2).contiguous()
 
 
 def _pick(values: Tensor | None, index: int) -> Tensor | None:

@@ -150,14 +150,17 @@ def run_episode(env: Any, controller: Controller, *, seed: int, max_steps: int, 
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, float]:
-    """Mean metrics over episodes of one controller."""
+    """Mean metrics over episodes of one controller, with the spread of the coverage gain across them."""
     if not results:
         return {}
+    gains = np.asarray([r.final_coverage - r.initial_coverage for r in results])
     return {
         "episodes": len(results),
         "success_rate": float(np.mean([r.success for r in results])),
         "initial_coverage": float(np.mean([r.initial_coverage for r in results])),
         "final_coverage": float(np.mean([r.final_coverage for r in results])),
+        "coverage_gain": float(gains.mean()),
+        "coverage_gain_std": float(gains.std()),
         "max_coverage": float(np.mean([r.max_coverage for r in results])),
         "final_reward": float(np.mean([r.final_reward for r in results])),
         "total_reward": float(np.mean([r.total_reward for r in results])),

@@ -1,0 +1,93 @@
+"""How well a world model ranks candidate plans, against the simulator, for two ways of sampling them.
+
+    python benchmarks/plan_ranking.py --checkpoint checkpoints/pusht            # 16 near-goal states
+    python benchmarks/plan_ranking.py --checkpoint checkpoints/pusht --quick    # 3 states, smoke run
+
+CEM can only be as good as the ranking its model gives to the candidates it samples. For each start
+state (near-goal Push-T starts, after a few random steps), this draws the candidates of one CEM
+iteration two ways, with the spreads `ivideogpt plan` uses:
+- `positions`: every step an independent target position around the agent (white noise);
+- `increments`: per-step changes summed from the agent's position (drifting paths, as in demonstrations).
+It scores them by the world model's predicted return and by the simulator's real one (`PushTOracle`,
+the same action repeat), and prints, per prefix of the horizon, the Spearman correlation of the two
+and the real return gained by executing the model's top pick, as a fraction of what the simulator's
+own top pick gains (both over the candidates' mean): the share of the oracle's choice the model keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from _common import add_common_args, markdown_table, setup
+from scipy.stats import spearmanr
+from tqdm import tqdm
+
+from ivideogpt.commands.plan import load_world_model
+from ivideogpt.planning.dynamics import WorldModelDynamics, context_from_history
+from ivideogpt.planning.experiment import start_options
+from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW, PushTOracle, agent_position, make_pusht, snapshot
+
+SHAPES = {"positions": 0.15, "increments": 0.1}  # name -> std as a fraction of the half action range
+
+
+def candidates(shape: str, anchor: np.ndarray, count: int, horizon: int, rng: np.random.Generator) -> torch.Tensor:
+    """(count, horizon, 2) target positions: independent around `anchor`, or increments summed from it."""
+    std = SHAPES[shape] * (ACTION_HIGH - ACTION_LOW) / 2
+    noise = rng.normal(0.0, std, (count, horizon, 2))
+    paths = anchor + (noise.cumsum(1) if shape == "increments" else noise)
+    return torch.as_tensor(paths, dtype=torch.float32).clamp(ACTION_LOW, ACTION_HIGH)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="checkpoints/pusht")
+    parser.add_argument("--states", type=int, default=16)
+    parser.add_argument("--candidates", type=int, default=48)
+    parser.add_argument("--horizon", type=int, default=6)
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--samples", type=int, default=2, help="imagined rollouts averaged per candidate")
+    add_common_args(parser)
+    args = parser.parse_args()
+    device = setup(args, "plan ranking")
+    states = 3 if args.quick else args.states
+    world_model = load_world_model(args.checkpoint, str(device), temperature=args.temperature)
+    repeat = world_model.action_repeat or 1
+    env, oracle = make_pusht(64, action_repeat=repeat), PushTOracle(64, action_repeat=repeat)
+    prefixes = sorted({1, 2, 3, args.horizon})
+    found: dict[str, dict[int, list[tuple[float, float, float]]]] = {s: {k: [] for k in prefixes} for s in SHAPES}
+    rng = np.random.default_rng(0)
+    for episode in tqdm(range(states), desc="start states"):
+        observation, _ = env.reset(seed=episode, options=start_options("near-goal", episode))
+        frames, actions = [observation["pixels"]], []
+        for _ in range(int(rng.integers(0, 3))):  # a few small random moves: more varied states
+            action = agent_position(env) + rng.normal(0.0, 20.0, 2).astype(np.float32)
+            observation, *_ = env.step(action)
+            frames.append(observation["pixels"])
+            actions.append(action)
+        context = context_from_history(frames, actions, world_model.context_frames)
+        for shape in SHAPES:
+            plans = candidates(shape, agent_position(env), args.candidates, args.horizon, rng)
+            real = oracle.rollout(snapshot(env), plans)[1].numpy()
+            dynamics = WorldModelDynamics(world_model.model, action_low=world_model.action_low,
+                                          action_high=world_model.action_high, seed=episode, decode=False)
+            predicted = np.mean([dynamics.rollout(context, plans)[1].numpy() for _ in range(args.samples)], axis=0)
+            for k in prefixes:
+                real_k, predicted_k = real[:, :k].sum(1), predicted[:, :k].sum(1)
+                rho = spearmanr(predicted_k, real_k).statistic
+                found[shape][k].append((rho, real_k[predicted_k.argmax()] - real_k.mean(), real_k.max() - real_k.mean()))
+    rows = []
+    for shape, by_prefix in found.items():
+        for k, values in by_prefix.items():
+            rho, picked, best = (np.asarray(v, dtype=float) for v in zip(*values))
+            rows.append([shape, k, f"{np.nanmean(rho):.2f}", f"{picked.mean():.3f}", f"{best.mean():.3f}",
+                         f"{picked.mean() / best.mean():.0%}" if best.mean() > 0 else "n/a"])
+    print(f"{states} near-goal states x {args.candidates} candidates, T {args.temperature}, "
+          f"{args.samples} imagined rollouts per candidate, action repeat {repeat}\n")
+    print(markdown_table(["candidates", "steps scored", "Spearman (model vs real)", "real gain of model's pick",
+                          "real gain of oracle's pick", "share of oracle's"], rows))
+
+
+if __name__ == "__main__":
+    main()
