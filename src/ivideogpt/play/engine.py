@@ -125,7 +125,7 @@ class PlayEngine:
                 step.real_frame, step.real_reward = session.real.step(raw)
                 stepped.timings["simulator"] = 1000 * (time.perf_counter() - sim_begun)
                 step.psnr = frame_psnr(step.frame, step.real_frame)
-            session.undo = session.undo[-(self.max_undo - 1):] + [undo] if self.max_undo > 0 else []
+            session.undo = (session.undo + [undo])[-self.max_undo:] if self.max_undo > 0 else []
             session.state = stepped.state
             session.steps.append(step)
         if click_to_frame_ms is not None and math.isfinite(click_to_frame_ms) and click_to_frame_ms >= 0:
