@@ -7,6 +7,7 @@ prints the median click-to-frame latency with its split every `--report-every` s
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 HELP = "drive the world model in the browser: click where the pusher goes, see the predicted frames"
@@ -23,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="sampling temperature of predicted tokens (0: the most likely code, steady frames)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: a tiny model's per-token matmuls are too small to split, "
+                             "and the browser needs a core too)")
     parser.add_argument("--max-sessions", type=int, default=16, help="open sessions kept (least recently used dropped)")
     parser.add_argument("--idle-minutes", type=float, default=10.0, help="a session idle this long is dropped")
     parser.add_argument("--report-every", type=int, default=20, help="print the latency every N steps (0: only on exit)")
@@ -38,27 +41,29 @@ def run(args: argparse.Namespace) -> int:
     from ivideogpt.play.model import load_play_model
     from ivideogpt.play.session import SessionStore
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     if not Path(args.checkpoint).exists():
         raise SystemExit(f"no checkpoint at {args.checkpoint}")
     model = load_play_model(args.checkpoint, args.data, args.device, args.temperature)
     if not model.describe()["starts"]:
         raise SystemExit(f"{args.checkpoint} is not a Push-T model and no held-out clips were found to start "
                          f"from: pass --data with its training data folder")
-    engine = PlayEngine(model, SessionStore(args.max_sessions, 60 * args.idle_minutes))
-    engine.warm_up()
-
     def report(steps: int) -> None:
         if args.report_every > 0 and steps % args.report_every == 0:
             print(engine.latency.summary(), flush=True)
 
-    engine.on_step = report
+    store = SessionStore(args.max_sessions, 60 * args.idle_minutes)
+    store.prune_every(30.0)
+    engine = PlayEngine(model, store, on_step=report)
+    engine.warm_up()
     print(f"ivideogpt play: {args.checkpoint} ({model.action_dim}-d actions, "
           f"{'Push-T' if model.is_pusht else 'sliders'}, {len(model.clips)} held-out clips) "
           f"at http://{args.host}:{args.port}/", flush=True)
+    # uvicorn serves until Ctrl-C or SIGTERM, then raises the signal again: end like Ctrl-C on either
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning")
-    finally:
-        print(engine.latency.summary(), flush=True)
+        uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning", lifespan="off")
+    except KeyboardInterrupt:
+        pass
+    print(engine.latency.summary(), flush=True)
     return 0

@@ -6,12 +6,10 @@ answer 4xx with `{"detail": "<what is wrong>"}`; nothing a request sends stops t
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import io
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -57,10 +55,10 @@ def png_url(frame: np.ndarray) -> str:
 
 def session_reply(session: Session, engine: PlayEngine | None = None) -> dict[str, Any]:
     """The page's view of a session: its newest frames, the reward and PSNR curves, and the step's latency."""
-    frames, real = session.frames(), session.real_frames()
+    frame, real = session.latest()
     reply: dict[str, Any] = {
         "session": session.id, "start": session.start, "step": len(session.steps),
-        "frame": png_url(frames[-1]), "real_frame": None if real is None else png_url(real[-1]),
+        "frame": png_url(frame), "real_frame": None if real is None else png_url(real),
         "rewards": [s.reward for s in session.steps], "real_rewards": [s.real_reward for s in session.steps],
         "psnr": [s.psnr for s in session.steps], "actions": [s.action.tolist() for s in session.steps],
         "can_undo": bool(session.steps and session.undo)}
@@ -69,21 +67,10 @@ def session_reply(session: Session, engine: PlayEngine | None = None) -> dict[st
     return reply
 
 
-def create_app(engine: PlayEngine, prune_every: float = 30.0) -> FastAPI:
+def create_app(engine: PlayEngine) -> FastAPI:
     """The play server of `engine`: the page at `/`, its files under `/static`, the API under `/api`."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async def prune() -> None:
-            while True:
-                await asyncio.sleep(prune_every)
-                engine.store.prune()
-
-        task = asyncio.create_task(prune())
-        yield
-        task.cancel()
-
-    app = FastAPI(title="ivideogpt play", lifespan=lifespan)
+    app = FastAPI(title="ivideogpt play")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(PlayError)

@@ -56,6 +56,12 @@ class Session:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """one request at a time per session (a double click steps twice, in order)."""
 
+    def latest(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The newest predicted frame (H, W, 3) uint8 and the simulator's beside it (None without one)."""
+        if not self.steps:
+            return self.context[-1], None if self.real is None else self.context[-1]
+        return self.steps[-1].frame, self.steps[-1].real_frame
+
     def frames(self) -> np.ndarray:
         """(Tc + steps, H, W, 3) uint8: the start frames, then every predicted frame."""
         return np.concatenate([self.context, np.stack([s.frame for s in self.steps])]) if self.steps else self.context
@@ -122,6 +128,17 @@ class SessionStore:
         """Drop the sessions idle for longer than `idle_seconds`; how many were dropped."""
         with self._lock:
             return self._prune_locked()
+
+    def prune_every(self, seconds: float) -> threading.Thread:
+        """Prune in a daemon thread every `seconds`, so idle sessions go even when no request comes."""
+        def loop() -> None:
+            while True:
+                time.sleep(seconds)
+                self.prune()
+
+        thread = threading.Thread(target=loop, name="prune-sessions", daemon=True)
+        thread.start()
+        return thread
 
     def _prune_locked(self) -> int:
         now = time.monotonic()
