@@ -51,3 +51,15 @@ def test_recent_frames_come_with_the_actions_between_them() -> None:
     assert [int(f[0, 0, 0]) for f in frames] == [0, 2, 3] and actions[:, 0].tolist() == [2, 3]
     frames, actions = s.recent(1)
     assert len(frames) == 1 and actions is None
+
+
+def test_recent_frames_reach_back_into_the_start_frames() -> None:
+    from ivideogpt.play.session import Step
+
+    s = Session(id="s", context=np.stack([np.full((4, 4, 3), v, np.uint8) for v in (7, 8)]),
+                context_actions=np.full((1, 2), 5, np.float32), start={}, state=None)
+    frames, actions = s.recent(2)
+    assert [int(f[0, 0, 0]) for f in frames] == [7, 8] and actions[:, 0].tolist() == [5]
+    s.steps.append(Step(action=np.full(2, 6, np.float32), frame=np.full((4, 4, 3), 9, np.uint8), reward=None))
+    frames, actions = s.recent(3)
+    assert [int(f[0, 0, 0]) for f in frames] == [7, 8, 9] and actions[:, 0].tolist() == [5, 6]

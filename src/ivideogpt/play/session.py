@@ -74,12 +74,14 @@ class Session:
 
     def recent(self, count: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The newest `count` frames (count, H, W, 3) and the (count - 1, A) raw actions between them."""
-        frames = self.frames()[-count:]
-        actions = [s.action for s in self.steps]
-        if self.context_actions is not None:
-            actions = list(self.context_actions) + actions
-        between = actions[len(actions) - (count - 1):] if count > 1 else []
-        return frames, np.stack(between) if between else None
+        frames = [s.frame for s in self.steps[max(0, len(self.steps) - count):]] if count else []
+        older = count - len(frames)  # the rest come from the start frames
+        frames = list(self.context[max(0, len(self.context) - older):]) + frames if older else frames
+        actions = [s.action for s in self.steps[max(0, len(self.steps) - (count - 1)):]] if count > 1 else []
+        older = count - 1 - len(actions)
+        if older > 0 and self.context_actions is not None:
+            actions = list(self.context_actions[max(0, len(self.context_actions) - older):]) + actions
+        return np.stack(frames), np.stack(actions) if actions else None
 
 
 class SessionStore:
