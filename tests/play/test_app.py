@@ -122,3 +122,17 @@ def test_bad_sessions_starts_and_exports_are_refused(client: TestClient) -> None
     assert undo.status_code == 409 and "nothing to undo" in undo.json()["detail"]
     export = client.get(f"/api/sessions/{sid}/export.avi")
     assert export.status_code == 422 and "gif or mp4" in export.json()["detail"]
+
+
+def test_a_model_without_push_t_gets_clip_starts_and_actions_of_its_own_size(slider_engine: PlayEngine) -> None:
+    with TestClient(create_app(slider_engine)) as client:
+        info = client.get("/api/info").json()
+        assert not info["pusht"] and info["starts"] == ["clip"] and info["action_low"] == [-1.0] * 3
+        session = client.post("/api/sessions", json={"start": "clip", "clip": 0}).json()
+        assert session["start"]["episode"] == "episode_000001" and session["real_frame"] is None
+        reply = client.post(f"/api/sessions/{session['session']}/step", json={"action": [0.5, -0.5, 0.0]})
+        assert reply.status_code == 200 and reply.json()["psnr"] == [None]
+        short = client.post(f"/api/sessions/{session['session']}/step", json={"action": [0.5, -0.5]})
+        assert short.status_code == 422 and short.json()["detail"].startswith("action must be a list of 3 numbers, got")
+        real = client.post("/api/sessions", json={"start": "clip", "real": True})
+        assert real.status_code == 422 and "Push-T" in real.json()["detail"]

@@ -41,6 +41,7 @@ function setUp(info) {
   $("model-info").textContent = `${info.checkpoint} · ${info.action_dim}-d actions · context ${info.context_frames} ` +
     `frame(s), window ${info.window} · ${info.clips} held-out clips`;
   for (const option of $("start-kind").options) option.disabled = !starts.includes(option.value);
+  if (!info.clips) $("start-kind").options[1].textContent = "held-out clip (none found: ivideogpt play --data DIR)";
   $("start-kind").value = starts[0];
   $("clip").max = Math.max(0, info.clips - 1);
   $("real-field").hidden = !info.pusht;
