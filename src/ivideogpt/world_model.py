@@ -73,11 +73,10 @@ class RolloutState:
         if any(s.length != first.length or s.num_context != first.num_context for s in states):
             raise ValueError(f"only states of one length and context size concatenate, got "
                              f"{[(s.length, s.num_context) for s in states]}")
-        caches = [s.cache for s in states]
         return replace(
             first, ids=torch.cat([s.ids for s in states]),
             actions=None if first.actions is None else torch.cat([s.actions for s in states]),
-            cache=None if first.cache is None else GrowingCache.concat(caches),
+            cache=None if first.cache is None else GrowingCache.concat([s.cache for s in states]),
             decoder_features=type(first.decoder_features).concat([s.decoder_features for s in states]))
 
     def index(self, rows: Tensor | list[int]) -> "RolloutState":
@@ -158,7 +157,7 @@ class WorldModel:
         `decode=False` skips the tokenizer's decode and returns None for the frames: the new codes are
         still kept in the state (`decode_frames` turns them into frames later, for any rows).
         """
-        codes, hidden = self._advance(actions)
+        _, hidden = self._advance(actions)
         rewards = self.transformer.predict_reward(hidden[:, -1]).float() if self.predicts_reward else None
         if not decode:
             return None, rewards

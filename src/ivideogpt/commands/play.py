@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and the browser needs a core too)")
     parser.add_argument("--max-sessions", type=int, default=16, help="open sessions kept (least recently used dropped)")
     parser.add_argument("--idle-minutes", type=float, default=10.0, help="a session idle this long is dropped")
-    parser.add_argument("--report-every", type=int, default=20, help="print the latency every N steps (0: only on exit)")
+    parser.add_argument("--report-every", type=int, default=20,
+                        help="print the latency every N steps (0: only on exit)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -70,7 +70,9 @@ class Session:
         """(Tc + steps, H, W, 3) uint8 of the simulator beside the model, or None without one."""
         if self.real is None:
             return None
-        return np.concatenate([self.context, np.stack([s.real_frame for s in self.steps])]) if self.steps else self.context
+        if not self.steps:
+            return self.context
+        return np.concatenate([self.context, np.stack([s.real_frame for s in self.steps])])
 
     def recent(self, count: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The newest `count` frames (count, H, W, 3) and the (count - 1, A) raw actions between them."""
