@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[sim,dev]'
+	$(PIP) -e '.[sim,dev,play]'
 	# lpips only for its small linear-layer weights; its torchvision dependency is deliberately skipped.
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps lpips==0.1.4
 	touch $@

@@ -5,7 +5,7 @@ import torch
 
 from ivideogpt.tokenizer import tokenizer_tiny
 from ivideogpt.transformer import transformer_tiny
-from ivideogpt.world_model import WorldModel
+from ivideogpt.world_model import RolloutState, WorldModel
 
 
 VARIANTS = {"rope": {}, "rope+spatial": {"spatial_positions": True},
@@ -135,3 +135,39 @@ def test_errors(parts) -> None:
         world.rollout(context(2, 1), torch.zeros(3, 2, 2))
     with pytest.raises(ValueError, match="do not match"):
         WorldModel(tokenizer, transformer_tiny(codebook_size=64).build())
+
+
+def test_concatenated_states_step_like_each_alone(parts) -> None:
+    """Two rollouts joined along the batch (one forward) give, greedily, what each gives alone."""
+    world = WorldModel(*parts, temperature=0.0)
+    a = world.reset(context(1, 2), torch.randn(1, 1, 2))
+    b = world.reset(context(1, 2) * 0.5, torch.randn(1, 1, 2))
+    actions = torch.randn(2, 2)
+    world.set_state(RolloutState.concat([a, b]))
+    together, rewards = world.step(actions)
+    joined = world.state
+    for row, state in enumerate((a, b)):
+        world.set_state(state)
+        alone, reward = world.step(actions[row : row + 1])
+        torch.testing.assert_close(together[row : row + 1], alone, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(rewards[row : row + 1], reward, rtol=1e-4, atol=1e-4)
+        assert torch.equal(joined.index([row]).ids, world.state.ids)
+
+
+def test_states_of_different_lengths_do_not_concatenate(parts) -> None:
+    world = WorldModel(*parts)
+    a = world.reset(context(1, 2), torch.randn(1, 1, 2))
+    b = world.reset(context(1, 2), torch.randn(1, 1, 2))
+    world.step(torch.randn(1, 2))
+    with pytest.raises(ValueError, match="one length"):
+        RolloutState.concat([a, b])
+
+
+def test_decode_latest_is_the_frame_step_returns(parts) -> None:
+    world = WorldModel(*parts, seed=0)
+    world.reset(context(2, 2), torch.randn(2, 1, 2))
+    frames, _ = world.step(torch.randn(2, 2))
+    torch.testing.assert_close(world.decode_latest(), frames)
+    world.reset(context(2, 2), torch.randn(2, 1, 2))
+    with pytest.raises(ValueError, match="no future frame"):
+        world.decode_latest()

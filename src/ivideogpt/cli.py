@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate-policy": "ivideogpt.commands.evaluate_policy",
     "import-official": "ivideogpt.commands.import_official",
     "predict": "ivideogpt.commands.predict",
+    "play": "ivideogpt.commands.play",
 }
 
 

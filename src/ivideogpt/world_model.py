@@ -63,6 +63,22 @@ class RolloutState:
             cache=None if self.cache is None else self.cache.copy(repeats=n),
             decoder_features=self.decoder_features.repeat(n) if n > 1 else self.decoder_features)
 
+    @staticmethod
+    def concat(states: list["RolloutState"]) -> "RolloutState":
+        """One state holding the batch rows of `states` one after another (one forward steps them all).
+
+        They must be at the same point: equal token length and context size (their caches then line up).
+        """
+        first = states[0]
+        if any(s.length != first.length or s.num_context != first.num_context for s in states):
+            raise ValueError(f"only states of one length and context size concatenate, got "
+                             f"{[(s.length, s.num_context) for s in states]}")
+        return replace(
+            first, ids=torch.cat([s.ids for s in states]),
+            actions=None if first.actions is None else torch.cat([s.actions for s in states]),
+            cache=None if first.cache is None else GrowingCache.concat([s.cache for s in states]),
+            decoder_features=type(first.decoder_features).concat([s.decoder_features for s in states]))
+
     def index(self, rows: Tensor | list[int]) -> "RolloutState":
         """An independent copy holding only batch `rows`."""
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.ids.device)
@@ -141,13 +157,24 @@ class WorldModel:
         `decode=False` skips the tokenizer's decode and returns None for the frames: the new codes are
         still kept in the state (`decode_frames` turns them into frames later, for any rows).
         """
-        codes, hidden = self._advance(actions)
+        _, hidden = self._advance(actions)
         rewards = self.transformer.predict_reward(hidden[:, -1]).float() if self.predicts_reward else None
         if not decode:
             return None, rewards
-        future_ids = codes.reshape(-1, 1, *self.layout.future_grid)  # (B, 1, h', w')
-        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), self.state.decoder_features)[:, 0]
-        return frames.clamp(-1.0, 1.0), rewards
+        return self.decode_latest(), rewards
+
+    @torch.inference_mode()
+    def decode_latest(self) -> Tensor:
+        """Frames (B, 3, H, W) in [-1, 1] of the newest future frame: what `step` returns, decoded on its own.
+
+        `step(decode=False)` then `decode_latest()` times the transformer and the decoder apart (`ivideogpt play`).
+        """
+        state = self._require_state()
+        if state.num_future == 0:
+            raise ValueError("the state holds no future frame to decode")
+        future_ids = self.layout.split_future(state.ids, state.num_context)[:, -1:]  # (B, 1, h', w')
+        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
+        return frames.clamp(-1.0, 1.0)
 
     @torch.inference_mode()
     def score_step(self, codes: Tensor, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:

@@ -57,6 +57,12 @@ class ContextFeatures:
             index = torch.as_tensor(index, dtype=torch.long)
         return self._map(lambda t: t[index])
 
+    @staticmethod
+    def concat(parts: list["ContextFeatures"]) -> "ContextFeatures":
+        """The batch elements of `parts` one after another (all with the same levels and frame count)."""
+        frames = None if parts[0].frames is None else torch.cat([p.frames for p in parts])
+        return ContextFeatures([torch.cat(maps) for maps in zip(*(p.levels for p in parts))], frames)
+
     def to(self, device: torch.device | str) -> "ContextFeatures":
         return self._map(lambda t: t.to(device))
 
