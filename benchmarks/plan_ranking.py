@@ -17,11 +17,12 @@ own top pick gains (both over the candidates' mean): the share of the oracle's c
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import numpy as np
 import torch
 from _common import add_common_args, markdown_table, setup
-from scipy.stats import spearmanr
+from scipy.stats import ConstantInputWarning, spearmanr
 from tqdm import tqdm
 
 from ivideogpt.commands.plan import load_world_model
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2, help="imagined rollouts averaged per candidate")
     add_common_args(parser)
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=ConstantInputWarning)  # ties everywhere: rho is nan, skipped
     device = setup(args, "plan ranking")
     states = 3 if args.quick else args.states
     world_model = load_world_model(args.checkpoint, str(device), temperature=args.temperature)

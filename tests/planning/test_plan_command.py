@@ -39,6 +39,7 @@ def test_plan_command_with_world_model_checkpoint(tmp_path, monkeypatch, tiny_wo
     assert report["summary"]["world-model"]["steps"] == 2
     assert report["video_panels"] == ["world-model real", "world-model imagined"]
     assert report["summary"]["world-model"]["episodes"] == 1
+    assert report["world_model"] == {"checkpoint": "ckpt", "temperature": 0.5, "context_frames": 2}
 
 
 def test_plan_command_needs_checkpoint_for_world_model(tmp_path) -> None:

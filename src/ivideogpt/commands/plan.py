@@ -174,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
     cem = cem_config(args)
     env = make_pusht(settings.size, action_repeat=settings.action_repeat)
     try:
-        report = run_experiment(env, make_controllers(settings, cem, world_model), settings, args.out, cem=cem)
+        model_facts = None if world_model is None else {
+            "checkpoint": args.checkpoint, "temperature": args.temperature, "context_frames": world_model.context_frames}
+        report = run_experiment(env, make_controllers(settings, cem, world_model), settings, args.out, cem=cem,
+                                world_model=model_facts)
     finally:
         env.close()
     print(format_table(report))

@@ -137,8 +137,12 @@ def make_controllers(settings: PlanSettings, cem: CEMConfig, world_model: Loaded
 
 
 def run_experiment(env: Any, controllers: list[Controller], settings: PlanSettings, out_dir: str | Path,
-                   cem: CEMConfig | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Play `settings.episodes` episodes per controller; write `results.json` and videos under `out_dir`."""
+                   cem: CEMConfig | None = None, log: Callable[[str], None] = print,
+                   world_model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Play `settings.episodes` episodes per controller; write `results.json` and videos under `out_dir`.
+
+    `world_model` (checkpoint, sampling temperature, ...) is recorded in the report as given.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[EpisodeResult]] = {c.name: [] for c in controllers}
@@ -159,6 +163,7 @@ def run_experiment(env: Any, controllers: list[Controller], settings: PlanSettin
         "env": "pusht",
         "settings": asdict(settings),
         "cem": asdict(cem) if cem is not None else None,
+        "world_model": world_model,
         "summary": (summary := {name: summarize(rs) for name, rs in results.items()}),
         "gain_vs_oracle": gain_vs_oracle(summary),
         "episodes": {name: [r.metrics() for r in rs] for name, rs in results.items()},
