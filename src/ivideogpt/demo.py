@@ -226,12 +226,10 @@ def reward_errors(batch: Any, predicted_rewards: torch.Tensor) -> dict[str, floa
             "reward_mae_constant_baseline": round(float((target - target.mean()).abs().mean()), 4)}
 
 
-def write_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clips: int = 4, scale: int = 2) -> Path:
+def prediction_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clips: int = 4,
+                   scale: int = 2) -> Path:
     """Looping GIF: a row per clip, columns `ground truth | each prediction (B, H, 3, h, w) | copy last frame`."""
-    import imageio.v3 as iio
-    from PIL import Image, ImageDraw
-
-    from ivideogpt.train.tracking import video_grid
+    from ivideogpt.media import video_grid, with_header, write_video
 
     chosen = torch.linspace(0, batch.frames.shape[0] - 1, min(clips, batch.frames.shape[0])).long()
     context = batch.context_frames[chosen]
@@ -241,19 +239,9 @@ def write_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clip
                "copy last frame": torch.cat([context, context[:, -1:].expand(-1, horizon, -1, -1, -1)], dim=1)}
     grid = video_grid(list(columns.values()), max_items=len(chosen))  # (T, H*rows, W*columns, 3)
     grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
-    width, column = grid.shape[2], grid.shape[2] // len(columns)
-    frames = []
-    for t, image in enumerate(grid):
-        header = Image.new("RGB", (width, 28), "white")
-        draw = ImageDraw.Draw(header)
-        for i, label in enumerate(columns):
-            draw.text((i * column + 4, 2), label, fill="black")
-        phase = "context" if t < batch.num_context else f"predicted +{t - batch.num_context + 1}"
-        draw.text((4, 15), f"frame {t}: {phase}", fill="grey")
-        frames.append(np.concatenate([np.asarray(header), image], axis=0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.stack(frames), extension=".gif", duration=400, loop=0)
-    return path
+    notes = [f"frame {t}: " + ("context" if t < batch.num_context else f"predicted +{t - batch.num_context + 1}")
+             for t in range(grid.shape[0])]
+    return write_video(path, with_header(grid, list(columns), grid.shape[2] // len(columns), notes), fps=2.5)
 
 
 def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -327,7 +315,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                "copy_last_frame": frame_scores(batch.context_frames[:, -1:].expand_as(truth), truth)}
     metrics["seconds"] = {**timings, "total": round(time.perf_counter() - began, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_gif(out / "prediction.gif", batch, predictions)
+    prediction_gif(out / "prediction.gif", batch, predictions)
     if config.export:
         print(f"      exported the world model to {export_model(out / 'transformer', config.export)}")
     return metrics

@@ -17,10 +17,11 @@ import torch
 
 from ivideogpt.configuration import config_to_dict
 from ivideogpt.envs.rl_wrappers import EnvConfig, make_rl_env
+from ivideogpt.media import side_by_side, write_video
 from ivideogpt.rl import checkpoint as rl_checkpoint
 from ivideogpt.rl.drqv2 import DrQV2Agent, DrQV2Config
 from ivideogpt.rl.imagination import ImaginationModel, imagine
-from ivideogpt.rl.logger import RLLogger, side_by_side, write_video
+from ivideogpt.rl.logger import RLLogger
 from ivideogpt.rl.mbpo import MBPO, MBPOConfig
 from ivideogpt.rl.replay import SegmentReplay
 from ivideogpt.train.rng import capture_rng, restore_rng
@@ -186,7 +187,7 @@ class RLTrainer:
         replay = iter(actions)
         out = imagine(self.mbpo.model, lambda obs: next(replay)[None].expand(obs.shape[0], -1),
                       real[None, :k], clip.actions[:, :k - 1].numpy(), c.horizon, self.config.env.frame_stack)
-        return side_by_side(real, out.frames[0])
+        return side_by_side(real, out.frames[0], scale=1)
 
     def _eval_and_record(self, agent_step: int, env_step: int) -> dict[str, float]:
         logs, video = self.evaluate(agent_step)

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
-from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, align_actions, align_per_step, coerce_frames
 
 FRAME_KEYS = ("frames", "image", "images", "obs", "observation", "observations", "rgb", "pixels",
@@ -159,17 +158,13 @@ class NpzReader(FileTreeReader):
     """A directory tree of `.npz` episodes (or one file); the episode id is the relative path."""
 
     suffixes = (".npz",)
+    read_errors = READ_ERRORS
 
-    def scan(self, report: DataReport) -> list[EpisodeInfo]:
-        infos = []
-        for file in self.files():
-            report.found += 1
-            episode_id = self.file_id(file)
-            try:
-                infos.append(info_from_shapes(episode_id, npz_shapes(file), self.options, file))
-            except READ_ERRORS as error:
-                report.skip(str(file), f"{type(error).__name__}: {error}", _kind(error))
-        return infos
+    def index_file(self, file: Path, episode_id: str) -> EpisodeInfo:
+        return info_from_shapes(episode_id, npz_shapes(file), self.options, file)
+
+    def skip_reason(self, error: BaseException) -> tuple[str, str]:
+        return f"{type(error).__name__}: {error}", _kind(error)
 
     def load(self, info: EpisodeInfo) -> Episode:
         return read_npz_episode(info.location, self.options)
