@@ -197,14 +197,6 @@ def _weights(checkpoint: Path, prefix: str) -> dict[str, Any]:
     return picked
 
 
-def load_objective(checkpoint: str | Path) -> nn.Module:
-    """The whole training objective of a checkpoint, weights loaded (e.g. to fine-tune it further)."""
-    path = ckpt.resolve(checkpoint)
-    objective = read_experiment(path, strict=False).build_objective(initialise=False)
-    ckpt.load_weights(objective, path)
-    return objective
-
-
 def load_model_from_checkpoint(path: Path) -> Any:
     """A tokenizer checkpoint -> the tokenizer (eval mode); a transformer checkpoint -> a `WorldModel`
     whose `.tokenizer` and `.transformer` are the trained modules (`.num_context` from its data config)."""
