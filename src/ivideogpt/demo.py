@@ -152,10 +152,10 @@ def experiment_files(config: DemoConfig, data: Path, heldout: list[str]) -> dict
 
 def train_stage(kind: str, config_file: Path) -> dict[str, Any]:
     """Run `ivideogpt train KIND --config FILE` in-process."""
-    from ivideogpt.commands.train import main as train_main
     from ivideogpt.train.experiments import load_experiment
+    from ivideogpt.train.run import train_experiment
 
-    return train_main(load_experiment(kind, config_file))
+    return train_experiment(load_experiment(kind, config_file))
 
 
 def evaluation_batch(run_dir: Path, config: DemoConfig) -> Any:
@@ -284,7 +284,7 @@ def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tu
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """All four stages; returns the metrics written to OUT/metrics.json."""
     from ivideogpt.eval.metrics import frame_scores
-    from ivideogpt.train.checkpoint import export_model, load_model
+    from ivideogpt.train import export_model, load_model
 
     began = time.perf_counter()
     out = Path(config.out)

@@ -10,7 +10,7 @@ import yaml
 
 from ivideogpt.cli import main
 from ivideogpt.data.convert import convert
-from ivideogpt.data.episode import load_episode
+from ivideogpt.data import load_episode
 from ivideogpt.data.sources import detect_format
 from ivideogpt.data.sources.tfrecord import encode_example, write_tfrecord
 from ivideogpt.media import write_video

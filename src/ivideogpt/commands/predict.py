@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.data.episode import EpisodeError, load_episode
+    from ivideogpt.data import EpisodeError, load_episode
     from ivideogpt.eval.metrics import psnr
     from ivideogpt.frames import to_model, to_uint8
     from ivideogpt.media import side_by_side, write_video

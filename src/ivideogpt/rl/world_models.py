@@ -42,7 +42,7 @@ def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr
                      device: str | torch.device = "cpu") -> WorldModelAdapter:
     """A pre-trained world model from a checkpoint (or run) directory holding a world model
     (an object with `.tokenizer` and `.transformer`), re-headed for `action_dim` and rewards."""
-    from ivideogpt.train.checkpoint import load_model
+    from ivideogpt.train import load_model
 
     loaded = load_model(path)
     tokenizer = getattr(loaded, "tokenizer", None)

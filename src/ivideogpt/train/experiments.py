@@ -1,4 +1,4 @@
-"""Experiment configs for `ivideogpt train tokenizer|transformer`, and rebuilding models from checkpoints.
+"""Experiment configs for `ivideogpt train tokenizer|transformer`: load them, read them back from checkpoints.
 
 An experiment = a model preset (its section layered on the preset's values) + data + training.
 The resolved experiment is saved as `config.yaml` in every checkpoint, so a checkpoint directory
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from safetensors.torch import load_file
 from torch import nn
 
 from ivideogpt.configuration import ConfigError, config_to_dict, from_dict, merge_tree, read_tree
@@ -49,7 +48,7 @@ class TokenizerExperiment:
 
         objective = TokenizerObjective(self.tokenizer)
         if initialise and self.init_from:
-            objective.tokenizer.load_state_dict(_weights(ckpt.resolve(self.init_from), "tokenizer."))
+            objective.tokenizer.load_state_dict(ckpt.read_weights(ckpt.resolve(self.init_from), "tokenizer."))
         return objective
 
 
@@ -104,7 +103,7 @@ class TransformerExperiment:
             raise ConfigError("a transformer run needs tokenizer_checkpoint (a trained tokenizer's run directory)")
         tokenizer = self.tokenizer.build()
         if initialise and self.tokenizer_checkpoint:  # a resumed run gets every weight from its own checkpoint
-            tokenizer.load_state_dict(_weights(source, "tokenizer."))
+            tokenizer.load_state_dict(ckpt.read_weights(source, "tokenizer."))
         if self.data.resolution != self.tokenizer.resolution:
             raise ConfigError(f"data.resolution={self.data.resolution} differs from the tokenizer's "
                               f"{self.tokenizer.resolution}")
@@ -114,7 +113,7 @@ class TransformerExperiment:
                                                future_grid=tuple(facts["future_tokens"]))
         transformer = self.transformer.build()
         if initialise and self.init_from:
-            transformer.load_pretrained(_weights(ckpt.resolve(self.init_from), "transformer."))
+            transformer.load_pretrained(ckpt.read_weights(ckpt.resolve(self.init_from), "transformer."))
         return TransformerObjective(transformer, tokenizer, self.objective)
 
 
@@ -186,32 +185,3 @@ def read_experiment(checkpoint: str | Path, strict: bool = True) -> Any:
                 log.warning("%s: ignoring %s keys this version does not know: %s", path, name, ", ".join(stale))
                 tree[name] = {k: v for k, v in tree[name].items() if k in known}
     return from_dict(EXPERIMENTS[kind], merge_tree(config_to_dict(EXPERIMENTS[kind]()), tree))
-
-
-def _weights(checkpoint: Path, prefix: str) -> dict[str, Any]:
-    """The tensors of `checkpoint/model.safetensors` under `prefix`, with the prefix removed."""
-    state = load_file(str(Path(checkpoint) / "model.safetensors"))
-    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not picked:
-        raise ckpt.CheckpointError(f"{checkpoint} has no {prefix.rstrip('.')} weights")
-    return picked
-
-
-def load_model_from_checkpoint(path: Path) -> Any:
-    """A tokenizer checkpoint -> the tokenizer (eval mode); a transformer checkpoint -> a `WorldModel`
-    whose `.tokenizer` and `.transformer` are the trained modules (`.num_context` from its data config)."""
-    experiment = read_experiment(path, strict=False)
-    if isinstance(experiment, TokenizerExperiment):
-        tokenizer = experiment.tokenizer.build()
-        tokenizer.load_state_dict(_weights(path, "tokenizer."))
-        return tokenizer.eval()
-    from ivideogpt.world_model import WorldModel
-
-    if experiment.tokenizer is None:
-        raise ConfigError(f"{path}/config.yaml lacks the tokenizer config it was trained with")
-    tokenizer, transformer = experiment.tokenizer.build(), experiment.transformer.build()
-    tokenizer.load_state_dict(_weights(path, "tokenizer."))
-    transformer.load_state_dict(_weights(path, "transformer."))
-    world_model = WorldModel(tokenizer, transformer)
-    world_model.num_context = experiment.data.num_context
-    return world_model

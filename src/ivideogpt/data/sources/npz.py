@@ -110,6 +110,14 @@ def read_npz_episode(source: str | Path | Any, options: dict[str, Any] | None = 
     return episode_from_arrays(arrays, options)
 
 
+def load_episode(path: str | Path, **options: str) -> Episode:
+    """Read one `.npz` episode in the project layout or a known alias layout; EpisodeError if unusable.
+
+    `options` name arrays explicitly (`image_key`, `action_key`, `reward_key`, `success_key`).
+    """
+    return read_npz_episode(Path(path), options)
+
+
 def npz_shapes(source: str | Path | Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array in an `.npz`, from the array headers only (no full decompression)."""
     shapes = {}
