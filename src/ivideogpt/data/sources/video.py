@@ -15,9 +15,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
+from ivideogpt.data.formats import VIDEO_SUFFIXES
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions, align_per_step
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".m4v")
 
 
 def _open(source: str | Path | bytes | BinaryIO) -> Any:
