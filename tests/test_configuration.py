@@ -105,3 +105,11 @@ def test_shipped_recipes_load(name: str) -> None:
         assert experiment.train.batch_size == 64 and experiment.train.grad_clip == 1.0
         expected = (500, "constant", 0.0) if kind == "tokenizer" else (5000, "cosine", 0.01)
         assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected
+
+
+def test_old_configs_keep_the_tokenizer_loss_in_the_tokenizer_section(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("kind: tokenizer\npreset: tokenizer_tiny\ntokenizer: {l2_weight: 1.0, perceptual_weight: 0.5}\n")
+    experiment = load_experiment("tokenizer", path)
+    assert (experiment.objective.l2_weight, experiment.objective.perceptual_weight) == (1.0, 0.5)
+    assert load_experiment("tokenizer", None, ["preset=tokenizer_cpu"]).objective.l1_weight == 0.0  # preset recipe

@@ -18,6 +18,7 @@ from torch import nn
 from ivideogpt.configuration import ConfigError, config_to_dict, from_dict, merge_tree, read_tree
 from ivideogpt.data.config import DataConfig
 from ivideogpt.tokenizer.config import TokenizerConfig
+from ivideogpt.tokenizer.objective import LOSS_FIELDS, TokenizerObjectiveConfig, preset_objective
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.transformer.config import TransformerConfig
@@ -33,6 +34,8 @@ class TokenizerExperiment:
     kind: Literal["tokenizer"] = "tokenizer"
     preset: str = "tokenizer_cpu"  # a tokenizer preset of `ivideogpt describe`
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # starts from the preset's values
+    objective: TokenizerObjectiveConfig = field(default_factory=TokenizerObjectiveConfig)  # the loss; starts from
+    #   the preset's recipe (tokenizer_cpu and tokenizer_tiny skip the perceptual loss)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # tokenizer checkpoint whose weights start this run (fine-tuning)
@@ -46,7 +49,7 @@ class TokenizerExperiment:
         """The TokenizerObjective to train (weights from `init_from` when `initialise`)."""
         from ivideogpt.tokenizer.objective import TokenizerObjective
 
-        objective = TokenizerObjective(self.tokenizer)
+        objective = TokenizerObjective(self.tokenizer, loss=self.objective)
         if initialise and self.init_from:
             objective.tokenizer.load_state_dict(ckpt.read_weights(ckpt.resolve(self.init_from), "tokenizer."))
         return objective
@@ -60,6 +63,8 @@ class TransformerExperiment:
     tokenizer_checkpoint: str | None = None  # trained tokenizer: a checkpoint or run directory (a tokenizer's or a
     #   world model's, e.g. one written by `ivideogpt import-official`)
     tokenizer: TokenizerConfig | None = None  # filled from tokenizer_checkpoint when the run starts
+    tokenizer_objective: TokenizerObjectiveConfig | None = None  # the loss the tokenizer was trained with (filled
+    #   from tokenizer_checkpoint when unset): what trains it further when objective.mode is full or tokenizer
     preset: str = "transformer_tiny"  # a transformer preset of `ivideogpt describe`
     transformer: TransformerConfig = field(default_factory=TransformerConfig)  # starts from the preset's values;
     #   codebook_size and token grids are always taken from the tokenizer
@@ -99,6 +104,8 @@ class TransformerExperiment:
             if saved.tokenizer is None:  # a world model's checkpoint carries the tokenizer it was trained with
                 raise ConfigError(f"tokenizer_checkpoint {source} holds a {saved.kind} run without a tokenizer")
             self.tokenizer = saved.tokenizer
+            if self.tokenizer_objective is None:
+                self.tokenizer_objective = saved.objective if saved.kind == "tokenizer" else saved.tokenizer_objective
         if self.tokenizer is None:
             raise ConfigError("a transformer run needs tokenizer_checkpoint (a trained tokenizer's run directory)")
         tokenizer = self.tokenizer.build()
@@ -114,7 +121,12 @@ class TransformerExperiment:
         transformer = self.transformer.build()
         if initialise and self.init_from:
             transformer.load_pretrained(ckpt.read_weights(ckpt.resolve(self.init_from), "transformer."))
-        return TransformerObjective(transformer, tokenizer, self.objective)
+        tokenizer_objective = None
+        if self.objective.mode != "transformer":
+            from ivideogpt.tokenizer.objective import TokenizerObjective
+
+            tokenizer_objective = TokenizerObjective(self.tokenizer, tokenizer, loss=self.tokenizer_objective)
+        return TransformerObjective(transformer, tokenizer, self.objective, tokenizer_objective)
 
 
 Experiment = Union[TokenizerExperiment, TransformerExperiment]
@@ -134,6 +146,7 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     tree = read_tree(None, overrides, base=tree)
     if tree.setdefault("kind", kind) != kind:
         raise ConfigError(f"{path or 'the overrides'} describe a {tree['kind']!r} run, not {kind!r}")
+    tree = _split_tokenizer_loss(tree)
     model_cls, section = _SECTIONS[kind]
     preset = tree.get("preset", cls.preset)
     if not isinstance(preset, str):
@@ -151,6 +164,8 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     if not isinstance(user, dict):
         raise ConfigError(f"{section}: expected a mapping of {model_cls.__name__} fields, got {user!r}")
     tree[section] = merge_tree(config_to_dict(base), user)
+    if kind == "tokenizer":
+        tree["objective"] = merge_tree(config_to_dict(preset_objective(preset)), tree.get("objective") or {})
     defaults = config_to_dict(cls())
     return from_dict(cls, merge_tree(defaults, tree))
 
@@ -166,6 +181,17 @@ def _expand_includes(tree: dict[str, Any], directory: Path) -> dict[str, Any]:
     return tree
 
 
+def _split_tokenizer_loss(tree: dict[str, Any]) -> dict[str, Any]:
+    """Configs written before the tokenizer's loss had a section of its own (old checkpoints included) kept it
+    in `tokenizer:`; move it to `objective:` of a tokenizer run, `tokenizer_objective:` of a transformer run."""
+    section = tree.get("tokenizer")
+    loss = {name: section.pop(name) for name in list(section) if name in LOSS_FIELDS} if isinstance(section, dict) else {}
+    if loss:
+        target = "objective" if tree.get("kind") == "tokenizer" else "tokenizer_objective"
+        tree[target] = merge_tree(loss, tree.get(target) or {})
+    return tree
+
+
 def read_experiment(checkpoint: str | Path, strict: bool = True) -> Any:
     """The experiment saved in a checkpoint directory's config.yaml.
 
@@ -177,6 +203,7 @@ def read_experiment(checkpoint: str | Path, strict: bool = True) -> Any:
     kind = tree.get("kind")
     if kind not in EXPERIMENTS:
         raise ConfigError(f"{path} has no known `kind` (got {kind!r}); it was not written by `ivideogpt train`")
+    tree = _split_tokenizer_loss(tree)
     if not strict:
         for name, section_cls in (("data", DataConfig), ("train", TrainConfig)):
             known = {f.name for f in dataclasses.fields(section_cls)}

@@ -53,6 +53,17 @@ def model_from_checkpoint(path: Path) -> Any:
     return world_model
 
 
+def tokenizer_loss(path: str | Path) -> Any:
+    """The `TokenizerObjectiveConfig` a checkpoint's tokenizer was trained with (None for a released snapshot,
+    or a transformer run that does not record it: the paper's loss), to train it further the same way."""
+    from ivideogpt.official import is_snapshot
+
+    if is_snapshot(path):
+        return None
+    experiment = experiments.read_experiment(ckpt.resolve(path), strict=False)
+    return experiment.objective if experiment.kind == "tokenizer" else experiment.tokenizer_objective
+
+
 def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
     """Copy a checkpoint's model (config.yaml and model.safetensors; no optimizer, RNG or logs) to `dest`.
 
