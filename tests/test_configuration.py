@@ -107,6 +107,16 @@ def test_shipped_recipes_load(name: str) -> None:
         assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected
 
 
+def test_transformer_runs_refuse_what_the_tokenizer_decides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("kind: transformer\ntokenizer_checkpoint: tok\ntransformer: {codebook_size: 64}\n")
+    with pytest.raises(ConfigError, match="transformer.codebook_size comes from the tokenizer"):
+        load_experiment("transformer", path)
+    path.write_text("kind: transformer\ntokenizer_checkpoint: tok\n")
+    with pytest.raises(ConfigError, match="transformer.future_grid comes from the tokenizer"):
+        load_experiment("transformer", path, ["transformer.future_grid=[2,2]"])
+
+
 def test_old_configs_keep_the_tokenizer_loss_in_the_tokenizer_section(tmp_path: Path) -> None:
     path = tmp_path / "old.yaml"
     path.write_text("kind: tokenizer\npreset: tokenizer_tiny\ntokenizer: {l2_weight: 1.0, perceptual_weight: 0.5}\n")

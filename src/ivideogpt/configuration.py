@@ -172,6 +172,18 @@ def read_tree(path: str | Path | None = None, overrides: list[str] | tuple[str, 
     return tree
 
 
+def expand_includes(tree: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A top-level section may say `include: FILE` (relative to `directory`, the config's folder): it starts from
+    that file's section of the same name (or the whole file, when it has none), and its other keys win."""
+    for name, section in tree.items():
+        if isinstance(section, dict) and "include" in section:
+            included = read_tree(directory / str(section.pop("include")))
+            included.pop("kind", None)
+            content = included.get(name, included) if isinstance(included.get(name), dict) else included
+            tree[name] = merge_tree(content, section)
+    return tree
+
+
 def merge_tree(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Recursively update mapping `base` with `update` (in place) and return it."""
     _merge(base, update)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 
 from torch import nn
 
-from ivideogpt.configuration import ConfigError, config_to_dict, from_dict, merge_tree, read_tree
+from ivideogpt.configuration import ConfigError, config_to_dict, expand_includes, from_dict, merge_tree, read_tree
 from ivideogpt.data.config import DataConfig
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.tokenizer.objective import LOSS_FIELDS, TokenizerObjectiveConfig, preset_objective
@@ -67,7 +67,7 @@ class TransformerExperiment:
     #   from tokenizer_checkpoint when unset): what trains it further when objective.mode is full or tokenizer
     preset: str = "transformer_tiny"  # a transformer preset of `ivideogpt describe`
     transformer: TransformerConfig = field(default_factory=TransformerConfig)  # starts from the preset's values;
-    #   codebook_size and token grids are always taken from the tokenizer
+    #   codebook_size and token grids come from the tokenizer (setting them is an error)
     objective: TransformerObjectiveConfig = field(default_factory=TransformerObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -131,6 +131,7 @@ class TransformerExperiment:
 
 Experiment = Union[TokenizerExperiment, TransformerExperiment]
 EXPERIMENTS: dict[str, type] = {"tokenizer": TokenizerExperiment, "transformer": TransformerExperiment}
+FROM_TOKENIZER = ("codebook_size", "context_grid", "future_grid")  # transformer fields the tokenizer decides
 _SECTIONS = {"tokenizer": (TokenizerConfig, "tokenizer"), "transformer": (TransformerConfig, "transformer")}
 
 
@@ -142,7 +143,8 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     if kind not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment kind {kind!r}; choose one of {sorted(EXPERIMENTS)}")
     cls = EXPERIMENTS[kind]
-    tree = _expand_includes(read_tree(path), Path(path).parent if path is not None else Path("."))
+    tree = expand_includes(read_tree(path), Path(path).parent if path is not None else Path("."))
+    _refuse_tokenizer_facts(kind, tree, overrides)
     tree = read_tree(None, overrides, base=tree)
     if tree.setdefault("kind", kind) != kind:
         raise ConfigError(f"{path or 'the overrides'} describe a {tree['kind']!r} run, not {kind!r}")
@@ -170,15 +172,19 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     return from_dict(cls, merge_tree(defaults, tree))
 
 
-def _expand_includes(tree: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """A top-level section may say `include: FILE` (relative to the config's folder); its other keys win."""
-    for name, section in tree.items():
-        if isinstance(section, dict) and "include" in section:
-            included = read_tree(directory / str(section.pop("include")))
-            included.pop("kind", None)
-            content = included.get(name, included) if isinstance(included.get(name), dict) else included
-            tree[name] = merge_tree(content, section)
-    return tree
+def _refuse_tokenizer_facts(kind: str, tree: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """`transformer.codebook_size` and the token grids are the tokenizer's: a transformer run may not set them
+    (a config written by a run records them beside the `tokenizer:` they came from, and may)."""
+    if kind != "transformer":
+        return
+    given = [o.split("=", 1)[0].removeprefix("transformer.") for o in overrides if o.startswith("transformer.")]
+    section = tree.get("transformer")
+    if tree.get("tokenizer") is None and isinstance(section, dict):
+        given += list(section)
+    clash = sorted(set(given) & set(FROM_TOKENIZER))
+    if clash:
+        raise ConfigError(f"transformer.{clash[0]} comes from the tokenizer (tokenizer_checkpoint); remove it from "
+                          f"the config and the flags (the tokenizer decides {', '.join(FROM_TOKENIZER)})")
 
 
 def _split_tokenizer_loss(tree: dict[str, Any]) -> dict[str, Any]:
