@@ -35,7 +35,7 @@ def test_fixture_sizes_match_the_reference(fixtures) -> None:
     facts = json.loads((fixtures / "reference.json").read_text())
     model = load_model(fixtures / "act-cond")
     assert model.tokenizer.num_params == facts["tokenizer_params"]
-    assert model.transformer.num_params() == facts["transformer_params"]
+    assert model.transformer.num_params == facts["transformer_params"]
     assert model.layout.length(2, 6) == facts["sequence_length"]
 
 
