@@ -107,6 +107,24 @@ def test_shipped_recipes_load(name: str) -> None:
         assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected
 
 
+def test_field_docs_come_from_the_dataclass_source() -> None:
+    from dataclasses import dataclass
+
+    from ivideogpt.configuration import field_docs
+
+    @dataclass
+    class Example:
+        plain: int = 1
+        commented: int = 2  # a trailing comment
+        continued: str = "#"  # one line
+        #   and its continuation
+        documented: float = 0.5
+        """An attribute docstring."""
+
+    assert field_docs(Example) == {"commented": "a trailing comment", "continued": "one line and its continuation",
+                                   "documented": "An attribute docstring."}
+
+
 def test_transformer_runs_refuse_what_the_tokenizer_decides(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("kind: transformer\ntokenizer_checkpoint: tok\ntransformer: {codebook_size: 64}\n")

@@ -29,29 +29,29 @@ DEMO_TRANSFORMER_OPTIONS = {"action_dim": 2, "reward_head": True, "spatial_posit
 class DemoConfig:
     """Sizes of the demo; the defaults (the cpu recipe) finish in under 15 minutes on 2 idle CPU cores."""
 
-    out: str = "outputs/demo"
+    out: str = "outputs/demo"  # where runs, configs, metrics.json and prediction.gif go
     data: str = "data/pusht"  # generated here when absent
     episodes: int = 300  # Push-T episodes generated
     episode_steps: int = 100  # actions per episode (episode_steps + 1 frames)
     action_repeat: int = 3  # env steps per recorded frame, each action held for all of them (the agent
     #   then nearly reaches each target: what a frame shows follows from its action, see docs/training.md)
     test_episodes: int = 10  # the last episodes, held out from training, evaluated at the end
-    context_frames: int = 1
+    context_frames: int = 1  # observed frames each rollout starts from
     horizon: int = 8  # predicted frames per rollout (training segments are context + horizon)
-    tokenizer_preset: str = DEMO_TOKENIZER
-    transformer_preset: str = DEMO_TRANSFORMER
+    tokenizer_preset: str = DEMO_TOKENIZER  # a tokenizer preset of `ivideogpt describe`
+    transformer_preset: str = DEMO_TRANSFORMER  # a transformer preset of `ivideogpt describe`
     context_tokens: int = 8  # tokens per side of a context frame (paper: 16); 8 halves the transformer's work
-    tokenizer_steps: int = 300
-    tokenizer_batch: int = 8
-    transformer_steps: int = 3400
-    transformer_batch: int = 16
+    tokenizer_steps: int = 300  # tokenizer training steps
+    tokenizer_batch: int = 8  # clips per tokenizer step
+    transformer_steps: int = 3400  # transformer training steps
+    transformer_batch: int = 16  # clips per transformer step
     precision: str = "bf16"  # mixed precision of both trainings ("no": fp32)
     token_cache_stride: int = 4  # the transformer trains on ids of every k-th start frame, encoded once
     clips_per_episode: int = 4  # evaluation clips cut from each held-out episode
     samples: int = 8  # sampled rollouts per clip: their pixel average is the headline forecast; metrics
     #   also report the mean single sample and the best of them
     temperature: float = 0.7  # sampling temperature of the sampled rollouts (greedy ones are scored too)
-    seed: int = 0
+    seed: int = 0  # seed of data generation, training and rollouts
     reference: str = "checkpoints/pusht"  # a shipped world model scored beside this one ("": none)
     export: str = ""  # also copy the trained world model here, as it is shipped (e.g. checkpoints/pusht)
 
