@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ivideogpt.tokenizer import ContextFeatures, PerFrameTokenizer
 from ivideogpt.transformer import TransformerConfig
 from ivideogpt.world_model import WorldModel
 
@@ -113,31 +112,6 @@ def transformer_train_step(config: TransformerConfig, batch: int, num_context: i
 
 
 # --- world-model rollouts ---------------------------------------------------------------------
-class PerFrameRollout(nn.Module):
-    """`CompressiveTokenizer`'s rollout interface on a `PerFrameTokenizer`, so `WorldModel` can drive it.
-
-    Every frame is coded alone: there are no context features, and a future frame decodes from its ids only.
-    """
-
-    def __init__(self, tokenizer: PerFrameTokenizer) -> None:
-        super().__init__()
-        self.inner = tokenizer
-        self.config = tokenizer.config
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
-        return self.inner.encode(frames), ContextFeatures([])
-
-    def context_decoder_features(self, context_ids: torch.Tensor, context_frames: torch.Tensor | None = None
-                                 ) -> ContextFeatures:
-        return ContextFeatures([])
-
-    def decode_future(self, future_ids: torch.Tensor, decoder_features: ContextFeatures | None) -> torch.Tensor:
-        return self.inner.decode(future_ids)
-
-
 def measure_rollout(world: WorldModel, batch: int, future: int, context: int = 2) -> dict[str, float]:
     """Seconds spent in `reset` (prefill), in `future` steps, and in the tokenizer decode inside those steps.
 

@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 import torch
-from _common import (PeakMemory, PerFrameRollout, add_common_args, markdown_table, measure_rollout,
+from _common import (PeakMemory, add_common_args, markdown_table, measure_rollout,
                      run_isolated, setup, time_call, transformer_train_step, with_ratio)
 
 from ivideogpt.presets import get_preset
@@ -72,9 +72,9 @@ def codec_seconds(tokenizer: torch.nn.Module, batch: int, device: torch.device, 
         ids = tokenizer.encode(context, future)
         return (time_call(lambda: tokenizer.encode(context, future), device, repeats),
                 time_call(lambda: tokenizer.decode(*ids), device, repeats))
-    ids = tokenizer.encode(frames)
-    return (time_call(lambda: tokenizer.encode(frames), device, repeats),
-            time_call(lambda: tokenizer.decode(ids), device, repeats))
+    ids = tokenizer.encode_frames(frames)  # a per-frame tokenizer codes the whole clip in one call
+    return (time_call(lambda: tokenizer.encode_frames(frames), device, repeats),
+            time_call(lambda: tokenizer.decode_frames(ids), device, repeats))
 
 
 def main() -> None:
@@ -105,8 +105,7 @@ def main() -> None:
         tokenizer = tok_config.build().to(device).eval()
         transformer = config.build().to(device)
         torch.nn.init.normal_(transformer.action_proj.weight, std=0.02)
-        world = WorldModel(tokenizer if tok_config.kind == "compressive" else PerFrameRollout(tokenizer),
-                           transformer, cache="kept")
+        world = WorldModel(tokenizer, transformer, cache="kept")
         measure_rollout(world, min(args.batch, 2), 1)  # warm-up
         gen = measure_rollout(world, args.batch, args.future)
         with torch.inference_mode():

@@ -105,3 +105,39 @@ def test_shipped_recipes_load(name: str) -> None:
         assert experiment.train.batch_size == 64 and experiment.train.grad_clip == 1.0
         expected = (500, "constant", 0.0) if kind == "tokenizer" else (5000, "cosine", 0.01)
         assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected
+
+
+def test_field_docs_come_from_the_dataclass_source() -> None:
+    from dataclasses import dataclass
+
+    from ivideogpt.configuration import field_docs
+
+    @dataclass
+    class Example:
+        plain: int = 1
+        commented: int = 2  # a trailing comment
+        continued: str = "#"  # one line
+        #   and its continuation
+        documented: float = 0.5
+        """An attribute docstring."""
+
+    assert field_docs(Example) == {"commented": "a trailing comment", "continued": "one line and its continuation",
+                                   "documented": "An attribute docstring."}
+
+
+def test_transformer_runs_refuse_what_the_tokenizer_decides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("kind: transformer\ntokenizer_checkpoint: tok\ntransformer: {codebook_size: 64}\n")
+    with pytest.raises(ConfigError, match="transformer.codebook_size comes from the tokenizer"):
+        load_experiment("transformer", path)
+    path.write_text("kind: transformer\ntokenizer_checkpoint: tok\n")
+    with pytest.raises(ConfigError, match="transformer.future_grid comes from the tokenizer"):
+        load_experiment("transformer", path, ["transformer.future_grid=[2,2]"])
+
+
+def test_old_configs_keep_the_tokenizer_loss_in_the_tokenizer_section(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("kind: tokenizer\npreset: tokenizer_tiny\ntokenizer: {l2_weight: 1.0, perceptual_weight: 0.5}\n")
+    experiment = load_experiment("tokenizer", path)
+    assert (experiment.objective.l2_weight, experiment.objective.perceptual_weight) == (1.0, 0.5)
+    assert load_experiment("tokenizer", None, ["preset=tokenizer_cpu"]).objective.l1_weight == 0.0  # preset recipe

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ivideogpt.train.checkpoint import load_model
+from ivideogpt.train import load_model
 from ivideogpt.world_model import WorldModel
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "pusht"

@@ -172,6 +172,55 @@ def read_tree(path: str | Path | None = None, overrides: list[str] | tuple[str, 
     return tree
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's documentation, read from the class source: the attribute docstring under the
+    field, else its trailing `# comment` with the `#   ...` lines that continue it. CLI help is built from
+    these, so the flags and the dataclass cannot drift apart."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments: dict[int, str] = {}  # line number -> comment text
+    own_line: set[int] = set()  # lines holding a comment only
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+            if not token.line[: token.start[1]].strip():
+                own_line.add(token.start[0])
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, [*body[1:], None]):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            docs[node.target.id] = " ".join(after.value.value.split())
+            continue
+        line = node.end_lineno or node.lineno
+        if line not in comments or line in own_line:
+            continue
+        parts = [comments[line]]
+        while line + 1 in own_line and source.splitlines()[line].lstrip().startswith("#   "):
+            line += 1
+            parts.append(comments[line])
+        docs[node.target.id] = " ".join(parts)
+    return docs
+
+
+def expand_includes(tree: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A top-level section may say `include: FILE` (relative to `directory`, the config's folder): it starts from
+    that file's section of the same name (or the whole file, when it has none), and its other keys win."""
+    for name, section in tree.items():
+        if isinstance(section, dict) and "include" in section:
+            included = read_tree(directory / str(section.pop("include")))
+            included.pop("kind", None)
+            content = included.get(name, included) if isinstance(included.get(name), dict) else included
+            tree[name] = merge_tree(content, section)
+    return tree
+
+
 def merge_tree(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Recursively update mapping `base` with `update` (in place) and return it."""
     _merge(base, update)

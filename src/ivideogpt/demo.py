@@ -29,29 +29,29 @@ DEMO_TRANSFORMER_OPTIONS = {"action_dim": 2, "reward_head": True, "spatial_posit
 class DemoConfig:
     """Sizes of the demo; the defaults (the cpu recipe) finish in under 15 minutes on 2 idle CPU cores."""
 
-    out: str = "outputs/demo"
+    out: str = "outputs/demo"  # where runs, configs, metrics.json and prediction.gif go
     data: str = "data/pusht"  # generated here when absent
     episodes: int = 300  # Push-T episodes generated
     episode_steps: int = 100  # actions per episode (episode_steps + 1 frames)
     action_repeat: int = 3  # env steps per recorded frame, each action held for all of them (the agent
     #   then nearly reaches each target: what a frame shows follows from its action, see docs/training.md)
     test_episodes: int = 10  # the last episodes, held out from training, evaluated at the end
-    context_frames: int = 1
+    context_frames: int = 1  # observed frames each rollout starts from
     horizon: int = 8  # predicted frames per rollout (training segments are context + horizon)
-    tokenizer_preset: str = DEMO_TOKENIZER
-    transformer_preset: str = DEMO_TRANSFORMER
+    tokenizer_preset: str = DEMO_TOKENIZER  # a tokenizer preset of `ivideogpt describe`
+    transformer_preset: str = DEMO_TRANSFORMER  # a transformer preset of `ivideogpt describe`
     context_tokens: int = 8  # tokens per side of a context frame (paper: 16); 8 halves the transformer's work
-    tokenizer_steps: int = 300
-    tokenizer_batch: int = 8
-    transformer_steps: int = 3400
-    transformer_batch: int = 16
+    tokenizer_steps: int = 300  # tokenizer training steps
+    tokenizer_batch: int = 8  # clips per tokenizer step
+    transformer_steps: int = 3400  # transformer training steps
+    transformer_batch: int = 16  # clips per transformer step
     precision: str = "bf16"  # mixed precision of both trainings ("no": fp32)
     token_cache_stride: int = 4  # the transformer trains on ids of every k-th start frame, encoded once
     clips_per_episode: int = 4  # evaluation clips cut from each held-out episode
     samples: int = 8  # sampled rollouts per clip: their pixel average is the headline forecast; metrics
     #   also report the mean single sample and the best of them
     temperature: float = 0.7  # sampling temperature of the sampled rollouts (greedy ones are scored too)
-    seed: int = 0
+    seed: int = 0  # seed of data generation, training and rollouts
     reference: str = "checkpoints/pusht"  # a shipped world model scored beside this one ("": none)
     export: str = ""  # also copy the trained world model here, as it is shipped (e.g. checkpoints/pusht)
 
@@ -152,10 +152,10 @@ def experiment_files(config: DemoConfig, data: Path, heldout: list[str]) -> dict
 
 def train_stage(kind: str, config_file: Path) -> dict[str, Any]:
     """Run `ivideogpt train KIND --config FILE` in-process."""
-    from ivideogpt.commands.train import main as train_main
     from ivideogpt.train.experiments import load_experiment
+    from ivideogpt.train.run import train_experiment
 
-    return train_main(load_experiment(kind, config_file))
+    return train_experiment(load_experiment(kind, config_file))
 
 
 def evaluation_batch(run_dir: Path, config: DemoConfig) -> Any:
@@ -226,12 +226,10 @@ def reward_errors(batch: Any, predicted_rewards: torch.Tensor) -> dict[str, floa
             "reward_mae_constant_baseline": round(float((target - target.mean()).abs().mean()), 4)}
 
 
-def write_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clips: int = 4, scale: int = 2) -> Path:
+def prediction_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clips: int = 4,
+                   scale: int = 2) -> Path:
     """Looping GIF: a row per clip, columns `ground truth | each prediction (B, H, 3, h, w) | copy last frame`."""
-    import imageio.v3 as iio
-    from PIL import Image, ImageDraw
-
-    from ivideogpt.train.tracking import video_grid
+    from ivideogpt.media import video_grid, with_header, write_video
 
     chosen = torch.linspace(0, batch.frames.shape[0] - 1, min(clips, batch.frames.shape[0])).long()
     context = batch.context_frames[chosen]
@@ -241,19 +239,9 @@ def write_gif(path: Path, batch: Any, predictions: dict[str, torch.Tensor], clip
                "copy last frame": torch.cat([context, context[:, -1:].expand(-1, horizon, -1, -1, -1)], dim=1)}
     grid = video_grid(list(columns.values()), max_items=len(chosen))  # (T, H*rows, W*columns, 3)
     grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
-    width, column = grid.shape[2], grid.shape[2] // len(columns)
-    frames = []
-    for t, image in enumerate(grid):
-        header = Image.new("RGB", (width, 28), "white")
-        draw = ImageDraw.Draw(header)
-        for i, label in enumerate(columns):
-            draw.text((i * column + 4, 2), label, fill="black")
-        phase = "context" if t < batch.num_context else f"predicted +{t - batch.num_context + 1}"
-        draw.text((4, 15), f"frame {t}: {phase}", fill="grey")
-        frames.append(np.concatenate([np.asarray(header), image], axis=0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.stack(frames), extension=".gif", duration=400, loop=0)
-    return path
+    notes = [f"frame {t}: " + ("context" if t < batch.num_context else f"predicted +{t - batch.num_context + 1}")
+             for t in range(grid.shape[0])]
+    return write_video(path, with_header(grid, list(columns), grid.shape[2] // len(columns), notes), fps=2.5)
 
 
 def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -296,7 +284,7 @@ def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tu
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """All four stages; returns the metrics written to OUT/metrics.json."""
     from ivideogpt.eval.metrics import frame_scores
-    from ivideogpt.train.checkpoint import export_model, load_model
+    from ivideogpt.train import export_model, load_model
 
     began = time.perf_counter()
     out = Path(config.out)
@@ -327,7 +315,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                "copy_last_frame": frame_scores(batch.context_frames[:, -1:].expand_as(truth), truth)}
     metrics["seconds"] = {**timings, "total": round(time.perf_counter() - began, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_gif(out / "prediction.gif", batch, predictions)
+    prediction_gif(out / "prediction.gif", batch, predictions)
     if config.export:
         print(f"      exported the world model to {export_model(out / 'transformer', config.export)}")
     return metrics

@@ -1,7 +1,7 @@
 """Named model presets: paper sizes (Table 2 of the paper) and tiny ones for tests and CPU runs.
 
 Each entry names a function returning a config dataclass with a `build() -> nn.Module` method;
-the built module has `describe() -> dict` with its architecture facts.
+the built module has `describe() -> dict` with its architecture facts and a `num_params` property.
 """
 
 from __future__ import annotations
@@ -32,13 +32,9 @@ def get_preset(name: str) -> Any:
     return getattr(importlib.import_module(module_name), function)()
 
 
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def describe_preset(name: str) -> dict[str, Any]:
     """Architecture facts and parameter count of a preset, built on the meta device (no memory, instant)."""
     config = get_preset(name)
     with torch.device("meta"):
         model = config.build()
-    return {"name": name, "parameters": count_parameters(model), **model.describe()}
+    return {"name": name, "parameters": model.num_params, **model.describe()}

@@ -10,10 +10,10 @@ import yaml
 
 from ivideogpt.cli import main
 from ivideogpt.data.convert import convert
-from ivideogpt.data.episode import load_episode
+from ivideogpt.data import load_episode
 from ivideogpt.data.sources import detect_format
 from ivideogpt.data.sources.tfrecord import encode_example, write_tfrecord
-from ivideogpt.data.sources.video import write_video
+from ivideogpt.media import write_video
 
 
 def _frames(length: int, size: int = 64) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ivideogpt.data.config import SourceConfig
-from ivideogpt.data.episode import Episode, EpisodeError, load_episode
+from ivideogpt.data import Episode, EpisodeError, load_episode
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.npz import NpzReader
 

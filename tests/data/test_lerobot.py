@@ -15,7 +15,7 @@ from ivideogpt.data.config import DataConfig
 from ivideogpt.data.index import build_index
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import detect_format, make_reader
-from ivideogpt.data.sources.video import write_video
+from ivideogpt.media import write_video
 from ivideogpt.data.verify import decode_all
 
 CAMERA = "observation.images.top"

@@ -17,7 +17,7 @@ from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import detect_format, make_reader
 from ivideogpt.data.sources.tfrecord import (encode_example, iter_records, masked_crc32c, parse_example,
                                              write_tfrecord)
-from ivideogpt.data.sources.video import write_video
+from ivideogpt.media import write_video
 from ivideogpt.data.sources.webdataset import write_shard
 
 

@@ -11,7 +11,7 @@ import yaml
 from ivideogpt.cli import main
 from ivideogpt.data.config import DataConfig
 from ivideogpt.data.index import build_index
-from ivideogpt.data.sources.video import write_video
+from ivideogpt.media import write_video
 from ivideogpt.data.verify import decode_all
 
 

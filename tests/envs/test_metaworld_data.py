@@ -12,7 +12,7 @@ pytest.importorskip("metaworld")
 
 @pytest.mark.slow
 def test_generate_one_short_metaworld_episode(tmp_path):
-    from ivideogpt.data.episode import load_episode
+    from ivideogpt.data import load_episode
     from ivideogpt.envs.metaworld_data import RendererError, generate_metaworld
 
     try:

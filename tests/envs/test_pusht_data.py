@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("gym_pusht")
 
 from ivideogpt.cli import main  # noqa: E402
-from ivideogpt.data.episode import load_episode  # noqa: E402
+from ivideogpt.data import load_episode  # noqa: E402
 from ivideogpt.envs.pusht_data import PushTScriptedPolicy, make_pusht_env, rollout_pusht  # noqa: E402
 
 

@@ -16,6 +16,14 @@ def test_config_from_flags_and_overrides():
         build_config(build_parser().parse_args(["rl", "--env", "pusht", "agent.nstep=0"]))
 
 
+def test_config_records_the_world_model_choice():
+    tiny = build_config(build_parser().parse_args(["rl", "--env", "pusht", "--tiny"]))
+    assert (tiny.mbpo.world_model, tiny.mbpo.tokenizer_preset, tiny.mbpo.transformer_preset) == (
+        None, "tokenizer_tiny", "transformer_tiny")
+    loaded = build_config(build_parser().parse_args(["rl", "--env", "pusht", "--world-model", "runs/wm"]))
+    assert loaded.mbpo.world_model == "runs/wm" and loaded.mbpo.tokenizer_preset == "tokenizer_64"
+
+
 def test_cli_model_free_tiny_run(tmp_path):
     pytest.importorskip("gym_pusht")
     code = main(["rl", "--env", "pusht", "--tiny", "--model-free", "--steps", "100", "--out", str(tmp_path),

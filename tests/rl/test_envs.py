@@ -4,7 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from ivideogpt.envs.rl_wrappers import ActionRepeat, EnvConfig, FrameStack, SuccessBonus, make_rl_env
+from ivideogpt.envs.rl_wrappers import EnvConfig, make_rl_env
+from ivideogpt.envs.wrappers import ActionRepeat, FrameStack, SuccessBonus
 
 
 class CountingEnv(gym.Env):

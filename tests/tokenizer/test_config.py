@@ -9,6 +9,7 @@ import torch
 
 from ivideogpt.presets import describe_preset
 from ivideogpt.tokenizer import PerFrameTokenizer, TokenizerConfig, tokenizer_cpu, tokenizer_tiny
+from ivideogpt.tokenizer.objective import LOSS_FIELDS, TokenizerObjectiveConfig
 
 
 @pytest.mark.parametrize("name, paper", [("tokenizer_64", 114e6), ("tokenizer_256", 310e6)])
@@ -53,8 +54,9 @@ def test_build_on_meta_device() -> None:
     ({"disc_start": -5}, "disc_start"),
 ])
 def test_validation_names_field_and_value(kwargs, field) -> None:
+    config = TokenizerObjectiveConfig if field in LOSS_FIELDS else TokenizerConfig
     with pytest.raises(ValueError, match=field) as error:
-        TokenizerConfig(**kwargs)
+        config(**kwargs)
     assert str(next(iter(kwargs.values())))[:2] in str(error.value)
 
 

@@ -121,7 +121,8 @@ def test_fresh_run_refuses_to_overwrite_existing_checkpoints(tmp_path: Path) -> 
 
 
 def test_export_model_copies_only_what_loading_needs(tmp_path) -> None:
-    from ivideogpt.train.checkpoint import export_model, list_checkpoints
+    from ivideogpt.train.checkpoint import list_checkpoints
+    from ivideogpt.train.models import export_model
 
     run = tmp_path / "run" / "checkpoints"
     tmp = ckpt.begin(run, 7)
@@ -137,7 +138,8 @@ def test_export_model_copies_only_what_loading_needs(tmp_path) -> None:
 
 def test_an_exported_model_carries_its_training_data_metadata(tmp_path) -> None:
     from ivideogpt.data.actions import write_metadata
-    from ivideogpt.train.checkpoint import DATA_METADATA, export_model, training_data_metadata
+    from ivideogpt.train.checkpoint import DATA_METADATA
+    from ivideogpt.train.models import export_model, training_data_metadata
 
     data = tmp_path / "data"
     write_metadata(data, {"action_repeat": 3, "action_space": {"low": [0.0, 0.0], "high": [512.0, 512.0]}})

@@ -1,12 +1,11 @@
-"""TransformerObjective in each mode, sample videos, and the goal-conditioned arrangement."""
+"""TransformerObjective in each mode, and its sample videos."""
 
 import pytest
 import torch
 
 from ivideogpt.data.batch import Batch
 from ivideogpt.tokenizer import tokenizer_tiny
-from ivideogpt.transformer import (TransformerObjective, TransformerObjectiveConfig, goal_conditioned_batch,
-                                   goal_conditioned_frames, transformer_tiny)
+from ivideogpt.transformer import TransformerObjective, TransformerObjectiveConfig, transformer_tiny
 
 
 def make_batch(actions: bool = True, rewards: bool = True) -> Batch:
@@ -66,18 +65,3 @@ def test_make_samples_shapes_and_mode_restored() -> None:
     assert set(samples) == {"prediction", "reconstruction"}
     assert all(v.shape == (2, 3, 3, 64, 64) and v.abs().max() <= 1 for v in samples.values())
     assert objective.transformer.training
-
-
-def test_goal_conditioned_arrangement() -> None:
-    batch = make_batch()
-    goal = torch.zeros(2, 3, 64, 64)
-    assert goal_conditioned_frames(batch.frames, goal).shape == (2, 4, 3, 64, 64)
-    arranged = goal_conditioned_batch(batch)
-    assert arranged.num_context == 2 and arranged.frames.shape[1] == 4
-    torch.testing.assert_close(arranged.frames[:, 0], batch.frames[:, -1])
-    torch.testing.assert_close(arranged.actions[:, 1:], batch.actions)  # action t still leads t -> t + 1
-    assert (arranged.actions[:, 0] == 0).all() and (arranged.rewards[:, 0] == 0).all()
-    objective = TransformerObjective(transformer_tiny(action_dim=2, reward_head=True).build(), tokenizer_tiny().build())
-    assert torch.isfinite(objective.compute_loss(arranged, step=0)[0])
-    with pytest.raises(ValueError, match="goal must be shaped"):
-        goal_conditioned_frames(batch.frames, torch.zeros(2, 3, 32, 32))

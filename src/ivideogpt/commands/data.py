@@ -14,7 +14,6 @@ import json
 from typing import Any
 
 HELP = "generate embedded robot data, convert datasets to episodes, check a data config"
-CONVERT_KINDS = ("bair", "robonet", "video", "hdf5", "lerobot", "rlds", "npz", "tar")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -28,6 +27,8 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ivideogpt.data.formats import DATA_FORMATS
+
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     generate = actions.add_parser("generate", help="roll out a simulator with a scripted policy")
     envs = generate.add_subparsers(dest="env", required=True, metavar="ENV")
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("--noise", type=float, default=0.1, help="std of Gaussian noise on policy actions")
             sub.add_argument("--camera", default="corner2", help="MuJoCo camera name (default corner2)")
     convert = actions.add_parser("convert", help="convert a dataset to project episodes")
-    convert.add_argument("kind", choices=CONVERT_KINDS, help="source format")
+    convert.add_argument("kind", choices=list(DATA_FORMATS), help="source format (data/formats.py)")
     convert.add_argument("source", help="source file or folder")
     convert.add_argument("--out", required=True, help="output folder")
     convert.add_argument("--resolution", type=int, default=None, help="centre-crop and resize frames to this size")
@@ -95,16 +96,14 @@ def _convert(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ivideogpt.configuration import from_dict, merge_tree, read_tree
+    from ivideogpt.configuration import expand_includes, from_dict, read_tree
     from ivideogpt.data.config import DataConfig
     from ivideogpt.data.index import SPLITS, build_index
 
     path = Path(args.config)
     tree = read_tree(path)
-    section = tree["data"] if isinstance(tree.get("data"), dict) else tree
-    if "include" in section:  # `data: {include: data/pusht.yaml, ...}`, relative to the config's folder
-        included = read_tree(path.parent / str(section.pop("include")))
-        section = merge_tree(included["data"] if isinstance(included.get("data"), dict) else included, section)
+    tree = tree if isinstance(tree.get("data"), dict) else {"data": tree}  # an experiment, or a data config alone
+    section = expand_includes(tree, path.parent)["data"]
     index = build_index(from_dict(DataConfig, read_tree(None, args.overrides, base=section)))
     counts = {s: {} for s in SPLITS}
     for split in SPLITS:

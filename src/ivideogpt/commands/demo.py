@@ -14,16 +14,18 @@ HELP = "end-to-end demo on embedded Push-T data: train a tiny world model and co
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ivideogpt.configuration import field_docs
     from ivideogpt.demo import RECIPES, DemoConfig
 
     parser.add_argument("--recipe", choices=list(RECIPES), default="cpu",
                         help="starting values: cpu (2 CPU cores, 15 minutes) or reference (the shipped model: a GPU, "
                              "or ~1.5 h on one CPU core)")
-    defaults = DemoConfig()
+    defaults, docs = DemoConfig(), field_docs(DemoConfig)  # help from the dataclass's own field comments
     for field in dataclasses.fields(DemoConfig):
         flag = "--" + field.name.replace("_", "-")
+        default = f"(cpu recipe: {getattr(defaults, field.name)!r})"
         parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=None, dest=field.name,
-                            help=f"(cpu recipe: {getattr(defaults, field.name)!r})")
+                            help=f"{docs[field.name]} {default}" if field.name in docs else default)
 
 
 def run(args: argparse.Namespace) -> int:

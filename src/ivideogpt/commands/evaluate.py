@@ -64,12 +64,9 @@ def load_world_model(checkpoint_dir: Path, device: str) -> Any:
     from ivideogpt.eval.predictors import WorldModelPredictor
     from ivideogpt.world_model import WorldModel
 
-    try:
-        from ivideogpt.train.checkpoint import load_model
+    from ivideogpt.train import load_model
 
-        model = load_model(checkpoint_dir)
-    except ImportError as error:
-        raise RuntimeError(f"cannot load {checkpoint_dir}: this installation lacks checkpoint loading ({error})") from error
+    model = load_model(checkpoint_dir)
     tokenizer, transformer = getattr(model, "tokenizer", None), getattr(model, "transformer", None)
     if tokenizer is None or transformer is None:
         raise RuntimeError(f"{checkpoint_dir} holds a {type(model).__name__}, not a tokenizer + transformer world model")

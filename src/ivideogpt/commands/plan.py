@@ -94,7 +94,7 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
     found; a model trained on normalised actions without it gets Push-T's own action box.
     """
     from ivideogpt.planning.experiment import LoadedWorldModel
-    from ivideogpt.train.checkpoint import load_model
+    from ivideogpt.train import load_model
 
     model = load_model(checkpoint)
     if not (hasattr(model, "reset") and hasattr(model, "step")):
@@ -120,8 +120,9 @@ def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
 
     from ivideogpt.data.actions import ActionBounds, read_metadata_file
     from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW
-    from ivideogpt.train.checkpoint import resolve, training_data_metadata
+    from ivideogpt.train.checkpoint import resolve
     from ivideogpt.train.experiments import read_experiment
+    from ivideogpt.train.models import training_data_metadata
 
     data = read_experiment(resolve(checkpoint), strict=False).data
     source = data.sources[0]

@@ -27,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.data.episode import EpisodeError, load_episode
+    from ivideogpt.data import EpisodeError, load_episode
     from ivideogpt.eval.metrics import psnr
     from ivideogpt.frames import to_model, to_uint8
-    from ivideogpt.planning.video import side_by_side, write_video
+    from ivideogpt.media import side_by_side, write_video
     from ivideogpt.train import load_model
 
     model = load_model(args.model)

@@ -57,6 +57,9 @@ def build_config(args: argparse.Namespace) -> Any:
     tree.update({key: value for key, value in flags.items() if value is not None})
     tree.update(model_free=args.model_free, seed=args.seed, video_format=args.video_format,
                 tensorboard=not args.no_tensorboard, device=args.device)
+    world_model = {"world_model": args.world_model, "tokenizer_preset": args.tokenizer_preset,
+                   "transformer_preset": args.transformer_preset}
+    tree["mbpo"].update({key: value for key, value in world_model.items() if value is not None})
     for text in [*args.set_overrides, *args.overrides]:
         key, value = parse_override(text)
         node = tree
@@ -83,13 +86,11 @@ def run(args: argparse.Namespace) -> int:
         probe.close()
         common = dict(action_dim=action_dim, num_context=config.mbpo.num_context, lr=config.mbpo.model_lr,
                       weight_decay=config.mbpo.model_weight_decay, seed=config.seed, device=config.device)
-        if args.world_model:
-            model = load_world_model(args.world_model, **common)
+        if config.mbpo.world_model:
+            model = load_world_model(config.mbpo.world_model, **common)
         else:
-            model = build_world_model(
-                tokenizer_preset=args.tokenizer_preset or ("tokenizer_tiny" if args.tiny else "tokenizer_64"),
-                transformer_preset=args.transformer_preset or ("transformer_tiny" if args.tiny else "transformer_small"),
-                **common)
+            model = build_world_model(tokenizer_preset=config.mbpo.tokenizer_preset,
+                                      transformer_preset=config.mbpo.transformer_preset, **common)
     try:
         trainer = RLTrainer(config, args.out, model=model, resume=args.resume)
     except (FileExistsError, FileNotFoundError, ValueError) as error:

@@ -68,83 +68,16 @@ def load(kind: str, config: str | None, resume: str | None, overrides: list[str]
     return load_experiment(kind, source / "config.yaml", [*overrides, f"train.resume={source}"])
 
 
-def main(experiment: Any) -> dict[str, Any]:
-    """Build data and objective for `experiment`, train, and return the final step and losses."""
-    from functools import partial
-
-    from accelerate.utils import set_seed
-
-    from ivideogpt.data import build_datasets, collate_segments
-    from ivideogpt.train import Trainer
-    from ivideogpt.train import checkpoint as ckpt
-    from ivideogpt.train.state import resume_target
-
-    data, cfg = experiment.data, experiment.train
-    splits = ("train", "val") if data.val_fraction > 0 and cfg.val_every > 0 else ("train",)
-    datasets = build_datasets(data, splits)
-    if experiment.kind == "transformer":
-        _check_actions(experiment, datasets["train"])
-    resume_from = resume_target(cfg)
-    set_seed(cfg.seed)  # the same initial weights on every process
-    objective = experiment.build_objective(initialise=resume_from is None)
-    if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
-        ckpt.load_weights(objective, resume_from)
-    train_data = datasets["train"]
-    finished = resume_from is not None and (ckpt.step_of(resume_from) or 0) >= cfg.max_steps
-    if experiment.kind == "transformer" and not finished:  # a finished run needs no ids encoded
-        train_data = _cached_tokens(experiment, objective.tokenizer, train_data)
-    trainer = Trainer(objective, train_data, cfg, val_dataset=datasets.get("val"),
-                      collate_fn=partial(collate_segments, num_context=data.num_context),
-                      component=experiment.kind, config=experiment)
-    return trainer.fit()
-
-
-def _cached_tokens(experiment: Any, tokenizer: Any, dataset: Any) -> Any:
-    """The training split as pre-encoded ids (`TokenDataset`) when the run allows it, else `dataset` unchanged.
-
-    The first process encodes (or finds) the cache while the others wait, then all read it.
-    """
-    import logging
-
-    from accelerate import PartialState
-
-    from ivideogpt.train.token_cache import TokenDataset, load_or_build
-
-    blocker = experiment.token_cache_blocker()
-    if blocker is not None:
-        logging.getLogger(__name__).info("training from frames, encoding every batch: %s", blocker)
-        return dataset
-    state = PartialState()
-    tokenizer.to(state.device)
-    with state.main_process_first():
-        cache = load_or_build(tokenizer, dataset, experiment.token_cache_dir, experiment.token_cache_stride,
-                              device=state.device,
-                              precision=experiment.train.mixed_precision, build=state.is_main_process)
-    return TokenDataset(dataset, cache)
-
-
-def _check_actions(experiment: Any, dataset: Any) -> None:
-    """Fail early when the transformer's action width or reward head does not fit the data."""
-    from ivideogpt.configuration import ConfigError
-
-    want, have = experiment.transformer.action_dim, dataset.action_dim
-    if want and have != want:
-        raise ConfigError(f"transformer.action_dim={want} but the data has "
-                          f"{'no actions' if have is None else f'{have}-dim actions'}"
-                          f"{'' if have is None else f'; set --transformer.action_dim={have}'}")
-    if experiment.transformer.reward_head and not dataset.has_rewards:
-        raise ConfigError("transformer.reward_head=true but the data has no rewards")
-
-
 def run(args: argparse.Namespace) -> int:
     from ivideogpt.configuration import ConfigError
     from ivideogpt.data.report import DataError
     from ivideogpt.train import CheckpointError, NonFiniteLossError
+    from ivideogpt.train.run import train_experiment
 
     try:
         known, overrides = parse_options(args.kind, args.options)
         experiment = load(args.kind, known.config, known.resume, overrides)
-        summary = main(experiment)
+        summary = train_experiment(experiment)
     except (ConfigError, CheckpointError, DataError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

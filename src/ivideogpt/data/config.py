@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-FORMATS = ("auto", "npz", "video", "hdf5", "lerobot", "rlds", "tar", "bair", "robonet")
+from ivideogpt.data.formats import DATA_FORMATS
+
+FORMATS = ("auto", *DATA_FORMATS)
 ALIGNMENTS = ("on_arrival", "after_action")  # `options.alignment`: see docs/data.md, "Rewards"
-FIXED_ALIGNMENT = ("rlds", "bair", "robonet")  # formats whose reward convention is known and applied
+FIXED_ALIGNMENT = tuple(f.name for f in DATA_FORMATS.values() if f.fixed_alignment)  # reward convention known
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
@@ -27,7 +29,7 @@ class SourceConfig:
 
     name: unique label (episode ids are `name/<episode key>`).
     path: file or directory; relative paths are resolved against `DataConfig.root`.
-    format: one of FORMATS; "auto" guesses from the path (see `ivideogpt.data.sources`).
+    format: one of FORMATS (the registry in `ivideogpt/data/formats.py`); "auto" guesses from the path.
     weight: mixture weight; sources are drawn with probability weight / sum(weights).
     step: frame skip; neighbouring frames of a segment are `step` recorded frames apart.
     action_stride: how the `step` actions between two kept frames become one action row:

@@ -19,10 +19,11 @@ import torch
 from ivideogpt.data.actions import ActionBounds, write_metadata
 from ivideogpt.data.augment import center_square, crop_resize, to_uint8_frames
 from ivideogpt.data.episode import Episode, EpisodeError
+from ivideogpt.data.formats import DATA_FORMATS
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import make_reader
 
-CONVERTIBLE = ("bair", "robonet", "video", "hdf5", "lerobot", "rlds", "npz", "tar")
+CONVERTIBLE = tuple(DATA_FORMATS)  # every format with a reader
 
 
 def resize_frames(frames: np.ndarray, resolution: int) -> np.ndarray:

@@ -10,8 +10,8 @@ Keys and alignment (T = number of frames):
 - `states`  (T, S) float32, optional: low-dimensional simulator state at `frames[t]` (for
   analysis and tests; models do not read it).
 
-`load_episode(path)` also reads the `.npz` layouts other code writes (key aliases such as
-`image`/`obs`/`action`, channel-first frames, T - 1 actions): see `ivideogpt.data.sources.npz`.
+`ivideogpt.data.load_episode(path)` (in `data/sources/npz.py`) also reads the `.npz` layouts other
+code writes (key aliases such as `image`/`obs`/`action`, channel-first frames, T - 1 actions).
 """
 
 from __future__ import annotations
@@ -99,13 +99,3 @@ class Episode:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-
-
-def load_episode(path: str | Path, **options: str) -> Episode:
-    """Read one `.npz` episode in the project layout or a known alias layout; EpisodeError if unusable.
-
-    `options` name arrays explicitly (`image_key`, `action_key`, `reward_key`, `success_key`).
-    """
-    from ivideogpt.data.sources.npz import read_npz_episode
-
-    return read_npz_episode(Path(path), options)

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ivideogpt.envs.rl_wrappers import ActionRepeat
+from ivideogpt.envs.wrappers import ActionRepeat
 
 
 class PushTPixels(gym.Wrapper):

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from ivideogpt.media import label_strip, write_video
 
 LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fvd": "FVD ↓"}
 ROWS = ("truth", "best", "typical")
@@ -82,12 +84,6 @@ def _row_frames(context: np.ndarray, future: np.ndarray) -> np.ndarray:
     return np.concatenate([context, future])  # (T, H, W, 3)
 
 
-def _label_strip(text: str, height: int) -> np.ndarray:
-    strip = Image.new("RGB", (LABEL_WIDTH, height), "white")
-    ImageDraw.Draw(strip).text((2, max(0, height // 2 - 6)), text, fill="black")
-    return np.asarray(strip)
-
-
 def grid_frames(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     """GIF frames: at each time step the three rows stacked vertically, labelled on the left."""
     rows = [_row_frames(arrays["context"], arrays[name]) for name in ROWS]  # each (T, H, W, 3)
@@ -97,7 +93,7 @@ def grid_frames(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
         canvas = np.full((3 * h + 2 * GAP, LABEL_WIDTH + w, 3), 255, np.uint8)
         for r, (label, row) in enumerate(zip(ROWS, rows)):
             top = r * (h + GAP)
-            canvas[top : top + h, :LABEL_WIDTH] = _label_strip(label, h)
+            canvas[top : top + h, :LABEL_WIDTH] = label_strip([label], LABEL_WIDTH, h)
             canvas[top : top + h, LABEL_WIDTH:] = row[t]
         frames.append(canvas)
     return frames
@@ -110,7 +106,7 @@ def grid_image(arrays: dict[str, np.ndarray]) -> np.ndarray:
     canvas = np.full((3 * h + 2 * GAP, LABEL_WIDTH + steps * (w + GAP) - GAP, 3), 255, np.uint8)
     for r, (label, row) in enumerate(zip(ROWS, rows)):
         top = r * (h + GAP)
-        canvas[top : top + h, :LABEL_WIDTH] = _label_strip(label, h)
+        canvas[top : top + h, :LABEL_WIDTH] = label_strip([label], LABEL_WIDTH, h)
         for t in range(steps):
             left = LABEL_WIDTH + t * (w + GAP)
             canvas[top : top + h, left : left + w] = row[t]
@@ -119,8 +115,6 @@ def grid_image(arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def write_visuals(out_dir: str | Path, fps: float = 4.0) -> list[Path]:
     """A GIF and a PNG per kept video of the first seed, under `<out>/visuals/`."""
-    import imageio.v3 as iio
-
     out_dir = Path(out_dir)
     seed_dirs = sorted((out_dir / "samples").glob("seed*"))
     written: list[Path] = []
@@ -134,7 +128,7 @@ def write_visuals(out_dir: str | Path, fps: float = 4.0) -> list[Path]:
         if not all(k in arrays for k in ("context", *ROWS)):
             continue
         gif, png = target / f"{path.stem}.gif", target / f"{path.stem}.png"
-        iio.imwrite(gif, np.stack(grid_frames(arrays)), duration=1000 / fps, loop=0)
+        write_video(gif, np.stack(grid_frames(arrays)), fps=fps)
         Image.fromarray(grid_image(arrays)).save(png)
         written += [gif, png]
     return written

@@ -26,7 +26,7 @@ from ivideogpt.planning.objectives import make_objective
 from ivideogpt.planning.pusht import (
     ACTION_HIGH, ACTION_LOW, PushTOracle, agent_position, coverage, goal_frame, snapshot,
 )
-from ivideogpt.planning.video import side_by_side, write_video
+from ivideogpt.media import side_by_side, write_video
 
 CONTROLLERS = ("world-model", "random", "hold-still", "oracle")
 STARTS = ("reset", "near-goal")

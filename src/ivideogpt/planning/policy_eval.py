@@ -25,7 +25,7 @@ from ivideogpt.frames import to_model, to_uint8
 from ivideogpt.planning.experiment import PlanSettings, start_options
 from ivideogpt.planning.loop import Controller, run_episode
 from ivideogpt.planning.pusht import coverage, make_pusht
-from ivideogpt.planning.video import side_by_side, write_video
+from ivideogpt.media import side_by_side, write_video
 from ivideogpt.world_model import WorldModel
 
 

@@ -39,7 +39,7 @@ def make_pusht(size: int = 64, obs_type: str = "pixels_agent_pos", max_episode_s
                    observation_width=size, observation_height=size, **kwargs)
     if action_repeat == 1:
         return env
-    from ivideogpt.envs.rl_wrappers import ActionRepeat
+    from ivideogpt.envs.wrappers import ActionRepeat
 
     return ActionRepeat(env, action_repeat, success_key="is_success", reward="last")
 

@@ -59,15 +59,17 @@ class WorldModelAdapter:
 
     @classmethod
     def from_modules(cls, tokenizer: torch.nn.Module, transformer: torch.nn.Module, num_context: int = 2,
-                     lr: float = 1e-4, weight_decay: float = 0.0, seed: int | None = None) -> "WorldModelAdapter":
-        """Wrap a tokenizer and an action-conditioned transformer with a reward head."""
+                     lr: float = 1e-4, weight_decay: float = 0.0, seed: int | None = None,
+                     tokenizer_loss: Any = None) -> "WorldModelAdapter":
+        """Wrap a tokenizer and an action-conditioned transformer with a reward head; the tokenizer trains with
+        `tokenizer_loss` (a `TokenizerObjectiveConfig`; default the paper's), never a perceptual term."""
         from ivideogpt.tokenizer.objective import TokenizerObjective
         from ivideogpt.transformer.objective import TransformerObjective
         from ivideogpt.world_model import WorldModel
 
         if transformer.reward_head is None or transformer.config.action_dim == 0:
             raise ValueError("MBPO needs an action-conditioned transformer with a reward head")
-        tokenizer_objective = TokenizerObjective(tokenizer.config, tokenizer, perceptual=None)
+        tokenizer_objective = TokenizerObjective(tokenizer.config, tokenizer, perceptual=None, loss=tokenizer_loss)
         transformer_objective = TransformerObjective(transformer, tokenizer)
         world_model = WorldModel(tokenizer, transformer, seed=seed)
         return cls(world_model, tokenizer_objective, transformer_objective, num_context, lr, weight_decay)

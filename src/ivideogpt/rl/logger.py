@@ -1,11 +1,10 @@
-"""RL logs: scalars to TensorBoard and a metrics.jsonl, videos as GIF or MP4."""
+"""RL logs: scalars to TensorBoard and a metrics.jsonl (videos: `ivideogpt.media`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 
 
 class RLLogger:
@@ -42,28 +41,3 @@ class RLLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 10) -> Path:
-    """uint8 (T, H, W, 3) frames -> .gif (imageio v3) or .mp4 (PyAV, H.264; sizes padded to even)."""
-    import imageio.v3 as iio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".mp4":
-        h, w = frames.shape[1:3]
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        iio.imwrite(path, frames, plugin="pyav", codec="libx264", fps=fps)
-    else:
-        iio.imwrite(path, frames, extension=".gif", duration=1000 / fps, loop=0)
-    return path
-
-
-def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
-    """Equal-length (T, H, W, 3) uint8 videos -> one (T, H, sum W + gaps, 3) video with white gaps."""
-    t, h = videos[0].shape[:2]
-    spacer = np.full((t, h, gap, 3), 255, np.uint8)
-    parts: list[np.ndarray] = []
-    for i, video in enumerate(videos):
-        parts += ([spacer] if i else []) + [video]
-    return np.concatenate(parts, axis=2)

@@ -39,6 +39,9 @@ class MBPOConfig:
     real_ratio: float = 0.5
     start_env_steps: int = 4000         # MBPO starts with the agent updates (after the seed frames)
     model_buffer_capacity: int = 100_000  # imagined transitions kept (oldest leave first)
+    world_model: str | None = None  # pre-trained world-model checkpoint it starts from (None: the presets below)
+    tokenizer_preset: str = "tokenizer_64"  # from-scratch tokenizer
+    transformer_preset: str = "transformer_small"  # from-scratch transformer
 
     def __post_init__(self) -> None:
         positive = ("init_rollout_batch", "rollout_interval", "rollout_batch", "horizon", "tokenizer_interval",
@@ -67,7 +70,7 @@ class MBPOConfig:
         return cls(init_rollout_batch=8, rollout_interval=20, rollout_batch=4, horizon=3,
                    init_model_train_steps=2, tokenizer_interval=8, transformer_interval=4, model_batch_size=2,
                    sequence_length=4, num_context=2, tokenizer_future_frames=2, start_env_steps=40,
-                   model_buffer_capacity=2000)
+                   model_buffer_capacity=2000, tokenizer_preset="tokenizer_tiny", transformer_preset="transformer_tiny")
 
     def check_action_repeat(self, action_repeat: int) -> None:
         """Intervals must fall on agent steps."""

@@ -6,6 +6,7 @@ lengths do; the agent acts every `action_repeat` of them (`agent_step`).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ivideogpt.configuration import config_to_dict
+from ivideogpt.configuration import config_to_dict, merge_tree
 from ivideogpt.envs.rl_wrappers import EnvConfig, make_rl_env
+from ivideogpt.media import side_by_side, write_video
 from ivideogpt.rl import checkpoint as rl_checkpoint
 from ivideogpt.rl.drqv2 import DrQV2Agent, DrQV2Config
 from ivideogpt.rl.imagination import ImaginationModel, imagine
-from ivideogpt.rl.logger import RLLogger, side_by_side, write_video
+from ivideogpt.rl.logger import RLLogger
 from ivideogpt.rl.mbpo import MBPO, MBPOConfig
 from ivideogpt.rl.replay import SegmentReplay
 from ivideogpt.train.rng import capture_rng, restore_rng
@@ -117,7 +119,8 @@ class RLTrainer:
             raise FileNotFoundError(f"nothing to resume: no complete checkpoint under {self.checkpoint_root}")
         weights, state, counters = loaded
         free = dict.fromkeys(RESUME_MAY_CHANGE)
-        saved, mine = dict(state["config"], **free), dict(config_to_dict(self.config), **free)
+        mine = dict(config_to_dict(self.config), **free)
+        saved = merge_tree(copy.deepcopy(mine), dict(state["config"], **free))  # keys it predates: this run's
         if saved != mine:
             changed = sorted(k for k in mine if saved.get(k) != mine[k])
             raise ValueError(f"the checkpoint was written with a different config ({', '.join(changed)} differ); "
@@ -186,7 +189,7 @@ class RLTrainer:
         replay = iter(actions)
         out = imagine(self.mbpo.model, lambda obs: next(replay)[None].expand(obs.shape[0], -1),
                       real[None, :k], clip.actions[:, :k - 1].numpy(), c.horizon, self.config.env.frame_stack)
-        return side_by_side(real, out.frames[0])
+        return side_by_side(real, out.frames[0], scale=1)
 
     def _eval_and_record(self, agent_step: int, env_step: int) -> dict[str, float]:
         logs, video = self.evaluate(agent_step)

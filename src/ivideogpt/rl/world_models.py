@@ -26,6 +26,7 @@ def build_world_model(action_dim: int, tokenizer_preset: str = "tokenizer_64", t
                       device: str | torch.device = "cpu") -> WorldModelAdapter:
     """A world model from scratch: tokenizer and transformer presets (see `ivideogpt describe`)."""
     from ivideogpt.presets import get_preset
+    from ivideogpt.tokenizer.objective import preset_objective
 
     tokenizer = get_preset(tokenizer_preset).build().to(device)
     transformer_cfg = _rl_transformer_config(get_preset(transformer_preset), action_dim)
@@ -34,7 +35,8 @@ def build_world_model(action_dim: int, tokenizer_preset: str = "tokenizer_64", t
             type(transformer_cfg)(**{**transformer_cfg.__dict__, "codebook_size": tokenizer.config.codebook_size}),
             action_dim)
     transformer = transformer_cfg.build().to(device)
-    return WorldModelAdapter.from_modules(tokenizer, transformer, num_context, lr, weight_decay, seed)
+    return WorldModelAdapter.from_modules(tokenizer, transformer, num_context, lr, weight_decay, seed,
+                                          tokenizer_loss=preset_objective(tokenizer_preset))
 
 
 def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr: float = 1e-4,
@@ -42,7 +44,7 @@ def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr
                      device: str | torch.device = "cpu") -> WorldModelAdapter:
     """A pre-trained world model from a checkpoint (or run) directory holding a world model
     (an object with `.tokenizer` and `.transformer`), re-headed for `action_dim` and rewards."""
-    from ivideogpt.train.checkpoint import load_model
+    from ivideogpt.train.models import load_model, tokenizer_loss
 
     loaded = load_model(path)
     tokenizer = getattr(loaded, "tokenizer", None)
@@ -58,4 +60,4 @@ def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr
         fresh.load_pretrained(state)
         transformer = fresh
     return WorldModelAdapter.from_modules(tokenizer.to(device), transformer.to(device), num_context, lr,
-                                          weight_decay, seed)
+                                          weight_decay, seed, tokenizer_loss=tokenizer_loss(path))

@@ -1,4 +1,4 @@
-"""Tokenizer config (architecture + training loss) and its named presets."""
+"""Tokenizer config (the architecture) and its named presets; the training loss: `TokenizerObjectiveConfig`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 @dataclass
 class TokenizerConfig:
-    """A compressive (conditional VQGAN) or per-frame VQGAN tokenizer and its training objective.
+    """A compressive (conditional VQGAN) or per-frame VQGAN tokenizer: what a checkpoint needs to rebuild it.
 
     Architecture (paper Table 2). The encoder has one down block per entry of `down_channels`
     (`down_layers` ResNet blocks each, a stride-2 conv between blocks), then a mid block of two
@@ -52,9 +52,9 @@ class TokenizerConfig:
     quantization (`FiniteScalarQuantizer`), a fixed grid of prod(`fsq_levels`) ids with nothing to
     learn, which short trainings on small changes need (see `tokenizer_cpu`).
 
-    Loss (equal weights by default, as in the paper): L1 and L2 reconstruction, commitment +
-    codebook loss, LPIPS perceptual loss, and an optional hinge-loss patch discriminator from step
-    `disc_start` on.
+    How it is trained (loss weights, perceptual loss, discriminator) is `TokenizerObjectiveConfig`
+    (`tokenizer/objective.py`), a run's `objective:` section; `commitment_beta` and
+    `codebook_restart_steps` stay here because the quantizer applies them in its own forward pass.
     """
 
     kind: Literal["compressive", "perframe", "official"] = "compressive"
@@ -79,25 +79,12 @@ class TokenizerConfig:
     l2_normalized_codes: bool = True
     codebook_restart_steps: int = 50  # re-anchor codes unused for this many training passes; 0: never
     commitment_beta: float = 0.25
-    # training objective
-    l1_weight: float = 1.0
-    l2_weight: float = 0.0
-    quantizer_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    perceptual_weights_path: str | None = None
-    require_perceptual: bool = False
-    discriminator: bool = False
-    adversarial_weight: float = 1.0
-    disc_start: int = 0
-    disc_channels: int = 64
-    disc_layers: int = 3
 
     def __post_init__(self) -> None:
         self.down_channels = tuple(self.down_channels)
         self.fsq_levels = tuple(self.fsq_levels)
         positive = ("resolution", "down_layers", "up_layers", "norm_groups", "embed_dim", "context_tokens",
-                    "future_tokens", "max_cross_attention_resolution", "attention_head_dim", "disc_channels",
-                    "disc_layers")
+                    "future_tokens", "max_cross_attention_resolution", "attention_head_dim")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -139,9 +126,7 @@ class TokenizerConfig:
         if self.kind != "perframe" and self.max_cross_attention_resolution < side:
             raise ValueError(f"max_cross_attention_resolution must be >= the encoder output side {side} so the "
                              f"prediction path sees the context; got {self.max_cross_attention_resolution}")
-        for name in ("codebook_restart_steps", "commitment_beta", "l1_weight", "l2_weight", "quantizer_weight",
-                     "perceptual_weight",
-                     "adversarial_weight", "disc_start"):
+        for name in ("codebook_restart_steps", "commitment_beta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
 
@@ -181,17 +166,19 @@ def tokenizer_256() -> TokenizerConfig:
 
 
 def tokenizer_tiny() -> TokenizerConfig:
-    """Test-sized 64x64 tokenizer (~0.43M params, same token grids as the paper), no perceptual loss."""
+    """Test-sized 64x64 tokenizer (~0.43M params, same token grids as the paper); trained without perceptual loss
+    (`PRESET_LOSSES` in tokenizer/objective.py)."""
     return TokenizerConfig(down_channels=(16, 32, 32), down_layers=1, up_layers=1, norm_groups=8, embed_dim=16,
-                           codebook_size=128, attention_head_dim=16, perceptual_weight=0.0)
+                           codebook_size=128, attention_head_dim=16)
 
 
 def tokenizer_cpu() -> TokenizerConfig:
     """Demo-sized 64x64 tokenizer (1.36M params) that codes Push-T dynamics on 2 CPU cores in minutes.
 
-    Channels [16, 32, 64], one ResNet block per down block and two per up block, no perceptual loss
-    (a VGG16 pass per frame would cost more than the tokenizer itself on CPU), L2 reconstruction. A
-    step on 8 x (1 context + 3 future) frames takes ~0.7 s on 2 idle cores.
+    Channels [16, 32, 64], one ResNet block per down block and two per up block. Its recipe trains
+    without perceptual loss (a VGG16 pass per frame would cost more than the tokenizer itself on CPU)
+    and with L2 reconstruction (`PRESET_LOSSES` in tokenizer/objective.py). A step on 8 x (1 context
+    + 3 future) frames takes ~0.7 s on 2 idle cores.
     Three choices differ from the paper presets, measured on held-out Push-T clips (future frames
     encoded and decoded, against copying the last context frame; 450 steps, batch 8):
     - `future_residual`: future frames are coded as changes on the last context frame. Without it
@@ -205,8 +192,7 @@ def tokenizer_cpu() -> TokenizerConfig:
     """
     return TokenizerConfig(down_channels=(16, 32, 64), down_layers=1, up_layers=2, norm_groups=8, embed_dim=4,
                            codebook_size=1000, quantizer="fsq", fsq_levels=(8, 5, 5, 5), attention_head_dim=32,
-                           l1_weight=0.0, l2_weight=1.0, perceptual_weight=0.0, future_residual=True,
-                           future_skip_threshold=0.05)
+                           future_residual=True, future_skip_threshold=0.05)
 
 
 def perframe_4x4_64() -> TokenizerConfig:

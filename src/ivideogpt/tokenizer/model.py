@@ -141,6 +141,11 @@ class ContextFutureTokenizer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @property
+    def future_side(self) -> int:
+        """Side of a future frame's id grid."""
+        return self.config.future_tokens
+
     def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
         """Context frames (B, Tc, 3, H, W) -> ids (B, Tc, g, g) and the encoder features for `encode_future`."""
         out, features = self._encode_context(frames)
@@ -159,8 +164,7 @@ class ContextFutureTokenizer(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W))."""
         context_recon, features = self._decode_context(context_ids)
-        check_ids("future_ids", future_ids, self.config.future_tokens, self.config.codebook_size,
-                  batch=context_ids.shape[0])
+        check_ids("future_ids", future_ids, self.future_side, self.config.codebook_size, batch=context_ids.shape[0])
         return context_recon, self.decode_future(future_ids, features, use_context)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -15,6 +16,50 @@ from ivideogpt.tokenizer.discriminator import PatchDiscriminator, hinge_discrimi
 from ivideogpt.tokenizer.model import CompressiveTokenizer
 
 
+@dataclass
+class TokenizerObjectiveConfig:
+    """How a tokenizer is trained, apart from what it is (`TokenizerConfig`): a run's `objective:` section.
+
+    Equal weights by default, as in the paper: L1 (and optionally L2) reconstruction, commitment +
+    codebook loss, LPIPS perceptual loss, and an optional hinge-loss patch discriminator from step
+    `disc_start` on.
+    """
+
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    quantizer_weight: float = 1.0  # weight of commitment + codebook loss
+    perceptual_weight: float = 1.0  # LPIPS; 0 skips the VGG16 pass
+    perceptual_weights_path: str | None = None  # local VGG16 weights file (default: the usual places, see README)
+    require_perceptual: bool = False  # missing VGG16 weights: an error instead of a warning and no perceptual loss
+    discriminator: bool = False  # add a hinge-loss patch discriminator
+    adversarial_weight: float = 1.0
+    disc_start: int = 0  # first step of the adversarial terms
+    disc_channels: int = 64
+    disc_layers: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("disc_channels", "disc_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("l1_weight", "l2_weight", "quantizer_weight", "perceptual_weight", "adversarial_weight",
+                     "disc_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+
+
+LOSS_FIELDS = tuple(f.name for f in fields(TokenizerObjectiveConfig))
+# The presets whose recipe trains with other than the paper's loss (every other preset: the defaults).
+PRESET_LOSSES: dict[str, dict[str, float]] = {
+    "tokenizer_tiny": {"perceptual_weight": 0.0},
+    "tokenizer_cpu": {"l1_weight": 0.0, "l2_weight": 1.0, "perceptual_weight": 0.0},  # see tokenizer_cpu()
+}
+
+
+def preset_objective(preset: str) -> TokenizerObjectiveConfig:
+    """The loss a tokenizer preset is trained with unless a run says otherwise."""
+    return TokenizerObjectiveConfig(**PRESET_LOSSES.get(preset, {}))
+
+
 class TokenizerObjective(nn.Module):
     """The tokenizer (+ optional discriminator) and its loss, optimised in one backward by one optimizer.
 
@@ -24,6 +69,7 @@ class TokenizerObjective(nn.Module):
     The generator term is computed with the discriminator frozen (so it only moves the tokenizer);
     the discriminator loss sees detached reconstructions (so it only moves the discriminator).
 
+    `config` is the tokenizer's architecture, `loss` (default: the paper's) how it is trained.
     `perceptual`: an LPIPS-like module `(x, y) -> (N,)` on (N, 3, H, W) in [-1, 1], None for no
     perceptual loss, or "auto" to load LPIPS from local weights when `perceptual_weight > 0`
     (missing weights: error if `require_perceptual`, else one warning and no perceptual loss).
@@ -31,20 +77,22 @@ class TokenizerObjective(nn.Module):
     """
 
     def __init__(self, config: TokenizerConfig, tokenizer: nn.Module | None = None,
-                 perceptual: nn.Module | None | Literal["auto"] = "auto") -> None:
+                 perceptual: nn.Module | None | Literal["auto"] = "auto",
+                 loss: TokenizerObjectiveConfig | None = None) -> None:
         super().__init__()
         self.config = config
+        self.loss = loss = loss if loss is not None else TokenizerObjectiveConfig()
         self.tokenizer = tokenizer if tokenizer is not None else config.build()
-        self.discriminator = (PatchDiscriminator(config.disc_channels, config.disc_layers)
-                              if config.discriminator else None)
+        self.discriminator = (PatchDiscriminator(loss.disc_channels, loss.disc_layers)
+                              if loss.discriminator else None)
         if isinstance(perceptual, str):
             if perceptual != "auto":
                 raise ValueError(f"perceptual must be a module, None or 'auto'; got {perceptual!r}")
             perceptual = None
-            if config.perceptual_weight > 0:
+            if loss.perceptual_weight > 0:
                 from ivideogpt.perceptual import load_lpips
 
-                perceptual = load_lpips(config.perceptual_weights_path, required=config.require_perceptual)
+                perceptual = load_lpips(loss.perceptual_weights_path, required=loss.require_perceptual)
         self._perceptual = (perceptual,)  # a tuple hides it from nn.Module registration
 
     @property
@@ -62,7 +110,7 @@ class TokenizerObjective(nn.Module):
 
     def compute_loss(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss for one batch and detached scalar logs (recon_l1, commitment, perplexity, ...)."""
-        c = self.config
+        c = self.loss
         out = self.tokenizer(batch.context_frames, batch.future_frames)
         target = rearrange(batch.frames, "b t c h w -> (b t) c h w")
         recon = rearrange(out.reconstruction, "b t c h w -> (b t) c h w")

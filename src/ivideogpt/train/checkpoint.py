@@ -253,56 +253,15 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
-    """Copy a checkpoint's model (config.yaml and model.safetensors; no optimizer, RNG or logs) to `dest`.
-
-    The copy is a checkpoint of its own (`dest/step_N`, manifest, `latest`), written atomically, so
-    `load_model(dest)` rebuilds the model from it alone: the way to ship a trained model. The training
-    data's metadata.json (action bounds, action repeat) is copied beside it as data_metadata.json.
-    """
-    source = resolve(checkpoint)
-    step = step_of(source) or 0
-    data_metadata = training_data_metadata(source)
-    tmp = begin(Path(dest), step)
-    try:
-        for name in ("config.yaml", "model.safetensors"):
-            shutil.copy2(source / name, tmp / name)
-        if data_metadata is not None:  # the action bounds and repeat travel with the model
-            shutil.copy2(data_metadata, tmp / DATA_METADATA)
-        return finish(Path(dest), step)
-    except BaseException:
-        abort(Path(dest), step)
-        raise
-
-
-def training_data_metadata(checkpoint: str | Path) -> Path | None:
-    """The metadata.json a checkpoint's model was trained with: its own copy, else its data's, else None."""
-    from ivideogpt.data.actions import metadata_file
-    from ivideogpt.train.experiments import read_experiment
-
-    source = Path(resolve(checkpoint))
-    if (source / DATA_METADATA).is_file():
-        return source / DATA_METADATA
-    data = read_experiment(source, strict=False).data
-    if not data.sources:
-        return None
-    file = metadata_file(data.sources[0].resolved_path(data.root))
-    return file if file.is_file() else None
-
-
 def load_weights(module: nn.Module, checkpoint: Path) -> None:
     """Load `model.safetensors` of `checkpoint` into `module` (strict)."""
     module.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=True)
 
 
-def load_model(path: str | Path) -> nn.Module:
-    """Rebuild the trained model of a checkpoint (or run) directory from its config.yaml and weights.
-
-    A released iVideoGPT snapshot folder (tokenizer/ + transformer/) is read directly into a `WorldModel`.
-    """
-    from ivideogpt.official import is_snapshot, load_snapshot
-    from ivideogpt.train.experiments import load_model_from_checkpoint
-
-    if is_snapshot(path):
-        return load_snapshot(path)
-    return load_model_from_checkpoint(resolve(path))
+def read_weights(checkpoint: Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of `checkpoint/model.safetensors` under `prefix` (e.g. "tokenizer."), the prefix removed."""
+    state = load_file(str(Path(checkpoint) / "model.safetensors"))
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not picked:
+        raise CheckpointError(f"{checkpoint} has no {prefix.rstrip('.')} weights")
+    return picked

@@ -1,4 +1,4 @@
-"""Experiment configs for `ivideogpt train tokenizer|transformer`, and rebuilding models from checkpoints.
+"""Experiment configs for `ivideogpt train tokenizer|transformer`: load them, read them back from checkpoints.
 
 An experiment = a model preset (its section layered on the preset's values) + data + training.
 The resolved experiment is saved as `config.yaml` in every checkpoint, so a checkpoint directory
@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from safetensors.torch import load_file
 from torch import nn
 
-from ivideogpt.configuration import ConfigError, config_to_dict, from_dict, merge_tree, read_tree
+from ivideogpt.configuration import ConfigError, config_to_dict, expand_includes, from_dict, merge_tree, read_tree
 from ivideogpt.data.config import DataConfig
 from ivideogpt.tokenizer.config import TokenizerConfig
+from ivideogpt.tokenizer.objective import LOSS_FIELDS, TokenizerObjectiveConfig, preset_objective
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.transformer.config import TransformerConfig
@@ -34,6 +34,8 @@ class TokenizerExperiment:
     kind: Literal["tokenizer"] = "tokenizer"
     preset: str = "tokenizer_cpu"  # a tokenizer preset of `ivideogpt describe`
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # starts from the preset's values
+    objective: TokenizerObjectiveConfig = field(default_factory=TokenizerObjectiveConfig)  # the loss; starts from
+    #   the preset's recipe (tokenizer_cpu and tokenizer_tiny skip the perceptual loss)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # tokenizer checkpoint whose weights start this run (fine-tuning)
@@ -47,9 +49,9 @@ class TokenizerExperiment:
         """The TokenizerObjective to train (weights from `init_from` when `initialise`)."""
         from ivideogpt.tokenizer.objective import TokenizerObjective
 
-        objective = TokenizerObjective(self.tokenizer)
+        objective = TokenizerObjective(self.tokenizer, loss=self.objective)
         if initialise and self.init_from:
-            objective.tokenizer.load_state_dict(_weights(ckpt.resolve(self.init_from), "tokenizer."))
+            objective.tokenizer.load_state_dict(ckpt.read_weights(ckpt.resolve(self.init_from), "tokenizer."))
         return objective
 
 
@@ -61,9 +63,11 @@ class TransformerExperiment:
     tokenizer_checkpoint: str | None = None  # trained tokenizer: a checkpoint or run directory (a tokenizer's or a
     #   world model's, e.g. one written by `ivideogpt import-official`)
     tokenizer: TokenizerConfig | None = None  # filled from tokenizer_checkpoint when the run starts
+    tokenizer_objective: TokenizerObjectiveConfig | None = None  # the loss the tokenizer was trained with (filled
+    #   from tokenizer_checkpoint when unset): what trains it further when objective.mode is full or tokenizer
     preset: str = "transformer_tiny"  # a transformer preset of `ivideogpt describe`
     transformer: TransformerConfig = field(default_factory=TransformerConfig)  # starts from the preset's values;
-    #   codebook_size and token grids are always taken from the tokenizer
+    #   codebook_size and token grids come from the tokenizer (setting them is an error)
     objective: TransformerObjectiveConfig = field(default_factory=TransformerObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -100,11 +104,13 @@ class TransformerExperiment:
             if saved.tokenizer is None:  # a world model's checkpoint carries the tokenizer it was trained with
                 raise ConfigError(f"tokenizer_checkpoint {source} holds a {saved.kind} run without a tokenizer")
             self.tokenizer = saved.tokenizer
+            if self.tokenizer_objective is None:
+                self.tokenizer_objective = saved.objective if saved.kind == "tokenizer" else saved.tokenizer_objective
         if self.tokenizer is None:
             raise ConfigError("a transformer run needs tokenizer_checkpoint (a trained tokenizer's run directory)")
         tokenizer = self.tokenizer.build()
         if initialise and self.tokenizer_checkpoint:  # a resumed run gets every weight from its own checkpoint
-            tokenizer.load_state_dict(_weights(source, "tokenizer."))
+            tokenizer.load_state_dict(ckpt.read_weights(source, "tokenizer."))
         if self.data.resolution != self.tokenizer.resolution:
             raise ConfigError(f"data.resolution={self.data.resolution} differs from the tokenizer's "
                               f"{self.tokenizer.resolution}")
@@ -114,12 +120,18 @@ class TransformerExperiment:
                                                future_grid=tuple(facts["future_tokens"]))
         transformer = self.transformer.build()
         if initialise and self.init_from:
-            transformer.load_pretrained(_weights(ckpt.resolve(self.init_from), "transformer."))
-        return TransformerObjective(transformer, tokenizer, self.objective)
+            transformer.load_pretrained(ckpt.read_weights(ckpt.resolve(self.init_from), "transformer."))
+        tokenizer_objective = None
+        if self.objective.mode != "transformer":
+            from ivideogpt.tokenizer.objective import TokenizerObjective
+
+            tokenizer_objective = TokenizerObjective(self.tokenizer, tokenizer, loss=self.tokenizer_objective)
+        return TransformerObjective(transformer, tokenizer, self.objective, tokenizer_objective)
 
 
 Experiment = Union[TokenizerExperiment, TransformerExperiment]
 EXPERIMENTS: dict[str, type] = {"tokenizer": TokenizerExperiment, "transformer": TransformerExperiment}
+FROM_TOKENIZER = ("codebook_size", "context_grid", "future_grid")  # transformer fields the tokenizer decides
 _SECTIONS = {"tokenizer": (TokenizerConfig, "tokenizer"), "transformer": (TransformerConfig, "transformer")}
 
 
@@ -131,10 +143,12 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     if kind not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment kind {kind!r}; choose one of {sorted(EXPERIMENTS)}")
     cls = EXPERIMENTS[kind]
-    tree = _expand_includes(read_tree(path), Path(path).parent if path is not None else Path("."))
+    tree = expand_includes(read_tree(path), Path(path).parent if path is not None else Path("."))
+    _refuse_tokenizer_facts(kind, tree, overrides)
     tree = read_tree(None, overrides, base=tree)
     if tree.setdefault("kind", kind) != kind:
         raise ConfigError(f"{path or 'the overrides'} describe a {tree['kind']!r} run, not {kind!r}")
+    tree = _split_tokenizer_loss(tree)
     model_cls, section = _SECTIONS[kind]
     preset = tree.get("preset", cls.preset)
     if not isinstance(preset, str):
@@ -152,18 +166,35 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     if not isinstance(user, dict):
         raise ConfigError(f"{section}: expected a mapping of {model_cls.__name__} fields, got {user!r}")
     tree[section] = merge_tree(config_to_dict(base), user)
+    if kind == "tokenizer":
+        tree["objective"] = merge_tree(config_to_dict(preset_objective(preset)), tree.get("objective") or {})
     defaults = config_to_dict(cls())
     return from_dict(cls, merge_tree(defaults, tree))
 
 
-def _expand_includes(tree: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """A top-level section may say `include: FILE` (relative to the config's folder); its other keys win."""
-    for name, section in tree.items():
-        if isinstance(section, dict) and "include" in section:
-            included = read_tree(directory / str(section.pop("include")))
-            included.pop("kind", None)
-            content = included.get(name, included) if isinstance(included.get(name), dict) else included
-            tree[name] = merge_tree(content, section)
+def _refuse_tokenizer_facts(kind: str, tree: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """`transformer.codebook_size` and the token grids are the tokenizer's: a transformer run may not set them
+    (a config written by a run records them beside the `tokenizer:` they came from, and may)."""
+    if kind != "transformer":
+        return
+    given = [o.split("=", 1)[0].removeprefix("transformer.") for o in overrides if o.startswith("transformer.")]
+    section = tree.get("transformer")
+    if tree.get("tokenizer") is None and isinstance(section, dict):
+        given += list(section)
+    clash = sorted(set(given) & set(FROM_TOKENIZER))
+    if clash:
+        raise ConfigError(f"transformer.{clash[0]} comes from the tokenizer (tokenizer_checkpoint); remove it from "
+                          f"the config and the flags (the tokenizer decides {', '.join(FROM_TOKENIZER)})")
+
+
+def _split_tokenizer_loss(tree: dict[str, Any]) -> dict[str, Any]:
+    """Configs written before the tokenizer's loss had a section of its own (old checkpoints included) kept it
+    in `tokenizer:`; move it to `objective:` of a tokenizer run, `tokenizer_objective:` of a transformer run."""
+    section = tree.get("tokenizer")
+    loss = {name: section.pop(name) for name in list(section) if name in LOSS_FIELDS} if isinstance(section, dict) else {}
+    if loss:
+        target = "objective" if tree.get("kind") == "tokenizer" else "tokenizer_objective"
+        tree[target] = merge_tree(loss, tree.get(target) or {})
     return tree
 
 
@@ -178,6 +209,7 @@ def read_experiment(checkpoint: str | Path, strict: bool = True) -> Any:
     kind = tree.get("kind")
     if kind not in EXPERIMENTS:
         raise ConfigError(f"{path} has no known `kind` (got {kind!r}); it was not written by `ivideogpt train`")
+    tree = _split_tokenizer_loss(tree)
     if not strict:
         for name, section_cls in (("data", DataConfig), ("train", TrainConfig)):
             known = {f.name for f in dataclasses.fields(section_cls)}
@@ -186,40 +218,3 @@ def read_experiment(checkpoint: str | Path, strict: bool = True) -> Any:
                 log.warning("%s: ignoring %s keys this version does not know: %s", path, name, ", ".join(stale))
                 tree[name] = {k: v for k, v in tree[name].items() if k in known}
     return from_dict(EXPERIMENTS[kind], merge_tree(config_to_dict(EXPERIMENTS[kind]()), tree))
-
-
-def _weights(checkpoint: Path, prefix: str) -> dict[str, Any]:
-    """The tensors of `checkpoint/model.safetensors` under `prefix`, with the prefix removed."""
-    state = load_file(str(Path(checkpoint) / "model.safetensors"))
-    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not picked:
-        raise ckpt.CheckpointError(f"{checkpoint} has no {prefix.rstrip('.')} weights")
-    return picked
-
-
-def load_objective(checkpoint: str | Path) -> nn.Module:
-    """The whole training objective of a checkpoint, weights loaded (e.g. to fine-tune it further)."""
-    path = ckpt.resolve(checkpoint)
-    objective = read_experiment(path, strict=False).build_objective(initialise=False)
-    ckpt.load_weights(objective, path)
-    return objective
-
-
-def load_model_from_checkpoint(path: Path) -> Any:
-    """A tokenizer checkpoint -> the tokenizer (eval mode); a transformer checkpoint -> a `WorldModel`
-    whose `.tokenizer` and `.transformer` are the trained modules (`.num_context` from its data config)."""
-    experiment = read_experiment(path, strict=False)
-    if isinstance(experiment, TokenizerExperiment):
-        tokenizer = experiment.tokenizer.build()
-        tokenizer.load_state_dict(_weights(path, "tokenizer."))
-        return tokenizer.eval()
-    from ivideogpt.world_model import WorldModel
-
-    if experiment.tokenizer is None:
-        raise ConfigError(f"{path}/config.yaml lacks the tokenizer config it was trained with")
-    tokenizer, transformer = experiment.tokenizer.build(), experiment.transformer.build()
-    tokenizer.load_state_dict(_weights(path, "tokenizer."))
-    transformer.load_state_dict(_weights(path, "transformer."))
-    world_model = WorldModel(tokenizer, transformer)
-    world_model.num_context = experiment.data.num_context
-    return world_model

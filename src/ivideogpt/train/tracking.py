@@ -1,4 +1,5 @@
-"""Where training logs go: TensorBoard (default), Weights & Biases (optional), losses.jsonl, sample GIFs."""
+"""Where training logs go: TensorBoard (default), Weights & Biases (optional), losses.jsonl, sample GIFs
+(written by `ivideogpt.media`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from ivideogpt.train.config import TrainConfig
 
@@ -81,27 +79,3 @@ def _start_wandb(out_dir: Path, cfg: TrainConfig, config: dict[str, Any]) -> Any
     id_file.write_text(run_id)
     return wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name, id=run_id, resume="allow",
                       dir=str(out_dir), config=config)
-
-
-def video_grid(videos: list[torch.Tensor], max_items: int) -> np.ndarray:
-    """Side-by-side uint8 frames (T, H * items, W * len(videos), 3) from (B, T, 3, H, W) tensors in [-1, 1]."""
-    length = max(video.shape[1] for video in videos)
-    columns = []
-    for video in videos:
-        video = video[:max_items].detach().float().cpu().clamp(-1, 1)
-        if video.shape[1] < length:  # hold the last frame of shorter videos
-            pad = video[:, -1:].expand(-1, length - video.shape[1], -1, -1, -1)
-            video = torch.cat([video, pad], dim=1)
-        columns.append(torch.cat(list(video), dim=-2))  # items stacked along height: (T, 3, H*B, W)
-    grid = torch.cat(columns, dim=-1)  # (T, 3, H*B, W*columns)
-    grid = ((grid + 1) * 127.5).round().to(torch.uint8)
-    return grid.permute(0, 2, 3, 1).numpy()
-
-
-def write_gif(path: Path, videos: list[torch.Tensor], max_items: int = 4, fps: int = 4) -> Path:
-    """Write ground truth | prediction columns as a looping GIF."""
-    import imageio.v3 as iio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, video_grid(videos, max_items), extension=".gif", duration=1000 / fps, loop=0)
-    return path

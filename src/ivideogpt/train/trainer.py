@@ -17,13 +17,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ivideogpt.configuration import config_to_dict, save_config
+from ivideogpt.media import video_grid, write_video
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.train.optim import build_optimizer, build_scheduler
 from ivideogpt.train.rng import preserved_rng, restore_rng
 from ivideogpt.train.sampler import FixedSampler, StepSampler
 from ivideogpt.train.state import CheckpointIO
-from ivideogpt.train.tracking import Tracker, write_gif
+from ivideogpt.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +247,8 @@ class Trainer:
         paths = []
         for name, video in videos.items():
             columns = [target, video] if target is not None else [video]
-            path = write_gif(self.out_dir / "samples" / f"step_{self.step:06d}_{name}.gif", columns,
-                             max_items=self.cfg.num_samples)
+            path = write_video(self.out_dir / "samples" / f"step_{self.step:06d}_{name}.gif",
+                               video_grid(columns, self.cfg.num_samples), fps=4)
             paths.append(path)
             if self.tracker is not None:
                 self.tracker.log_video(self.step, name, path)

@@ -2,7 +2,6 @@
 
 from ivideogpt.transformer.cache import GrowingCache
 from ivideogpt.transformer.config import TransformerConfig, transformer_medium, transformer_small, transformer_tiny
-from ivideogpt.transformer.goal import goal_conditioned_batch, goal_conditioned_frames
 from ivideogpt.transformer.layout import SequenceLayout
 from ivideogpt.transformer.model import TransformerOutput, WorldModelTransformer, symexp, symlog
 from ivideogpt.transformer.objective import TransformerObjective, TransformerObjectiveConfig
@@ -10,6 +9,5 @@ from ivideogpt.transformer.sampling import sample_tokens
 
 __all__ = [
     "GrowingCache", "SequenceLayout", "TransformerConfig", "TransformerObjective", "TransformerObjectiveConfig",
-    "TransformerOutput", "WorldModelTransformer", "goal_conditioned_batch", "goal_conditioned_frames",
-    "sample_tokens", "symexp", "symlog", "transformer_medium", "transformer_small", "transformer_tiny",
+    "TransformerOutput", "WorldModelTransformer", "sample_tokens", "symexp", "symlog", "transformer_medium", "transformer_small", "transformer_tiny",
 ]

@@ -264,6 +264,7 @@ class WorldModelTransformer(nn.Module):
                              f"unexpected {result.unexpected_keys}")
         return list(result.missing_keys)
 
+    @property
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

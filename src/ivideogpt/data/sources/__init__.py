@@ -1,15 +1,6 @@
 """Readers: one small module per on-disk format, all returning `EpisodeInfo` indexes and `Episode`s.
 
-| format  | what                                                        | module     |
-|---------|-------------------------------------------------------------|------------|
-| npz     | project episodes and npz layouts of other code              | npz        |
-| video   | folder of mp4/webm/gif/... files (action-free)              | video      |
-| hdf5    | HDF5 trajectories, one per file or per group                | hdf5       |
-| lerobot | LeRobot dataset folder, v2.x or v3.0                        | lerobot    |
-| rlds    | RLDS / TFDS TFRecord shards (Open X-Embodiment)             | rlds       |
-| bair    | BAIR robot pushing TFRecords                                | rlds       |
-| robonet | RoboNet hdf5 trajectories                                   | robonet    |
-| tar     | WebDataset tar shards: npz, .npy, image or video samples    | webdataset |
+Which formats there are, and which module reads each: the registry in `ivideogpt/data/formats.py`.
 """
 
 from __future__ import annotations
@@ -18,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ivideogpt.data.episode import EpisodeError
+from ivideogpt.data.formats import DATA_FORMATS
 from ivideogpt.data.sources.base import EpisodeInfo, EpisodeReader, coerce_frames
 
 __all__ = ["EpisodeInfo", "EpisodeReader", "coerce_frames", "detect_format", "make_reader"]
 
-_SUFFIXES = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".tar": "tar", ".mp4": "video", ".webm": "video",
-             ".gif": "video", ".avi": "video", ".mkv": "video", ".mov": "video", ".m4v": "video"}
+_SUFFIXES = {suffix: f.name for f in DATA_FORMATS.values() for suffix in f.suffixes}
 
 
 def _file_format(path: Path) -> str | None:
@@ -69,22 +60,6 @@ def make_reader(format: str, path: str | Path, options: dict[str, Any] | None = 
     path = Path(path)
     if format == "auto":
         format = detect_format(path)
-    if format == "npz":
-        from ivideogpt.data.sources.npz import NpzReader as reader
-    elif format == "video":
-        from ivideogpt.data.sources.video import VideoFolderReader as reader
-    elif format == "hdf5":
-        from ivideogpt.data.sources.hdf5 import Hdf5Reader as reader
-    elif format == "lerobot":
-        from ivideogpt.data.sources.lerobot import LeRobotReader as reader
-    elif format == "rlds":
-        from ivideogpt.data.sources.rlds import RldsReader as reader
-    elif format == "bair":
-        from ivideogpt.data.sources.rlds import BairReader as reader
-    elif format == "robonet":
-        from ivideogpt.data.sources.robonet import RoboNetReader as reader
-    elif format == "tar":
-        from ivideogpt.data.sources.webdataset import TarReader as reader
-    else:
+    if format not in DATA_FORMATS:
         raise ValueError(f"unknown data format {format!r}")
-    return reader(path, options)
+    return DATA_FORMATS[format].reader_class()(path, options)

@@ -40,6 +40,7 @@ class FileTreeReader:
     """Base of the readers of files under a folder (recursively, sorted by path) or of one given file."""
 
     suffixes: tuple[str, ...] = ()  # file-name endings this format reads, lower case
+    read_errors: tuple[type[BaseException], ...] = (EpisodeError, OSError, ValueError)  # a bad file, not a bug
 
     def __init__(self, path: str | Path, options: dict[str, Any] | None = None) -> None:
         self.path, self.options = Path(path), dict(options or {})
@@ -53,6 +54,26 @@ class FileTreeReader:
     def file_id(self, file: Path) -> str:
         """A file's stable id: its path below the folder without the suffix (its stem for a single file)."""
         return file.stem if self.path.is_file() else file.relative_to(self.path).with_suffix("").as_posix()
+
+    def scan(self, report: DataReport) -> list[EpisodeInfo]:
+        """One episode per file (formats with several override this): a file `index_file` fails on is
+        skipped into `report`, with `skip_reason`'s message and kind."""
+        infos = []
+        for file in self.files():
+            report.found += 1
+            try:
+                infos.append(self.index_file(file, self.file_id(file)))
+            except self.read_errors as error:
+                report.skip(str(file), *self.skip_reason(error))
+        return infos
+
+    def index_file(self, file: Path, episode_id: str) -> EpisodeInfo:
+        """Index one file without reading its pixels; raises one of `read_errors` for a bad file."""
+        raise NotImplementedError
+
+    def skip_reason(self, error: BaseException) -> tuple[str, str]:
+        """(message, kind) of a skipped file in the data report."""
+        return str(error), "unreadable"
 
 
 def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:

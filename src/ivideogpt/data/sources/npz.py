@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
-from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, align_actions, align_per_step, coerce_frames
 
 FRAME_KEYS = ("frames", "image", "images", "obs", "observation", "observations", "rgb", "pixels",
@@ -111,6 +110,14 @@ def read_npz_episode(source: str | Path | Any, options: dict[str, Any] | None = 
     return episode_from_arrays(arrays, options)
 
 
+def load_episode(path: str | Path, **options: str) -> Episode:
+    """Read one `.npz` episode in the project layout or a known alias layout; EpisodeError if unusable.
+
+    `options` name arrays explicitly (`image_key`, `action_key`, `reward_key`, `success_key`).
+    """
+    return read_npz_episode(Path(path), options)
+
+
 def npz_shapes(source: str | Path | Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array in an `.npz`, from the array headers only (no full decompression)."""
     shapes = {}
@@ -159,17 +166,13 @@ class NpzReader(FileTreeReader):
     """A directory tree of `.npz` episodes (or one file); the episode id is the relative path."""
 
     suffixes = (".npz",)
+    read_errors = READ_ERRORS
 
-    def scan(self, report: DataReport) -> list[EpisodeInfo]:
-        infos = []
-        for file in self.files():
-            report.found += 1
-            episode_id = self.file_id(file)
-            try:
-                infos.append(info_from_shapes(episode_id, npz_shapes(file), self.options, file))
-            except READ_ERRORS as error:
-                report.skip(str(file), f"{type(error).__name__}: {error}", _kind(error))
-        return infos
+    def index_file(self, file: Path, episode_id: str) -> EpisodeInfo:
+        return info_from_shapes(episode_id, npz_shapes(file), self.options, file)
+
+    def skip_reason(self, error: BaseException) -> tuple[str, str]:
+        return f"{type(error).__name__}: {error}", _kind(error)
 
     def load(self, info: EpisodeInfo) -> Episode:
         return read_npz_episode(info.location, self.options)

@@ -25,7 +25,8 @@ import numpy as np
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.sources.base import EpisodeInfo
 from ivideogpt.data.sources.npz import episode_from_arrays, info_from_shapes, npy_header, npz_shapes, read_npz_episode
-from ivideogpt.data.sources.video import VIDEO_SUFFIXES, read_video, video_shape
+from ivideogpt.data.formats import VIDEO_SUFFIXES
+from ivideogpt.data.sources.video import read_video, video_shape
 
 IMAGE_MEMBER = re.compile(r"(?P<name>.*?)[._-]?(?P<index>\d+)\.(?:jpe?g|png)")
 HEADER_BYTES = 1 << 16  # enough for any `.npy` header numpy writes

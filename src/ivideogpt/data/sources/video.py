@@ -1,9 +1,9 @@
-"""Video files through PyAV (its wheels bundle ffmpeg: mp4/H.264, AV1, webm/VP9, gif, ...).
+"""Reading video files through PyAV (its wheels bundle ffmpeg: mp4/H.264, AV1, webm/VP9, gif, ...).
 
 A folder of videos is an action-free source: each file is one episode, its id the relative
 path without the suffix. Optional side files `<name>.actions.npy` (T or T - 1 rows) and
 `<name>.rewards.npy` (T rows, aligned by the `alignment` option as npz rewards are, or T - 1)
-next to a video add actions and rewards.
+next to a video add actions and rewards. Writing videos: `ivideogpt.media.write_video`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
-from ivideogpt.data.report import DataReport
+from ivideogpt.data.formats import VIDEO_SUFFIXES
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok, align_actions, align_per_step
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".avi", ".mkv", ".mov", ".m4v")
-_ENCODERS = {".mp4": ("libx264", "yuv420p"), ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8"),
-             ".mkv": ("libx264", "yuv420p"), ".avi": ("mpeg4", "yuv420p")}
 
 
 def _open(source: str | Path | bytes | BinaryIO) -> Any:
@@ -94,29 +91,6 @@ def video_shape(source: str | Path | bytes | BinaryIO) -> tuple[int, int, int, i
         container.close()
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 10, codec: str | None = None) -> Path:
-    """Encode uint8 (T, H, W, 3) frames; the codec follows the suffix (mp4: H.264, webm: VP9, gif)."""
-    import av
-
-    path = Path(path)
-    name, pixel_format = _ENCODERS.get(path.suffix.lower(), ("libx264", "yuv420p"))
-    name = codec or name
-    frames = np.asarray(frames, dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(name, rate=fps)
-        stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
-        stream.pix_fmt = pixel_format if name != "libsvtav1" else "yuv420p"
-        if name in ("libx264", "libvpx-vp9"):
-            stream.options = {"crf": "18"} if name == "libx264" else {"crf": "20", "b": "0"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def _side_file(video: Path, kind: str) -> Path:
     return video.with_name(f"{video.stem}.{kind}.npy")
 
@@ -126,26 +100,18 @@ class VideoFolderReader(FileTreeReader):
 
     suffixes = VIDEO_SUFFIXES
 
-    def scan(self, report: DataReport) -> list[EpisodeInfo]:
-        infos = []
-        for file in self.files():
-            report.found += 1
-            episode_id = self.file_id(file)
-            try:
-                length = count_frames(file)
-                if length == 0:
-                    raise EpisodeError("video has no frames")
-                action_dim = None
-                actions_file = _side_file(file, "actions")
-                if actions_file.is_file():
-                    shape = np.load(actions_file, mmap_mode="r").shape
-                    if not action_rows_ok(shape[0], length):
-                        raise EpisodeError(f"{actions_file.name} has {shape[0]} rows for {length} frames")
-                    action_dim = 1 if len(shape) == 1 else int(shape[1])
-                infos.append(EpisodeInfo(episode_id, length, action_dim, _side_file(file, "rewards").is_file(), file))
-            except (EpisodeError, OSError, ValueError) as error:
-                report.skip(str(file), str(error), "unreadable")
-        return infos
+    def index_file(self, file: Path, episode_id: str) -> EpisodeInfo:
+        length = count_frames(file)
+        if length == 0:
+            raise EpisodeError("video has no frames")
+        action_dim = None
+        actions_file = _side_file(file, "actions")
+        if actions_file.is_file():
+            shape = np.load(actions_file, mmap_mode="r").shape
+            if not action_rows_ok(shape[0], length):
+                raise EpisodeError(f"{actions_file.name} has {shape[0]} rows for {length} frames")
+            action_dim = 1 if len(shape) == 1 else int(shape[1])
+        return EpisodeInfo(episode_id, length, action_dim, _side_file(file, "rewards").is_file(), file)
 
     def load(self, info: EpisodeInfo) -> Episode:
         frames = read_video(info.location)

@@ -1,9 +1,9 @@
-"""Side-by-side planning videos: panel layout, held last frames, labels, file formats."""
+"""Videos for viewing: side-by-side panels, held last frames, labels, file formats."""
 
 import numpy as np
 import pytest
 
-from ivideogpt.planning.video import side_by_side, write_video
+from ivideogpt.media import side_by_side, with_header, write_video
 
 
 def test_panels_are_stacked_held_and_labelled(tmp_path) -> None:
@@ -20,5 +20,20 @@ def test_panels_are_stacked_held_and_labelled(tmp_path) -> None:
     with pytest.raises(ValueError, match="1 labels for 2 panels"):
         side_by_side(long, short, labels=["real"])
     assert write_video(tmp_path / "v.gif", labelled).read_bytes()[:6] == b"GIF89a"
-    with pytest.raises(ValueError, match="must end in .mp4 or .gif"):
-        write_video(tmp_path / "v.avi", labelled)
+    with pytest.raises(ValueError, match="must end in .gif or .mp4"):
+        write_video(tmp_path / "v.txt", labelled)
+
+
+def test_odd_sizes_are_padded_for_mp4(tmp_path) -> None:
+    import imageio.v3 as iio
+
+    frames = np.zeros((3, 9, 11, 3), np.uint8)
+    assert iio.imread(write_video(tmp_path / "v.mp4", frames), plugin="pyav").shape == (3, 10, 12, 3)
+
+
+def test_header_notes_change_with_the_frame() -> None:
+    video = np.zeros((2, 8, 40, 3), np.uint8)
+    noted = with_header(video, ["a", "b"], 20, notes=["frame 0", "frame 1"])
+    assert noted.shape == (2, 28 + 8, 40, 3) and not np.array_equal(noted[0, 14:28], noted[1, 14:28])
+    with pytest.raises(ValueError, match="1 notes for 2 frames"):
+        with_header(video, ["a"], 20, notes=["x"])

@@ -1,0 +1,71 @@
+"""Train one experiment: its data, its objective, the token cache, the Trainer. What `ivideogpt train` and the
+demo both call."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from accelerate import PartialState
+from accelerate.utils import set_seed
+
+from ivideogpt.configuration import ConfigError
+from ivideogpt.data import build_datasets, collate_segments
+from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train.state import resume_target
+from ivideogpt.train.token_cache import TokenDataset, load_or_build
+from ivideogpt.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def train_experiment(experiment: Any) -> dict[str, Any]:
+    """Build data and objective for `experiment`, train, and return the final step and losses."""
+    data, cfg = experiment.data, experiment.train
+    splits = ("train", "val") if data.val_fraction > 0 and cfg.val_every > 0 else ("train",)
+    datasets = build_datasets(data, splits)
+    if experiment.kind == "transformer":
+        _check_actions(experiment, datasets["train"])
+    resume_from = resume_target(cfg)
+    set_seed(cfg.seed)  # the same initial weights on every process
+    objective = experiment.build_objective(initialise=resume_from is None)
+    if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
+        ckpt.load_weights(objective, resume_from)
+    train_data = datasets["train"]
+    finished = resume_from is not None and (ckpt.step_of(resume_from) or 0) >= cfg.max_steps
+    if experiment.kind == "transformer" and not finished:  # a finished run needs no ids encoded
+        train_data = _cached_tokens(experiment, objective.tokenizer, train_data)
+    trainer = Trainer(objective, train_data, cfg, val_dataset=datasets.get("val"),
+                      collate_fn=partial(collate_segments, num_context=data.num_context),
+                      component=experiment.kind, config=experiment)
+    return trainer.fit()
+
+
+def _cached_tokens(experiment: Any, tokenizer: Any, dataset: Any) -> Any:
+    """The training split as pre-encoded ids (`TokenDataset`) when the run allows it, else `dataset` unchanged.
+
+    The first process encodes (or finds) the cache while the others wait, then all read it.
+    """
+    blocker = experiment.token_cache_blocker()
+    if blocker is not None:
+        log.info("training from frames, encoding every batch: %s", blocker)
+        return dataset
+    state = PartialState()
+    tokenizer.to(state.device)
+    with state.main_process_first():
+        cache = load_or_build(tokenizer, dataset, experiment.token_cache_dir, experiment.token_cache_stride,
+                              device=state.device,
+                              precision=experiment.train.mixed_precision, build=state.is_main_process)
+    return TokenDataset(dataset, cache)
+
+
+def _check_actions(experiment: Any, dataset: Any) -> None:
+    """Fail early when the transformer's action width or reward head does not fit the data."""
+    want, have = experiment.transformer.action_dim, dataset.action_dim
+    if want and have != want:
+        raise ConfigError(f"transformer.action_dim={want} but the data has "
+                          f"{'no actions' if have is None else f'{have}-dim actions'}"
+                          f"{'' if have is None else f'; set --transformer.action_dim={have}'}")
+    if experiment.transformer.reward_head and not dataset.has_rewards:
+        raise ConfigError("transformer.reward_head=true but the data has no rewards")
