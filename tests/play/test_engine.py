@@ -89,7 +89,7 @@ def test_limits_and_refusals(slider_engine: PlayEngine) -> None:
 
 
 def test_a_clip_start_uses_the_clip_frames_and_actions(slider_engine: PlayEngine) -> None:
-    from ivideogpt.data.episode import load_episode
+    from ivideogpt.data import load_episode
 
     episode = load_episode(slider_engine.model.clips[0])
     session = slider_engine.create("clip")

@@ -62,18 +62,11 @@ CEM_FLAGS = ("horizon", "candidates", "elites", "iterations", "execute_steps", "
 
 def _cem_flag_help() -> dict[str, str]:
     """Help for each CEM flag: the field's own documentation in `CEMConfig` and Push-T's default."""
-    import ast
-    import inspect
-
+    from ivideogpt.configuration import field_docs
     from ivideogpt.planning.cem import CEMConfig
     from ivideogpt.planning.experiment import pusht_cem_config
 
-    docs: dict[str, str] = {}
-    body = ast.parse(inspect.getsource(CEMConfig)).body[0].body  # type: ignore[attr-defined]
-    for field, doc in zip(body, body[1:]):
-        if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
-            docs[field.target.id] = " ".join(str(doc.value.value).split())  # type: ignore[union-attr]
-    defaults = pusht_cem_config()
+    docs, defaults = field_docs(CEMConfig), pusht_cem_config()
     return {name: f"{docs.get(name, '')} (Push-T default: {getattr(defaults, name)})".replace("%", "%%")
             for name in CEM_FLAGS}
 

@@ -166,7 +166,7 @@ class PlayEngine:
 
     def video(self, session_id: str, suffix: str) -> bytes:
         """The session so far as a GIF or MP4 (dream beside real when the simulator runs), 4x nearest upscaled."""
-        from ivideogpt.planning.video import side_by_side, write_video
+        from ivideogpt.media import side_by_side, write_video
 
         if suffix not in ("gif", "mp4"):
             raise PlayError(422, f"export format must be gif or mp4, got {suffix!r}")
@@ -221,7 +221,7 @@ class PlayEngine:
 
     def _clip_start(self, clip: int, simulator: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """Start frames of held-out clip `clip` (its first frames and actions); the simulator, if any, put there."""
-        from ivideogpt.data.episode import load_episode
+        from ivideogpt.data import load_episode
 
         clips, tc = self.model.clips, self.model.context_frames
         if not 0 <= clip < len(clips):
