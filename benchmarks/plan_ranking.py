@@ -5,7 +5,8 @@
 
 CEM can only be as good as the ranking its model gives to the candidates it samples. For each start
 state (near-goal Push-T starts, after a few random steps), this draws the candidates of one CEM
-iteration two ways, with the spreads `ivideogpt plan` uses:
+iteration two ways (std 0.15 of the half action range for positions, the spread `plan` used
+before increments; `pusht_cem_config`'s for increments):
 - `positions`: every step an independent target position around the agent (white noise);
 - `increments`: per-step changes summed from the agent's position (drifting paths, as in demonstrations).
 It scores them by the world model's predicted return and by the simulator's real one (`PushTOracle`,
@@ -27,10 +28,10 @@ from tqdm import tqdm
 
 from ivideogpt.commands.plan import load_world_model
 from ivideogpt.planning.dynamics import WorldModelDynamics, context_from_history
-from ivideogpt.planning.experiment import start_options
+from ivideogpt.planning.experiment import pusht_cem_config, start_options
 from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW, PushTOracle, agent_position, make_pusht, snapshot
 
-SHAPES = {"positions": 0.15, "increments": 0.1}  # name -> std as a fraction of the half action range
+SHAPES = {"positions": 0.15, "increments": pusht_cem_config().init_std}  # std, fraction of the half range
 
 
 def candidates(shape: str, anchor: np.ndarray, count: int, horizon: int, rng: np.random.Generator) -> torch.Tensor:

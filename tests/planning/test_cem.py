@@ -133,7 +133,7 @@ def test_increments_respect_bounds_and_refit_on_what_was_run() -> None:
 @pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
 @pytest.mark.parametrize("length", [1, 6, 7])
 def test_colored_noise_has_unit_variance_and_the_asked_smoothness(beta: float, length: int) -> None:
-    noise = colored_noise(beta, (20000, 2), length, torch.Generator().manual_seed(0))
+    noise = colored_noise(beta, (20000, length, 2), torch.Generator().manual_seed(0))
     assert noise.shape == (20000, length, 2)
     assert torch.allclose(noise.var(0), torch.ones(length, 2), atol=0.05)
     if length > 2:
@@ -142,8 +142,8 @@ def test_colored_noise_has_unit_variance_and_the_asked_smoothness(beta: float, l
 
 
 def test_colored_noise_is_seeded() -> None:
-    a = colored_noise(2.0, (8, 2), 6, torch.Generator().manual_seed(1))
-    b = colored_noise(2.0, (8, 2), 6, torch.Generator().manual_seed(1))
+    a = colored_noise(2.0, (8, 6, 2), torch.Generator().manual_seed(1))
+    b = colored_noise(2.0, (8, 6, 2), torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
 
 

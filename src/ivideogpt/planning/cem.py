@@ -202,7 +202,7 @@ class CEMPlanner:
         best = None
         elites: Tensor | None = None
         for _ in range(cfg.iterations):
-            noise = colored_noise(cfg.noise_beta, (cfg.candidates, cfg.action_dim), cfg.horizon, self.generator)
+            noise = colored_noise(cfg.noise_beta, (cfg.candidates, cfg.horizon, cfg.action_dim), self.generator)
             actions = self._to_actions(mean + std * noise, anchor)  # (N, H, A)
             if elites is not None and cfg.keep_elites:
                 actions[-cfg.keep_elites:] = elites[: cfg.keep_elites]
@@ -234,28 +234,29 @@ class CEMPlanner:
                           history=history)
 
 
-def colored_noise(beta: float, batch: tuple[int, ...], length: int, generator: torch.Generator) -> Tensor:
-    """(*batch[:-1], length, batch[-1]) unit-variance Gaussian noise with power spectrum ~ 1/f^beta along `length`.
+def colored_noise(beta: float, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """Unit-variance Gaussian noise of `shape` (..., length, dim) with power spectrum ~ 1/f^beta along `length`.
 
     Written here (the `colorednoise` package does the same with numpy's global RNG) so that plans stay
-    seeded by the planner's own torch generator. beta = 0 is plain `torch.randn`.
+    seeded by the planner's own torch generator. beta = 0 is plain `torch.randn(shape)`.
     """
-    rows, dim = batch[:-1], batch[-1]
     if beta == 0:
-        return torch.randn(*rows, length, dim, generator=generator)
+        return torch.randn(*shape, generator=generator)
+    *rows, length, dim = shape
+    even = length % 2 == 0
     freqs = torch.fft.rfftfreq(length).clamp_min(1.0 / length)  # lowest frequency floored at 1/length
     scale = freqs ** (-beta / 2)
     spectrum = torch.complex(torch.randn(*rows, dim, len(freqs), generator=generator),
                              torch.randn(*rows, dim, len(freqs), generator=generator)) * scale
     # The DC term (and the Nyquist term for an even length) must be real for a real signal.
     spectrum[..., 0] = spectrum[..., 0].real * 2 ** 0.5
-    if length % 2 == 0:
+    if even:
         spectrum[..., -1] = spectrum[..., -1].real * 2 ** 0.5
     # Exact variance of each step of the inverse transform: DC (and an even length's Nyquist) term
     # contributes 2 s^2, every other frequency 4 s^2, all over length^2. Dividing makes it unit.
     term_variance = 4 * scale.square()
     term_variance[0] /= 2
-    if length % 2 == 0:
+    if even:
         term_variance[-1] /= 2
     sigma = term_variance.sum().sqrt() / length
     signal = torch.fft.irfft(spectrum, n=length) / sigma  # (*rows, dim, length)

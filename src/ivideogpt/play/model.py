@@ -80,8 +80,8 @@ def load_play_model(checkpoint: str | Path, data: str | Path | None = None, devi
     from ivideogpt.commands.plan import load_world_model
     from ivideogpt.data.actions import read_metadata_file
     from ivideogpt.train.checkpoint import resolve
-    from ivideogpt.train.models import training_data_metadata
     from ivideogpt.train.experiments import read_experiment
+    from ivideogpt.train.models import training_data_metadata
 
     config = read_experiment(resolve(checkpoint), strict=False).data
     loaded = load_world_model(str(checkpoint), device, config.num_context, temperature)
