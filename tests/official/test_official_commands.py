@@ -1,5 +1,6 @@
 """Commands on imported snapshots: `evaluate`, and `train` fine-tuning an action-free one into an action-conditioned one."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,24 @@ def test_action_conditioned_finetune_from_an_imported_action_free_snapshot(fixtu
                 "--train.out_dir=runs/tuned", "--train.max_steps=4", "--train.resume=latest"]) == 0
     steps = sorted(path.name for path in (tmp_path / "runs" / "tuned" / "checkpoints").glob("step_*"))
     assert steps[-1] == "step_000004" and load_model("runs/tuned").layout.variant == "official"
+
+
+@pytest.mark.slow
+def test_plan_with_an_imported_snapshot_fine_tuned_on_pusht(fixtures, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("gym_pusht")
+    from ivideogpt.envs.pusht_data import generate_pusht
+
+    generate_pusht(tmp_path / "data" / "pusht", episodes=3, steps=12, progress=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["import-official", str(fixtures / "act-free"), "--out", "runs/imported"]) == 0
+    pusht = [*SHORT, "--data.sources=[{name: pusht, path: pusht}]", "--transformer.reward_head=true"]
+    assert cli(["train", "transformer", "--config", str(CONFIGS / "transformer_official_bair.yaml"),
+                "--tokenizer_checkpoint=runs/imported", "--init_from=runs/imported", *FIXTURE_SIZE, *pusht,
+                "--train.out_dir=runs/official_pusht"]) == 0
+    assert cli(["plan", "--checkpoint", "runs/official_pusht", "--controllers", "world-model,hold-still",
+                "--context-frames", "2", "--episodes", "1", "--max-steps", "2", "--horizon", "2",
+                "--candidates", "4", "--elites", "2", "--iterations", "1", "--execute-steps", "1",
+                "--videos", "0", "--out", "plan"]) == 0
+    report = json.loads((tmp_path / "plan" / "results.json").read_text())
+    assert report["world_model"]["checkpoint"] == "runs/official_pusht"
+    assert report["summary"]["world-model"]["steps"] == 2

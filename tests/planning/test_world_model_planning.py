@@ -24,6 +24,12 @@ def test_context_from_history_takes_recent_frames_and_their_actions() -> None:
     assert ctx.frames.shape == (2, 3, 8, 8) and torch.equal(ctx.actions, torch.full((1, 2), 2.0))
     start = context_from_history(frames[:1], [], 2)  # episode start: one frame, no actions
     assert start.frames.shape == (1, 3, 8, 8) and start.actions is None
+    hold = np.array([5.0, 6.0], np.float32)
+    filled = context_from_history(frames[:2], actions[:1], 3, fill_action=hold)  # exact count: first frame repeated
+    assert filled.frames.shape == (3, 3, 8, 8) and torch.equal(filled.frames[0], filled.frames[1])
+    assert not torch.equal(filled.frames[1], filled.frames[2])
+    assert filled.actions.tolist() == [[5.0, 6.0], [0.0, 0.0]]
+    assert torch.equal(context_from_history(frames, actions, 2, fill_action=hold).actions, ctx.actions)
 
 
 def test_one_prefill_per_plan_and_all_candidates_per_step(tiny_world_model) -> None:

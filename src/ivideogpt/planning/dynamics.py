@@ -33,8 +33,18 @@ class ModelContext:
     """(Tc - 1, A) raw env actions, `actions[i]` leading from `frames[i]` to `frames[i + 1]`."""
 
 
-def context_from_history(frames: list[np.ndarray], actions: list[np.ndarray], context_frames: int) -> ModelContext:
-    """The last `context_frames` real uint8 frames (fewer at an episode's start) and their actions."""
+def context_from_history(frames: list[np.ndarray], actions: list[np.ndarray], context_frames: int,
+                         fill_action: np.ndarray | None = None) -> ModelContext:
+    """The last `context_frames` real uint8 frames and their actions.
+
+    At an episode's start there are fewer: the context is shorter, or, given `fill_action` (an action
+    that keeps the scene still), the first frame is repeated with that action between the copies, for
+    models that need an exact context count (the released tokenizers).
+    """
+    if fill_action is not None and len(frames) < context_frames:
+        missing = context_frames - len(frames)
+        frames = [frames[0]] * missing + list(frames)
+        actions = [np.asarray(fill_action, dtype=np.float32)] * missing + list(actions)
     tc = min(context_frames, len(frames))
     recent = to_model(np.stack(frames[-tc:]))
     between = actions[len(actions) - (tc - 1):] if tc > 1 else []

@@ -18,7 +18,7 @@ import torch
 
 from ivideogpt.frames import to_model
 from ivideogpt.planning.cem import CEMConfig, CEMPlanner
-from ivideogpt.planning.dynamics import WorldModelDynamics, context_from_history
+from ivideogpt.planning.dynamics import ModelContext, WorldModelDynamics, context_from_history
 from ivideogpt.planning.loop import (
     Controller, EpisodeResult, HoldStillController, PlannerController, RandomController, run_episode, summarize,
 )
@@ -107,6 +107,18 @@ def start_options(start: str, episode_seed: int) -> dict[str, Any] | None:
     return {"reset_to_state": [ax, ay, bx, by, angle]}
 
 
+def model_context_fn(world_model: LoadedWorldModel) -> Callable[[Any, list[np.ndarray], list[np.ndarray]], ModelContext]:
+    """The world-model planner's start state from the real history; a model that needs an exact
+    context count (a released tokenizer) sees the first frame repeated with a hold-still action."""
+    fixed = world_model.model.tokenizer.fixed_context_frames is not None
+
+    def state(env: Any, frames: list[np.ndarray], actions: list[np.ndarray]) -> ModelContext:
+        hold = agent_position(env) if fixed else None
+        return context_from_history(frames, actions, world_model.context_frames, fill_action=hold)
+
+    return state
+
+
 def make_controllers(settings: PlanSettings, cem: CEMConfig, world_model: LoadedWorldModel | None) -> list[Controller]:
     """The controllers named in `settings.controllers`, all with the same CEM settings and objective."""
     goal = to_model(goal_frame(settings.size)) if settings.objective == "goal" else None
@@ -121,10 +133,8 @@ def make_controllers(settings: PlanSettings, cem: CEMConfig, world_model: Loaded
             dynamics = WorldModelDynamics(wm.model, action_low=wm.action_low, action_high=wm.action_high,
                                           reward_transform=wm.reward_transform, seed=settings.seed,
                                           decode=objective.needs_frames)
-            controllers.append(PlannerController(
-                CEMPlanner(dynamics, objective, cem),
-                lambda env, frames, actions: context_from_history(frames, actions, wm.context_frames),
-                agent_position, name=name, imagine=dynamics.imagined))
+            controllers.append(PlannerController(CEMPlanner(dynamics, objective, cem), model_context_fn(wm),
+                                                 agent_position, name=name, imagine=dynamics.imagined))
         elif name == "oracle":
             oracle = PushTOracle(settings.size, render=objective.needs_frames, action_repeat=settings.action_repeat)
             controllers.append(PlannerController(CEMPlanner(oracle, objective, cem), lambda env, *_: snapshot(env),

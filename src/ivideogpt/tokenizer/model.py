@@ -146,6 +146,11 @@ class ContextFutureTokenizer(nn.Module):
         """Side of a future frame's id grid."""
         return self.config.future_tokens
 
+    @property
+    def fixed_context_frames(self) -> int | None:
+        """The exact context count this tokenizer needs (None: any count up to the model's maximum)."""
+        return None
+
     def encode_context(self, frames: torch.Tensor) -> tuple[torch.Tensor, ContextFeatures]:
         """Context frames (B, Tc, 3, H, W) -> ids (B, Tc, g, g) and the encoder features for `encode_future`."""
         out, features = self._encode_context(frames)

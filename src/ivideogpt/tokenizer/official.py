@@ -164,6 +164,11 @@ class OfficialTokenizer(ContextFutureTokenizer):
         self._check_context_count(features.num_frames)
         return features.levels
 
+    @property
+    def fixed_context_frames(self) -> int:
+        """Its cross-attention positions are sized for exactly this many context frames."""
+        return self.config.context_frames
+
     def _check_context_count(self, count: int) -> None:
         if count != self.config.context_frames:
             raise ValueError(f"this released tokenizer was trained with {self.config.context_frames} context "
