@@ -1,5 +1,7 @@
 """WorldModel: cached == uncached generation, determinism, shapes, forking, any context/horizon, errors."""
 
+import copy
+
 import pytest
 import torch
 
@@ -37,6 +39,30 @@ def test_cached_and_uncached_generation_are_identical(parts) -> None:
         assert torch.equal(results[mode][0], results["kept"][0])  # the same tokens
         torch.testing.assert_close(results[mode][1], results["kept"][1])
         torch.testing.assert_close(results[mode][2], results["kept"][2], rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_rollouts_follow_the_fp32_model(parts) -> None:
+    tokenizer, transformer = parts
+    fp32 = WorldModel(tokenizer, transformer, seed=0)
+    bf16 = WorldModel(tokenizer, copy.deepcopy(transformer), seed=0, precision="bf16")
+    assert bf16.transformer.lm_head.weight.dtype == torch.bfloat16 and transformer.lm_head.weight.dtype == torch.float32
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 3, 2)
+    codes = torch.randint(0, transformer.config.codebook_size, (2, *transformer.layout.future_grid))
+    scored = {}
+    for name, world in (("fp32", fp32), ("bf16", bf16)):
+        world.reset(ctx, ctx_actions)
+        logits, rewards = world.score_step(codes, actions[:, 0])
+        frames = world.decode_latest()
+        assert logits.dtype == rewards.dtype == frames.dtype == torch.float32
+        scored[name] = (logits.log_softmax(-1), rewards, frames)
+    # bf16 keeps ~3 significant digits; the random reward head (std 0.5) sums large terms, so its share is wider
+    for fp32_value, bf16_value, share in zip(scored["fp32"], scored["bf16"], (0.05, 0.25, 0.05)):
+        assert (fp32_value - bf16_value).abs().mean() < share * fp32_value.abs().mean() + 0.01
+    a = bf16.rollout(ctx, actions, context_actions=ctx_actions, seed=3)
+    b = bf16.rollout(ctx, actions, context_actions=ctx_actions, seed=3)
+    assert torch.equal(a[0], b[0]) and a[0].dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        WorldModel(tokenizer, transformer, precision="fp16")
 
 
 def test_seeded_rollouts_are_reproducible(parts) -> None:

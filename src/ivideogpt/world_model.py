@@ -15,6 +15,7 @@ The cache grows with the rollout (no fixed maximum: RoPE positions simply contin
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -27,6 +28,7 @@ from ivideogpt.transformer.model import WorldModelTransformer
 from ivideogpt.transformer.sampling import sample_tokens
 
 CacheMode = Literal["kept", "per_frame", "none"]
+Precision = Literal["fp32", "bf16"]
 
 
 @dataclass
@@ -94,13 +96,21 @@ class WorldModel:
     Sampling: temperature (default 1.0) and top-k (default 100) over future codes, drawn from one
     `torch.Generator` seeded by `seed` (or by `reset(seed=...)`), so rollouts are reproducible.
     Both modules are put in eval mode; all calls run under `torch.inference_mode()`.
+    `precision="bf16"` casts the transformer's weights to bfloat16 in place (its KV cache follows) and
+    runs the tokenizer under bf16 autocast (convolutions in bf16, normalisations in fp32); frames
+    and rewards come back as fp32. On CPUs with AVX-512 BF16 this about doubles a rollout's speed.
     """
 
     def __init__(self, tokenizer: torch.nn.Module, transformer: WorldModelTransformer, temperature: float = 1.0,
                  top_k: int | None = 100, seed: int | None = None, cache: CacheMode = "kept",
-                 prefill_rows: int = 32) -> None:
+                 prefill_rows: int = 32, precision: Precision = "fp32") -> None:
         if cache not in ("kept", "per_frame", "none"):
             raise ValueError(f"cache must be 'kept', 'per_frame' or 'none', got {cache!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision == "bf16":
+            transformer.to(torch.bfloat16)
+        self.precision = precision
         check_compatible(tokenizer, transformer)
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
@@ -138,8 +148,9 @@ class WorldModel:
         batch, tc = context_frames.shape[:2]
         actions = self._context_actions(actions, batch, tc)
         tok_device = next(self.tokenizer.parameters()).device
-        context_ids, _ = self.tokenizer.encode_context(context_frames.to(tok_device))  # (B, Tc, h, w)
-        features = self.tokenizer.context_decoder_features(context_ids, context_frames.to(tok_device))
+        with self._tokenizer_precision():
+            context_ids, _ = self.tokenizer.encode_context(context_frames.to(tok_device))  # (B, Tc, h, w)
+            features = self.tokenizer.context_decoder_features(context_ids, context_frames.to(tok_device))
         ids = self.layout.build_ids(context_ids.to(self.device))  # (B, Tc * (1 + h*w))
         self.state = RolloutState(ids=ids, actions=actions, num_context=tc, num_future=0, cache=None,
                                   decoder_features=features)
@@ -173,8 +184,9 @@ class WorldModel:
         if state.num_future == 0:
             raise ValueError("the state holds no future frame to decode")
         future_ids = self.layout.split_future(state.ids, state.num_context)[:, -1:]  # (B, 1, h', w')
-        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
-        return frames.clamp(-1.0, 1.0)
+        with self._tokenizer_precision():
+            frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
+        return frames.float().clamp(-1.0, 1.0)
 
     @torch.inference_mode()
     def score_step(self, codes: Tensor, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
@@ -218,8 +230,9 @@ class WorldModel:
         if rows is not None:
             state = state.index(rows)
         future_ids = self.layout.split_future(state.ids, state.num_context)[:, :frames]  # (R, F, h', w')
-        frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)
-        return frames.clamp(-1.0, 1.0)
+        with self._tokenizer_precision():
+            frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)
+        return frames.float().clamp(-1.0, 1.0)
 
     @torch.inference_mode()
     def fork(self, n: int) -> RolloutState:
@@ -258,8 +271,6 @@ class WorldModel:
             self.generator.manual_seed(seed)
         base = context if isinstance(context, RolloutState) else self.reset(context, context_actions)
         state = base.repeat(rows // base.batch_size) if base is context or rows != base.batch_size else base
-        if state.cache is not None:
-            state.cache.reserve(horizon * (1 + self.layout.future_codes))
         self.state = state
         frames, rewards = [], []
         for t in range(horizon):
@@ -295,6 +306,12 @@ class WorldModel:
     @property
     def _tok_device(self) -> torch.device:
         return next(self.tokenizer.parameters()).device
+
+    def _tokenizer_precision(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast around tokenizer calls when `precision="bf16"`, else nothing."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self._tok_device.type, dtype=torch.bfloat16)
 
     def _require_state(self) -> RolloutState:
         if self.state is None:
@@ -365,6 +382,9 @@ class WorldModel:
         for j in range(layout.future_codes + 1):
             if self.cache_mode == "none":
                 hidden = model.backbone(inputs, num_context=state.num_context)[:, -1]  # (B, H)
+            elif self.cache_mode == "kept":
+                hidden = model.decode_step(inputs, start, cache, state.num_context)[:, -1]
+                start += 1
             else:
                 hidden = model.backbone(inputs, start, cache, state.num_context)[:, -1]
                 start += inputs.shape[1]

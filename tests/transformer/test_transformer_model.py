@@ -185,7 +185,7 @@ def test_growing_cache_matches_dynamic_cache_and_forks() -> None:
         ref_cache, cache = DynamicCache(), GrowingCache(2)
         ref = [model.backbone(embeds[:, :6], 0, ref_cache)]
         out = [model.backbone(embeds[:, :6], 0, cache)]
-        for i in range(6, 9):  # one token at a time; the growing buffer reallocates on the way
+        for i in range(6, 9):  # one token at a time through the HF forward (the cache's update)
             ref.append(model.backbone(embeds[:, i : i + 1], i, ref_cache))
             out.append(model.backbone(embeds[:, i : i + 1], i, cache))
         torch.testing.assert_close(torch.cat(out, 1), torch.cat(ref, 1))

@@ -18,7 +18,9 @@ from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaModel
 from transformers.cache_utils import Cache
 
+from ivideogpt.transformer.cache import GrowingCache
 from ivideogpt.transformer.config import TransformerConfig
+from ivideogpt.transformer.decode import decode_token
 from ivideogpt.transformer.layout import SequenceLayout
 
 # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
@@ -143,11 +145,25 @@ class WorldModelTransformer(nn.Module):
         context frames) places codes in the frame for `spatial_positions`.
         """
         positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)
-        if self.spatial_proj is not None:
-            embeds = embeds + self.spatial_embedding(positions, num_context).to(embeds.dtype)
+        embeds = self._add_spatial(embeds, positions, num_context)
         kwargs = {_CACHE_ARG: cache, "use_cache": cache is not None}
         return self.core(inputs_embeds=self.embed_dropout(embeds), position_ids=positions.unsqueeze(0),
                          **kwargs).last_hidden_state
+
+    def decode_step(self, embeds: Tensor, position: int, cache: GrowingCache, num_context: int | None = None
+                    ) -> Tensor:
+        """(B, 1, H) embeddings of one new token per row at `position` -> (B, 1, H) final hidden states.
+
+        The same as `backbone(embeds, position, cache, num_context)` in eval mode, through the rollouts'
+        fast path (`transformer/decode.py`), which reads the cache without concatenating it.
+        """
+        positions = torch.full((1,), position, device=embeds.device)
+        return decode_token(self.core, self._add_spatial(embeds, positions, num_context), position, cache)
+
+    def _add_spatial(self, embeds: Tensor, positions: Tensor, num_context: int | None) -> Tensor:
+        if self.spatial_proj is None:
+            return embeds
+        return embeds + self.spatial_embedding(positions, num_context).to(embeds.dtype)
 
     def spatial_embedding(self, positions: Tensor, num_context: int | None) -> Tensor:
         """(q,) sequence positions -> (q, H): a learned projection of Fourier features of each code's cell centre.

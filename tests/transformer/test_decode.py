@@ -1,0 +1,65 @@
+"""The rollout's one-token path (`decode_step`) against the HF forward, across cache folds and weight changes."""
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from ivideogpt.transformer import GrowingCache, transformer_tiny
+from ivideogpt.transformer.cache import FOLD_TOKENS
+from ivideogpt.transformer.decode import layer_weights
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    return transformer_tiny(num_layers=2, **overrides).build().eval()
+
+
+def test_decode_step_equals_the_hf_forward_across_folds() -> None:
+    model = _model(spatial_positions=True)
+    steps = FOLD_TOKENS + 8  # the tail folds into the prefix on the way
+    embeds = torch.randn(3, 6 + steps, 128)
+    with torch.inference_mode():
+        reference, cache = DynamicCache(), GrowingCache(2)
+        expected = [model.backbone(embeds[:, :6], 0, reference, num_context=1)]
+        model.backbone(embeds[:, :6], 0, cache, num_context=1)  # prefill through HF
+        got = [expected[0]]
+        for i in range(6, 6 + steps):
+            expected.append(model.backbone(embeds[:, i : i + 1], i, reference, num_context=1))
+            got.append(model.decode_step(embeds[:, i : i + 1], i, cache, num_context=1))
+    torch.testing.assert_close(torch.cat(got, 1), torch.cat(expected, 1), rtol=1e-5, atol=1e-5)
+    layer = cache.layers[0]
+    assert layer.prefix[0].shape[2] == FOLD_TOKENS and layer.tail[0].shape[2] == 6 + steps - FOLD_TOKENS
+    assert layer.prefix[0].is_contiguous() and layer.tail[0].is_contiguous()
+    assert cache.get_seq_length() == 6 + steps
+
+
+def test_decode_step_checks_its_position_and_token_count() -> None:
+    model = _model()
+    cache = GrowingCache(2)
+    with torch.inference_mode():
+        model.backbone(torch.randn(1, 4, 128), 0, cache)
+        for bad_position, tokens in ((3, 1), (4, 2)):
+            try:
+                model.decode_step(torch.randn(1, tokens, 128), bad_position, cache)
+            except ValueError as error:
+                assert "position" in str(error) or "one token" in str(error)
+            else:
+                raise AssertionError("decode_step accepted a wrong position or several tokens")
+
+
+def test_packed_weights_follow_weight_changes() -> None:
+    model = _model()
+    embeds = torch.randn(2, 5, 128)
+    with torch.inference_mode():
+        first = layer_weights(model.core)
+        assert layer_weights(model.core) is first  # reused while the weights stay the same
+        cache = GrowingCache(2)
+        model.backbone(embeds[:, :4], 0, cache)
+        before = model.decode_step(embeds[:, 4:], 4, cache.copy())
+    with torch.no_grad():
+        model.core.layers[1].mlp.down_proj.weight.mul_(2.0)  # e.g. a training update
+    with torch.inference_mode():
+        assert layer_weights(model.core) is not first
+        after = model.decode_step(embeds[:, 4:], 4, cache.copy())
+        reference = model.backbone(embeds[:, 4:], 4, cache.copy())
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-5)
