@@ -113,12 +113,14 @@ def test_mixture_holds_its_weights_and_resumes(tmp_path, make_episode, monkeypat
         [(i["key"], i["segment"], i["epoch"]) for i in first[200:]]
 
 
-def test_a_new_layout_restarts_at_the_earliest_epoch_and_empty_shares_fail(tmp_path, make_episode, monkeypatch, caplog):
+def test_restart_begins_at_the_earliest_epoch_and_empty_shares_fail(tmp_path, make_episode, monkeypatch):
     _shards(tmp_path, make_episode, 1, 1)
     _as_consumer(monkeypatch, None)
     source = stream.ShardStream(tmp_path, _config())
-    source.start(0, 1, {"consumers": 2, "positions": {"0": {"epoch": 3, "offset": 1}, "1": {"epoch": 2, "offset": 2}}})
-    assert next(iter(source))["position"] == {"epoch": 2, "offset": 1} and "data order differs" in caplog.text
+    assert source.restart([{"epoch": 3, "offset": 1}, {"epoch": 2, "offset": 2}]) == {"epoch": 2, "offset": 0}
+    source.start(0, 1, {"consumers": 2, "positions": {}})
+    with pytest.raises(ValueError, match="saved for 2 consumers"):
+        next(iter(source))
     _as_consumer(monkeypatch, 1)  # one sample for two consumers: the second has nothing
     with pytest.raises(DataError, match="consumer 1 of 2 found no usable segment"):
         list(stream.ShardStream(tmp_path, _config()))

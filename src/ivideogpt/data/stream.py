@@ -2,7 +2,8 @@
 
 Consumers: rank r's DataLoader worker w is consumer `c = r * workers + w` of `C = world_size *
 workers`. With at least C shards, consumer c reads the shards at places c, c + C, ... of the
-epoch's seeded shard order; with fewer, every consumer reads all shards and keeps every C-th sample.
+epoch's seeded shard order; with fewer, every consumer reads all shards and keeps every C-th usable
+sample.
 
 Epochs: a sample whose array headers show at least one segment span (and the required actions
 and rewards) gives `segments_per_episode` slots; slot j's start frame, future subset and
@@ -23,7 +24,6 @@ A slot whose pixels fail to decode is reported and passed over (it still counts 
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -43,7 +43,6 @@ from ivideogpt.data.sources.npz import READ_ERRORS
 from ivideogpt.data.sources.sample import sample_episode, sample_info
 from ivideogpt.data.sources.webdataset import SHARD_SUFFIXES, iter_samples
 
-log = logging.getLogger(__name__)
 DECODED_CACHE = 4  # decoded episodes kept per consumer (the slots of one episode often leave the buffer close together)
 
 
@@ -58,23 +57,26 @@ class Slot:
     members: dict[str, bytes]
 
 
-def consumer_of(rank: int, world_size: int) -> tuple[int, int]:
-    """(this DataLoader worker's consumer number, number of consumers) for process `rank` of `world_size`."""
+def consumer_of(rank: int, world_size: int, taken: int = 0) -> tuple[int, int]:
+    """(this DataLoader worker's consumer number, number of consumers) for process `rank` of `world_size`.
+
+    A DataLoader takes batches from its workers in turn, worker 0 first; a process that has already
+    taken `taken` batches continues the turn: worker w serves consumer `rank * workers + (w + taken) % workers`.
+    """
     worker = get_worker_info()
     workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
-    return rank * workers + worker_id, world_size * workers
+    return rank * workers + (worker_id + taken) % workers, world_size * workers
 
 
 def saved_position(stream: Any, consumer: int, consumers: int) -> Any | None:
-    """The position `stream.start` was given for this consumer; `stream.restart(...)` when the layout changed."""
+    """The position `stream.start` gave this consumer (None: start from the beginning)."""
     saved = stream.positions
     if not saved:
         return None
-    if saved["consumers"] == consumers:
-        return saved["positions"].get(str(consumer))
-    log.warning("the stream was saved with %d consumers (processes x DataLoader workers), now %d: the data "
-                "order differs from an uninterrupted run", saved["consumers"], consumers)
-    return stream.restart(list(saved["positions"].values()))
+    if saved["consumers"] != consumers:
+        raise ValueError(f"positions saved for {saved['consumers']} consumers, but {consumers} read the stream; "
+                         "map them with `restart` first")
+    return saved["positions"].get(str(consumer))
 
 
 def shuffled(slots: Iterable[Slot], size: int, rng: np.random.Generator) -> Iterator[Slot]:
@@ -102,7 +104,7 @@ def header_info(key: str, members: dict[str, bytes], options: dict[str, Any] | N
 class Resumable(IterableDataset):
     """An iterable dataset the Trainer can resume: items carry `position`, `start` continues from saved ones."""
 
-    endless = False
+    endless, taken = False, 0
 
     def place(self, rank: int, world_size: int) -> None:
         """Set which process of how many this stream feeds."""
@@ -110,13 +112,14 @@ class Resumable(IterableDataset):
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.rank, self.world_size = rank, world_size
 
-    def start(self, rank: int, world_size: int, positions: dict[str, Any]) -> None:
-        """Go on endlessly from `positions` ({"consumers": C, "positions": {consumer: position}}; {}: the start)."""
+    def start(self, rank: int, world_size: int, positions: dict[str, Any], taken: int = 0) -> None:
+        """Go on endlessly from `positions` ({"consumers": C, "positions": {consumer: position}}; {}: the start),
+        in a DataLoader of a process that has already taken `taken` batches (see `consumer_of`)."""
         self.place(rank, world_size)
-        self.endless, self.positions = True, positions
+        self.endless, self.positions, self.taken = True, positions, taken
 
     def restart(self, positions: list[Any]) -> Any:
-        """Where a consumer begins when the saved `positions` came from another number of consumers."""
+        """Where every consumer begins when the saved `positions` came from another number of consumers."""
         raise NotImplementedError
 
     def items(self, consumer: int, consumers: int, position: Any = None, endless: bool = False) -> Iterator[dict]:
@@ -124,8 +127,9 @@ class Resumable(IterableDataset):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        consumer, consumers = consumer_of(self.rank, self.world_size)
-        return self.items(consumer, consumers, saved_position(self, consumer, consumers), self.endless)
+        consumer, consumers = consumer_of(self.rank, self.world_size, self.taken)
+        for item in self.items(consumer, consumers, saved_position(self, consumer, consumers), self.endless):
+            yield {**item, "consumer": consumer}
 
 
 class ShardStream(Resumable):
@@ -151,7 +155,7 @@ class ShardStream(Resumable):
         self.action_dim, self.rewards, self.bounds, self.options = action_dim, rewards, bounds, options
         self.epoch, self.positions = 0, {}
         self.place(rank, world_size)
-        self.report = DataReport()
+        self.report, self._reported = DataReport(), set()
 
     def set_epoch(self, epoch: int) -> None:
         """Change the shard order and segment draws (call before each epoch)."""
@@ -207,25 +211,30 @@ class ShardStream(Resumable):
             if by_shard and place % consumers != consumer:
                 continue
             for sample, (key, members) in enumerate(iter_samples(self.shards[shard], self.report)):
+                # sharing samples, every consumer checks each one (consumer 0 reports) and takes every C-th usable one
+                if not self._usable(shard, key, members, report=by_shard or consumer == 0):
+                    continue
                 counter += 1
-                if (by_shard or (counter - 1) % consumers == consumer) and self._usable(shard, key, members):
+                if by_shard or (counter - 1) % consumers == consumer:
                     for segment in range(self.per_episode):
                         yield Slot(int(shard), sample, segment, key, members)
 
-    def _usable(self, shard: int, key: str, members: dict[str, bytes]) -> bool:
+    def _usable(self, shard: int, key: str, members: dict[str, bytes], report: bool = True) -> bool:
         """Whether a sample's headers show a long enough episode with the required actions and rewards."""
         where, span = f"{self.shards[shard]}:{key}", segment_span(self.config.segment_length, self.step)
+        skip = self.report.skip if report and where not in self._reported else lambda *reason: None
+        self._reported.add(where)  # each epoch reads the sample again: report it once
         try:
             info = header_info(key, members, self.options)
         except READ_ERRORS as error:
-            self.report.skip(where, str(error), "unreadable")
+            skip(where, str(error), "unreadable")
             return False
         problem = (f"{info.length} frames < {span}" if info.length < span else
                    f"action width {info.action_dim}, the stream needs {self.action_dim}"
                    if self.action_dim is not None and info.action_dim != self.action_dim else
                    "no rewards" if self.rewards and not info.has_rewards else None)
         if problem is not None:
-            self.report.skip(where, problem, "too_short" if info.length < span else "inconsistent")
+            skip(where, problem, "too_short" if info.length < span else "inconsistent")
         return problem is None
 
     def _item(self, slot: Slot, epoch: int, decoded: OrderedDict) -> dict[str, Any] | None:
