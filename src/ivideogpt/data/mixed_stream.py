@@ -42,7 +42,7 @@ class MixedStream(Resumable):
 
     def items(self, consumer: int, consumers: int, position: dict[str, Any] | None = None,
               endless: bool = True) -> Iterator[dict[str, Any]]:
-        """Consumer `consumer`'s endless share of the mixture from `position` (None: the beginning)."""
+        """Consumer `consumer`'s share of the mixture from `position` (None: the beginning); always endless."""
         draws = position["draws"] if position else 0
         places = list(position["sources"]) if position else [None] * len(self.streams)
         sources = [stream.items(consumer, consumers, place, endless=True)
