@@ -1,7 +1,7 @@
 """Streaming segments from tar shards for data too large to index: a resumable IterableDataset.
 
 Consumers: rank r's DataLoader worker w is consumer `c = r * workers + w` of `C = world_size *
-workers`. With at least C shards, consumer c reads the shards at places c, c + C, ... of the
+workers` (shifted by the batches a resumed process had taken, see `consumer_of`). With at least C shards, consumer c reads the shards at places c, c + C, ... of the
 epoch's seeded shard order; with fewer, every consumer reads all shards and keeps every C-th usable
 sample.
 
