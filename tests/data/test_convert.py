@@ -1,4 +1,4 @@
-"""Converters to project episodes (BAIR, RoboNet, video, HDF5) and the `ivideogpt data` command."""
+"""Converters to project episodes (BAIR, RoboNet, video, HDF5, tar shards) and the `ivideogpt data` command."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import numpy as np
 import yaml
 
 from ivideogpt.cli import main
+from ivideogpt.data.config import DataConfig
 from ivideogpt.data.convert import convert
 from ivideogpt.data import load_episode
+from ivideogpt.data.stream import ShardStream
 from ivideogpt.data.sources import detect_format
 from ivideogpt.data.sources.tfrecord import encode_example, write_tfrecord
 from ivideogpt.media import write_video
@@ -87,3 +89,19 @@ def test_cli_check_reports_splits(tmp_path, write_episodes, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["episodes"]["train"] == {"mine": 8} and result["episodes"]["val"] == {"mine": 2}
     assert result["skipped"] == {"unreadable": 1} and result["action_dim"] == 2
+
+
+def test_cli_convert_to_shards_that_stream(tmp_path, write_episodes):
+    write_episodes(tmp_path / "eps" / "run.1", 5, length=6)
+    assert main(["data", "convert", "npz", str(tmp_path / "eps"), "--out", str(tmp_path / "shards"), "--quiet",
+                 "--shards", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["metadata.json", "shard-000000.tar",
+                                                                        "shard-000001.tar"]
+    metadata = json.loads((tmp_path / "shards" / "metadata.json").read_text())
+    assert (metadata["format"], metadata["shards"], metadata["episodes"]) == ("ivideogpt-shards", 2, 5)
+    config = DataConfig(resolution=8, segment_length=6, segments_per_episode=1, shuffle_buffer=0)
+    items = list(ShardStream(tmp_path / "shards", config, action_dim=2, rewards=True))
+    assert sorted(i["key"] for i in items) == [f"run_1/episode_{n:03d}" for n in range(5)]
+    original = load_episode(tmp_path / "eps" / "run.1" / "episode_003.npz")
+    (item,) = [i for i in items if i["key"].endswith("_003")]
+    assert item["actions"].tolist() == original.actions.tolist() and item["rewards"].tolist() == list(range(6))

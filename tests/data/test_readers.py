@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import tarfile
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
-from ivideogpt.data.config import DataConfig
 from ivideogpt.data.episode import EpisodeError
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import detect_format, make_reader
@@ -154,22 +152,3 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
-
-
-def test_shard_stream_splits_work_across_workers(tmp_path, make_episode, monkeypatch):
-    from ivideogpt.data import stream
-
-    for number in range(3):
-        write_shard(tmp_path / f"s{number}.tar", {f"e{number}_{k}": make_episode(8, offset=k) for k in range(2)})
-    config = DataConfig(resolution=8, segment_length=4, num_context=1)
-    seen = []
-    for worker in range(2):
-        monkeypatch.setattr(stream, "get_worker_info", lambda w=worker: SimpleNamespace(id=w, num_workers=2))
-        items = list(stream.ShardStream(tmp_path, config, segments_per_episode=2))
-        assert all(item["frames"].shape == (4, 3, 8, 8) for item in items)
-        seen.append({item["key"] for item in items})
-    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 6
-    monkeypatch.setattr(stream, "get_worker_info", lambda: None)
-    first = [i["frame_indices"].tolist() for i in stream.ShardStream(tmp_path, config)]
-    again = [i["frame_indices"].tolist() for i in stream.ShardStream(tmp_path, config)]
-    assert first == again

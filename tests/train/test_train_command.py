@@ -1,4 +1,5 @@
-"""`ivideogpt train tokenizer|transformer` end to end on a few synthetic episodes: train, resume, load."""
+"""`ivideogpt train tokenizer|transformer` end to end on a few synthetic episodes: train, resume, load; and from
+converted tar shards, streamed."""
 
 from __future__ import annotations
 
@@ -78,3 +79,16 @@ def test_bad_options_exit_with_a_clear_message(workdir: Path, capsys) -> None:
     assert "no valid checkpoint under runs/none" in capsys.readouterr().err
     assert cli(["train", "tokenizer", "--resume"]) == 2
     assert "needs --config" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path) -> None:
+    assert cli(["data", "convert", "npz", "data/pusht", "--out", "data/shards", "--shards", "3", "--quiet"]) == 0
+    stream = ["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+              "--data.stream=true", "--data.sources=[{name: pusht, path: data/shards}]", "--data.shuffle_buffer=8",
+              "--data.sampled_future=1", "--train.out_dir=runs/stream"]
+    assert cli([*stream, "--train.max_steps=2"]) == 0
+    assert cli([*stream, "--train.max_steps=4", "--resume"]) == 0
+    assert list(_train_losses(workdir / "runs/stream")) == [1, 2, 3, 4]
+    state = json.loads((workdir / "runs/stream/checkpoints/step_000004/trainer_state.json").read_text())
+    assert state["data_position"]["stream"]["positions"]["0"]["draws"] == 4 * 2  # batch 2, one process

@@ -1,4 +1,5 @@
-"""Runs in real processes: SIGKILL then --resume matches an uninterrupted run; 2 processes match 1."""
+"""Runs in real processes: SIGKILL then --resume matches an uninterrupted run; 2 processes match 1; streamed
+shards: each sample once per epoch over 2 processes x 2 DataLoader workers, and SIGKILL then resume exact."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from train_toy import read_losses
+from train_toy import read_losses, write_toy_shards
 
 from ivideogpt.train import checkpoint as ckpt
 
@@ -25,15 +26,20 @@ def _run(*args: str, timeout: float = 120) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    _run(str(straight), "--steps", "16", "--save-every", "4")
+def _run_two(*args: str) -> None:
+    """The toy script in 2 real processes (gloo), as torchrun starts them."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
+               *args]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
 
-    process = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), "--steps", "16", "--save-every", "4",
-                                "--sleep", "0.1"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+def _kill_after_first_checkpoint(out: Path, *args: str) -> int:
+    """Start the toy script, SIGKILL it once a checkpoint exists; returns that checkpoint's step."""
+    process = subprocess.Popen([sys.executable, str(SCRIPT), str(out), *args], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
-    while ckpt.find_latest(killed / "checkpoints") is None:
+    while ckpt.find_latest(out / "checkpoints") is None:
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
@@ -41,8 +47,16 @@ def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
     process.wait(timeout=30)
     process.stderr.close()
     assert process.returncode == -signal.SIGKILL
-    assert not (killed / "summary.json").exists()
-    stopped_at = ckpt.step_of(ckpt.find_latest(killed / "checkpoints"))
+    assert not (out / "summary.json").exists()
+    return ckpt.step_of(ckpt.find_latest(out / "checkpoints"))
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    _run(str(straight), "--steps", "16", "--save-every", "4")
+
+    stopped_at = _kill_after_first_checkpoint(killed, "--steps", "16", "--save-every", "4", "--sleep", "0.1")
     assert stopped_at is not None and stopped_at < 16
 
     _run(str(killed), "--steps", "16", "--save-every", "4", "--resume", "latest")
@@ -54,10 +68,7 @@ def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_two_processes_agree_with_one(tmp_path: Path) -> None:
     single, double = tmp_path / "single", tmp_path / "double"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(SCRIPT), str(double), "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2"]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _run_two(str(double), "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2")
     _run(str(single), "--steps", "6", "--save-every", "3", "--dropout", "0")
 
     assert json.loads((double / "summary.json").read_text())["world_size"] == 2
@@ -68,3 +79,36 @@ def test_two_processes_agree_with_one(tmp_path: Path) -> None:
     assert read_losses(double, "val").values() == pytest.approx(list(read_losses(single, "val").values()), rel=1e-5)
     assert sorted(p.name for p in (double / "checkpoints" / "step_000006" / "rng").iterdir()) == \
         ["rank0.json", "rank1.json"]
+
+
+@pytest.mark.slow
+def test_two_processes_with_two_workers_stream_each_sample_once_per_epoch(tmp_path: Path) -> None:
+    names = write_toy_shards(tmp_path / "shards")
+    out = tmp_path / "run"
+    _run_two(str(out), "--stream", str(tmp_path / "shards"), "--workers", "2", "--steps", "24", "--save-every", "24")
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+    ranks = [json.loads((out / f"keys_rank{r}.json").read_text()) for r in range(2)]
+    assert [len(keys) for keys in ranks] == [24 * 4, 24 * 4]  # micro-batch 4 per process per step
+    seen = [key.split("|") for keys in ranks for key in keys]
+    for epoch in ("0", "1"):  # every consumer got past both (the 3:1 weights give "small" a quarter of the draws)
+        for source, keys in names.items():
+            got = sorted((key, segment) for e, key, segment in seen if e == epoch and key.startswith(source + "/"))
+            assert got == sorted((key, segment) for key in keys for segment in ("0", "1")), (epoch, source)
+    share = sum(key.startswith("big/") for _, key, _ in seen) / len(seen)
+    assert share == pytest.approx(0.75, abs=0.1)  # 3 standard deviations of 192 draws
+    state = json.loads((out / "checkpoints" / "step_000024" / "trainer_state.json").read_text())
+    assert sorted(state["data_position"]["stream"]["positions"]) == ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_streamed_run_killed_and_resumed_trains_on_the_same_samples(tmp_path: Path) -> None:
+    write_toy_shards(tmp_path / "shards")
+    stream = ("--stream", str(tmp_path / "shards"), "--workers", "2", "--steps", "8", "--save-every", "3")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    _run(str(straight), *stream)
+    stopped_at = _kill_after_first_checkpoint(killed, *stream, "--sleep", "0.1")
+    assert stopped_at is not None and stopped_at < 8
+    _run(str(killed), *stream, "--resume", "latest")
+    assert read_losses(killed) == read_losses(straight) and list(read_losses(killed)) == list(range(1, 9))
+    after = json.loads((killed / "keys_rank0.json").read_text())
+    assert after == json.loads((straight / "keys_rank0.json").read_text())[stopped_at * 8:]

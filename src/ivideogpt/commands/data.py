@@ -3,6 +3,7 @@
     ivideogpt data generate pusht --episodes 200 --out data/pusht
     ivideogpt data generate metaworld --task button-press-topdown --episodes 50 --out data/mw
     ivideogpt data convert bair softmotion30_44k/train --out data/bair/train
+    ivideogpt data convert npz data/pusht --out data/pusht_shards --shards 8
     ivideogpt data check configs/data/my_mix.yaml root=/datasets
     ivideogpt data check configs/data/my_mix.yaml --deep --workers 4
 """
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                          help="reader option, e.g. image_key=aux1_image or camera=main (repeatable)")
     convert.add_argument("--limit", type=int, default=None, help="convert at most this many episodes")
+    convert.add_argument("--shards", type=int, default=None, metavar="N",
+                         help="write N tar shards (episodes round-robin) for streamed training (data.stream=true) "
+                              "instead of one .npz per episode")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     check = actions.add_parser("check", help="index a data config and report what would be used")
     check.add_argument("config", help="YAML DataConfig, or an experiment config with a `data:` section")
@@ -88,7 +92,7 @@ def _convert(args: argparse.Namespace) -> int:
     from ivideogpt.data.convert import convert
 
     report = convert(args.kind, args.source, args.out, options=dict(args.option), resolution=args.resolution,
-                     limit=args.limit, progress=not args.quiet)
+                     limit=args.limit, progress=not args.quiet, shards=args.shards)
     print(report.summary())
     return 0 if report.used else 1
 

@@ -2,7 +2,8 @@
 
 Main entry points: `DataConfig`/`SourceConfig` (config), `build_dataset`/`build_datasets` and
 `collate_segments` (dataset), `Episode` (episode), `load_episode` (sources.npz), `ActionBounds` (actions),
-`DataReport`/`DataError` (report), `convert` (convert), `ShardStream` (stream).
+`DataReport`/`DataError` (report), `convert` (convert), `ShardStream` (stream), `MixedStream`/`build_stream`
+(mixed_stream: the streamed training set of a `DataConfig` with `stream: true`).
 """
 
 from ivideogpt.data.actions import ActionBounds

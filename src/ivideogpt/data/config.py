@@ -88,6 +88,13 @@ class DataConfig:
     length: nominal number of training items (items are random draws, so any index is valid).
     cache_mb: memory budget per process for decoded episodes (least recently used are evicted);
       small datasets end up fully in memory, large ones are read on demand.
+    stream: train from tar shards read in sequence (`data/stream.py`) instead of indexing the
+      episodes: for data too large to index; every source must be a folder of shards. Epoch-based,
+      resumable, without a validation split.
+    shuffle_buffer: streamed segments held in a seeded buffer, each output a random pick among
+      them (0 or 1: shard order); larger mixes better, costs memory (undecoded samples) and a
+      longer start.
+    segments_per_episode: streamed segments cut from each episode per epoch.
     """
 
     sources: list[SourceConfig] = field(default_factory=list)
@@ -109,6 +116,9 @@ class DataConfig:
     actions: Literal["auto", "require", "ignore"] = "auto"
     length: int = 1_000_000
     cache_mb: int = 512
+    stream: bool = False
+    shuffle_buffer: int = 256
+    segments_per_episode: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,6 +152,10 @@ class DataConfig:
             raise ValueError(f"length must be >= 1, got {self.length}")
         if self.cache_mb < 0:
             raise ValueError(f"cache_mb must be >= 0, got {self.cache_mb}")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
+        if self.segments_per_episode < 1:
+            raise ValueError(f"segments_per_episode must be >= 1, got {self.segments_per_episode}")
 
     @property
     def active_sources(self) -> list[SourceConfig]:

@@ -1,14 +1,17 @@
-"""Convert any readable source into project episodes: one `.npz` per episode plus `metadata.json`.
+"""Convert any readable source into project episodes: one `.npz` per episode (or N tar shards) plus `metadata.json`.
 
 `convert("bair", "softmotion30_44k/train", "data/bair/train")` reads with the format's reader,
 optionally centre-crops and resizes frames to `resolution`, writes `<episode id>.npz` and
 records the observed action range as `action_space` (so datasets can scale actions to [-1, 1]).
+With `shards=N` the episodes go round-robin into N uncompressed shards `shard-000000.tar`, ... as
+`<key>.npz` members, for streamed training (`data.stream`, `ShardStream`).
 Bad episodes are skipped and reported, never half-written.
 """
 
 from __future__ import annotations
 
 import re
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.formats import DATA_FORMATS
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import make_reader
+from ivideogpt.data.sources.webdataset import add_episode
 
 CONVERTIBLE = tuple(DATA_FORMATS)  # every format with a reader
 
@@ -41,9 +45,34 @@ def episode_filename(episode_id: str) -> str:
     return "/".join(parts or ["episode"]) + ".npz"
 
 
+class ShardWriter:
+    """Episodes round-robin into `count` shards under `out`, each written as `.tar.tmp` and renamed when closed."""
+
+    def __init__(self, out: Path, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"shards must be >= 1, got {count}")
+        out.mkdir(parents=True, exist_ok=True)
+        self.paths = [out / f"shard-{number:06d}.tar" for number in range(count)]
+        self.archives = [tarfile.open(path.with_suffix(".tar.tmp"), "w") for path in self.paths]
+        self.written = 0
+
+    def write(self, episode_id: str, episode: Episode) -> None:
+        """Append an episode as `<safe id>.npz` (dots become `_`: a shard member's key ends at its first dot)."""
+        key = episode_filename(episode_id).removesuffix(".npz").replace(".", "_")
+        add_episode(self.archives[self.written % len(self.archives)], key, episode)
+        self.written += 1
+
+    def close(self) -> None:
+        for archive, path in zip(self.archives, self.paths):
+            archive.close()
+            path.with_suffix(".tar.tmp").replace(path)
+
+
 def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str, Any] | None = None,
-            resolution: int | None = None, limit: int | None = None, progress: bool = True) -> DataReport:
-    """Convert `source` of format `kind` (one of CONVERTIBLE) into project episodes under `out`."""
+            resolution: int | None = None, limit: int | None = None, progress: bool = True,
+            shards: int | None = None) -> DataReport:
+    """Convert `source` of format `kind` (one of CONVERTIBLE) into project episodes (or `shards` tar shards)
+    under `out`."""
     from tqdm import tqdm
 
     if kind not in CONVERTIBLE:
@@ -56,20 +85,27 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
         infos = infos[:limit]
     actions: list[np.ndarray] = []
     began = time.perf_counter()
+    writer = ShardWriter(out, shards) if shards is not None else None
     for info in tqdm(infos, desc=f"convert {kind}", unit="episode", disable=not progress):
         try:
             episode = reader.load(info)
             if resolution is not None:
                 episode = Episode(frames=resize_frames(episode.frames, resolution), actions=episode.actions,
                                   rewards=episode.rewards, success=episode.success, states=episode.states)
-            episode.save(out / episode_filename(info.episode_id))
+            if writer is not None:
+                writer.write(info.episode_id, episode)
+            else:
+                episode.save(out / episode_filename(info.episode_id))
         except (EpisodeError, OSError, ValueError) as error:
             report.skip(info.episode_id, f"{type(error).__name__}: {error}", "unreadable")
             continue
         report.used += 1
         if episode.actions is not None:
             actions.append(episode.actions)
-    metadata: dict[str, Any] = {"format": "ivideogpt-episodes", "converted_from": kind, "source": str(source),
+    if writer is not None:
+        writer.close()
+    layout = {"format": "ivideogpt-shards", "shards": shards} if shards is not None else {"format": "ivideogpt-episodes"}
+    metadata: dict[str, Any] = {**layout, "converted_from": kind, "source": str(source),
                                 "episodes": report.used, "resolution": resolution, "options": options or {},
                                 "seconds": round(time.perf_counter() - began, 2)}
     widths = {a.shape[1] for a in actions}

@@ -1,15 +1,32 @@
-"""Streaming segments from tar shards for data too large to index: an IterableDataset.
+"""Streaming segments from tar shards for data too large to index: a resumable IterableDataset.
 
-Shards are split across distributed ranks and DataLoader workers (shard i goes to consumer
-i mod (world_size * num_workers)); with fewer shards than consumers, every consumer reads all
-shards and keeps every n-th episode instead. Each epoch visits the shards in a seeded order;
-each episode yields `segments_per_episode` random segments, drawn from
-`default_rng([seed, epoch, shard number, episode number])`, so a stream is reproducible.
+Consumers: rank r's DataLoader worker w is consumer `c = r * workers + w` of `C = world_size *
+workers` (shifted by the batches a resumed process had taken, see `consumer_of`). With at least C shards, consumer c reads the shards at places c, c + C, ... of the
+epoch's seeded shard order; with fewer, every consumer reads all shards and keeps every C-th usable
+sample.
+
+Epochs: a sample whose array headers show at least one segment span (and the required actions
+and rewards) gives `segments_per_episode` slots; slot j's start frame, future subset and
+augmentation come from `default_rng([seed, epoch, shard, sample, j])`. Epoch e of consumer c is
+its share of the slots in the epoch-e shard order, passed through a seeded shuffle buffer of
+`DataConfig.shuffle_buffer` slots. Every slot of an epoch is yielded once, by one consumer:
+the union of all consumers' epoch-e items is the whole epoch, with nothing repeated. Shares
+differ in size, so in endless mode (training) a consumer that finishes its epoch goes straight
+on to its next one: every rank always has a batch, and no sample is lost or repeated within
+any epoch.
+
+Position: each item carries `position = {"epoch": e, "offset": n}` (its consumer has now passed
+the first n slots of its epoch e). `start(rank, world_size, positions)` continues each consumer
+from there: it re-reads its shards from the start of epoch e and replays the shuffle buffer, but
+decodes no slot before the position (tar members are read and array headers parsed, no pixels).
+A slot whose pixels fail to decode is reported and passed over (it still counts in the offset).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,62 +35,224 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ivideogpt.data.actions import ActionBounds
 from ivideogpt.data.config import DataConfig
-from ivideogpt.data.report import DataReport
+from ivideogpt.data.episode import Episode
+from ivideogpt.data.report import DataError, DataReport
 from ivideogpt.data.segment import make_item, segment_span
-from ivideogpt.data.sources.webdataset import SHARD_SUFFIXES, iter_shard
+from ivideogpt.data.sources.base import EpisodeInfo
+from ivideogpt.data.sources.npz import READ_ERRORS
+from ivideogpt.data.sources.sample import sample_episode, sample_info
+from ivideogpt.data.sources.webdataset import SHARD_SUFFIXES, iter_samples
+
+DECODED_CACHE = 4  # decoded episodes kept per consumer (the slots of one episode often leave the buffer close together)
 
 
-class ShardStream(IterableDataset):
-    """Random segments streamed from `.tar` shards (any sample `sources.sample` reads), split over workers and ranks."""
+@dataclass(frozen=True)
+class Slot:
+    """One segment to cut: which shard, sample and segment number, and the sample's undecoded members."""
 
-    def __init__(self, shards: str | Path | list[str | Path], config: DataConfig, *, step: int = 1,
-                 segments_per_episode: int = 4, rank: int = 0, world_size: int = 1,
-                 bounds: ActionBounds | None = None, options: dict[str, Any] | None = None) -> None:
+    shard: int
+    sample: int
+    segment: int
+    key: str
+    members: dict[str, bytes]
+
+
+def consumer_of(rank: int, world_size: int, taken: int = 0) -> tuple[int, int]:
+    """(this DataLoader worker's consumer number, number of consumers) for process `rank` of `world_size`.
+
+    A DataLoader takes batches from its workers in turn, worker 0 first; a process that has already
+    taken `taken` batches continues the turn: worker w serves consumer `rank * workers + (w + taken) % workers`.
+    """
+    worker = get_worker_info()
+    workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+    return rank * workers + (worker_id + taken) % workers, world_size * workers
+
+
+def saved_position(stream: Any, consumer: int, consumers: int) -> Any | None:
+    """The position `stream.start` gave this consumer (None: start from the beginning)."""
+    saved = stream.positions
+    if not saved:
+        return None
+    if saved["consumers"] != consumers:
+        raise ValueError(f"positions saved for {saved['consumers']} consumers, but {consumers} read the stream; "
+                         "map them with `restart` first")
+    return saved["positions"].get(str(consumer))
+
+
+def shuffled(slots: Iterable[Slot], size: int, rng: np.random.Generator) -> Iterator[Slot]:
+    """Slots through a buffer of `size`: each output is a seeded random pick among the buffered ones."""
+    buffer: list[Slot] = []
+
+    def take() -> Slot:
+        pick = int(rng.integers(len(buffer)))
+        buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+        return buffer.pop()
+
+    for slot in slots:
+        buffer.append(slot)
+        if len(buffer) >= size:
+            yield take()
+    while buffer:
+        yield take()
+
+
+def header_info(key: str, members: dict[str, bytes], options: dict[str, Any] | None) -> EpisodeInfo:
+    """A sample's length and widths from its array headers (no pixels decoded); READ_ERRORS when unreadable."""
+    return sample_info(key, members, lambda name, limit: members[name][:limit], options, None)
+
+
+class Resumable(IterableDataset):
+    """An iterable dataset the Trainer can resume: items carry `position`, `start` continues from saved ones."""
+
+    endless, taken = False, 0
+
+    def place(self, rank: int, world_size: int) -> None:
+        """Set which process of how many this stream feeds."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.rank, self.world_size = rank, world_size
+
+    def start(self, rank: int, world_size: int, positions: dict[str, Any], taken: int = 0) -> None:
+        """Go on endlessly from `positions` ({"consumers": C, "positions": {consumer: position}}; {}: the start),
+        in a DataLoader of a process that has already taken `taken` batches (see `consumer_of`)."""
+        self.place(rank, world_size)
+        self.endless, self.positions, self.taken = True, positions, taken
+
+    def restart(self, positions: list[Any]) -> Any:
+        """Where every consumer begins when the saved `positions` came from another number of consumers."""
+        raise NotImplementedError
+
+    def items(self, consumer: int, consumers: int, position: Any = None, endless: bool = False) -> Iterator[dict]:
+        """Consumer `consumer`'s items from `position` (None: the beginning)."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        consumer, consumers = consumer_of(self.rank, self.world_size, self.taken)
+        for item in self.items(consumer, consumers, saved_position(self, consumer, consumers), self.endless):
+            yield {**item, "consumer": consumer}
+
+
+class ShardStream(Resumable):
+    """Segments streamed from `.tar` shards (any sample `sources.sample` reads), split over ranks and workers.
+
+    Iterating gives epoch `set_epoch(e)` once; after `start(...)` it goes on endlessly from the
+    given positions (see the module docstring). `action_dim`: the raw action width every used
+    episode must have (None: items carry no actions); `rewards`: items carry rewards (episodes
+    without them are skipped).
+    """
+
+    def __init__(self, shards: str | Path | list[str | Path], config: DataConfig, *, name: str = "", step: int = 1,
+                 stride: str = "concat", segments_per_episode: int | None = None, action_dim: int | None = None,
+                 rewards: bool = False, bounds: ActionBounds | None = None, options: dict[str, Any] | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
         if isinstance(shards, (str, Path)) and Path(shards).is_dir():
             shards = sorted(p for p in Path(shards).rglob("*") if p.name.endswith(SHARD_SUFFIXES))
         self.shards = [Path(s) for s in ([shards] if isinstance(shards, (str, Path)) else shards)]
         if not self.shards:
             raise ValueError("ShardStream needs at least one shard")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        self.config, self.step, self.per_episode = config, step, segments_per_episode
-        self.rank, self.world_size, self.bounds, self.options = rank, world_size, bounds, options
-        self.epoch = 0
-        self.report = DataReport()
+        self.config, self.name, self.step, self.stride = config, name, step, stride
+        self.per_episode = config.segments_per_episode if segments_per_episode is None else segments_per_episode
+        self.action_dim, self.rewards, self.bounds, self.options = action_dim, rewards, bounds, options
+        self.epoch, self.positions = 0, {}
+        self.place(rank, world_size)
+        self.report, self._reported = DataReport(), set()
 
     def set_epoch(self, epoch: int) -> None:
         """Change the shard order and segment draws (call before each epoch)."""
         self.epoch = epoch
 
-    def _consumer(self) -> tuple[int, int]:
-        worker = get_worker_info()
-        workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
-        return self.rank * workers + worker_id, self.world_size * workers
+    def restart(self, positions: list[dict[str, int]]) -> dict[str, int]:
+        """The start of the earliest epoch among `positions`."""
+        return {"epoch": min((p["epoch"] for p in positions), default=self.epoch), "offset": 0}
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        consumer, consumers = self._consumer()
-        order = np.random.default_rng([self.config.seed, self.epoch]).permutation(len(self.shards))
-        by_shard = len(self.shards) >= consumers
+    def first_info(self) -> EpisodeInfo | None:
+        """Header facts of the first sample long enough for a segment (None if there is none)."""
         span = segment_span(self.config.segment_length, self.step)
-        counter = 0
-        for position, shard_number in enumerate(order):
-            if by_shard and position % consumers != consumer:
-                continue
-            for episode_number, (key, episode) in enumerate(iter_shard(self.shards[shard_number], self.options,
-                                                                        self.report)):
-                if not by_shard:
-                    counter += 1
-                    if (counter - 1) % consumers != consumer:
-                        continue
-                if len(episode) < span:
-                    self.report.skip(f"{self.shards[shard_number]}:{key}", f"{len(episode)} frames < {span}",
-                                     "too_short")
+        for shard in self.shards:
+            for key, members in iter_samples(shard, DataReport()):
+                try:
+                    info = header_info(key, members, self.options)
+                except READ_ERRORS:
                     continue
-                rng = np.random.default_rng([self.config.seed, self.epoch, int(shard_number), episode_number])
-                for _ in range(self.per_episode):
-                    start = int(rng.integers(0, len(episode) - span + 1))
-                    item = make_item(episode, start, self.step, self.config, bounds=self.bounds, rng=rng,
-                                     augment=self.config.augment)
-                    item["key"] = key
-                    yield item
+                if info.length >= span:
+                    return info
+        return None
 
+    def items(self, consumer: int, consumers: int, position: dict[str, int] | None = None,
+              endless: bool = False) -> Iterator[dict[str, Any]]:
+        """Consumer `consumer`'s items from `position` (default: the start of `self.epoch`), one epoch or endlessly."""
+        epoch, offset = (position["epoch"], position["offset"]) if position else (self.epoch, 0)
+        decoded: OrderedDict[tuple[int, int], Episode] = OrderedDict()
+        while True:
+            yielded = 0
+            rng = np.random.default_rng([self.config.seed, epoch, consumers, consumer])
+            for number, slot in enumerate(shuffled(self._slots(epoch, consumer, consumers),
+                                                   self.config.shuffle_buffer, rng)):
+                if number < offset:
+                    continue
+                item = self._item(slot, epoch, decoded)
+                if item is not None:
+                    yielded += 1
+                    yield {**item, "position": {"epoch": epoch, "offset": number + 1}}
+            if not yielded and offset == 0:
+                raise DataError(f"consumer {consumer} of {consumers} found no usable segment in epoch {epoch} of "
+                                f"{self.name or self.shards[0].parent} (too few samples for the processes and "
+                                f"DataLoader workers, or all too short)\n{self.report.summary()}")
+            if not endless:
+                return
+            epoch, offset = epoch + 1, 0
+
+    def _slots(self, epoch: int, consumer: int, consumers: int) -> Iterator[Slot]:
+        """This consumer's share of epoch `epoch`, in shard order, undecoded."""
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.shards))
+        by_shard = len(self.shards) >= consumers
+        counter = 0
+        for place, shard in enumerate(order):
+            if by_shard and place % consumers != consumer:
+                continue
+            for sample, (key, members) in enumerate(iter_samples(self.shards[shard], self.report)):
+                # sharing samples, every consumer checks each one (consumer 0 reports) and takes every C-th usable one
+                if not self._usable(shard, key, members, report=by_shard or consumer == 0):
+                    continue
+                counter += 1
+                if by_shard or (counter - 1) % consumers == consumer:
+                    for segment in range(self.per_episode):
+                        yield Slot(int(shard), sample, segment, key, members)
+
+    def _usable(self, shard: int, key: str, members: dict[str, bytes], report: bool = True) -> bool:
+        """Whether a sample's headers show a long enough episode with the required actions and rewards."""
+        where, span = f"{self.shards[shard]}:{key}", segment_span(self.config.segment_length, self.step)
+        skip = self.report.skip if report and where not in self._reported else lambda *reason: None
+        self._reported.add(where)  # each epoch reads the sample again: report it once
+        try:
+            info = header_info(key, members, self.options)
+        except READ_ERRORS as error:
+            skip(where, str(error), "unreadable")
+            return False
+        problem = (f"{info.length} frames < {span}" if info.length < span else
+                   f"action width {info.action_dim}, the stream needs {self.action_dim}"
+                   if self.action_dim is not None and info.action_dim != self.action_dim else
+                   "no rewards" if self.rewards and not info.has_rewards else None)
+        if problem is not None:
+            skip(where, problem, "too_short" if info.length < span else "inconsistent")
+        return problem is None
+
+    def _item(self, slot: Slot, epoch: int, decoded: OrderedDict) -> dict[str, Any] | None:
+        """The segment of one slot (its episode decoded or taken from `decoded`); None when it fails to decode."""
+        name = (slot.shard, slot.sample)
+        try:
+            episode = decoded.pop(name) if name in decoded else sample_episode(slot.members, self.options)
+            decoded[name] = episode
+            while len(decoded) > DECODED_CACHE:
+                decoded.popitem(last=False)
+            rng = np.random.default_rng([self.config.seed, epoch, slot.shard, slot.sample, slot.segment])
+            start = int(rng.integers(0, len(episode) - segment_span(self.config.segment_length, self.step) + 1))
+            item = make_item(episode, start, self.step, self.config, stride=self.stride, bounds=self.bounds, rng=rng,
+                             augment=self.config.augment, with_actions=self.action_dim is not None,
+                             with_rewards=self.rewards)
+        except (*READ_ERRORS, IndexError) as error:
+            self.report.skip(f"{self.shards[slot.shard]}:{slot.key}", f"{type(error).__name__}: {error}",
+                             "bad_at_read")
+            return None
+        return {**item, "key": f"{self.name}/{slot.key}" if self.name else slot.key, "segment": slot.segment,
+                "epoch": epoch}

@@ -73,7 +73,7 @@ class TransformerExperiment:
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # transformer checkpoint to start from (e.g. action-free -> action-conditioned)
     token_cache: bool = True  # encode every training clip once and train from the stored ids
-    #   (used when the tokenizer is frozen and the data is neither augmented nor sub-sampled)
+    #   (used when the tokenizer is frozen and the data is neither augmented, sub-sampled nor streamed)
     token_cache_dir: str | None = None  # default: $IVIDEOGPT_CACHE_DIR/tokens or ~/.cache/ivideogpt/tokens
     token_cache_stride: int = 1  # encode every k-th start frame of each episode (k times faster to build)
 
@@ -91,6 +91,8 @@ class TransformerExperiment:
             return "data.augment draws new pixels for every item"
         if self.data.sampled_future:
             return "data.sampled_future draws a new subset of frames for every item"
+        if self.data.stream:
+            return "data.stream reads the shards as they come"
         return None
 
     def build_objective(self, initialise: bool = True) -> nn.Module:

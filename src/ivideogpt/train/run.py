@@ -12,6 +12,7 @@ from accelerate.utils import set_seed
 
 from ivideogpt.configuration import ConfigError
 from ivideogpt.data import build_datasets, collate_segments
+from ivideogpt.data.mixed_stream import build_stream
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train.state import resume_target
 from ivideogpt.train.token_cache import TokenDataset, load_or_build
@@ -23,8 +24,7 @@ log = logging.getLogger(__name__)
 def train_experiment(experiment: Any) -> dict[str, Any]:
     """Build data and objective for `experiment`, train, and return the final step and losses."""
     data, cfg = experiment.data, experiment.train
-    splits = ("train", "val") if data.val_fraction > 0 and cfg.val_every > 0 else ("train",)
-    datasets = build_datasets(data, splits)
+    datasets = _datasets(data, cfg)
     if experiment.kind == "transformer":
         _check_actions(experiment, datasets["train"])
     resume_from = resume_target(cfg)
@@ -40,6 +40,16 @@ def train_experiment(experiment: Any) -> dict[str, Any]:
                       collate_fn=partial(collate_segments, num_context=data.num_context),
                       component=experiment.kind, config=experiment)
     return trainer.fit()
+
+
+def _datasets(data: Any, cfg: Any) -> dict[str, Any]:
+    """The training set (streamed from shards with `data.stream`) and the validation split when there is one."""
+    if data.stream:
+        if data.val_fraction > 0 and cfg.val_every > 0:
+            log.info("data.stream: no validation split (streamed shards are not indexed)")
+        return {"train": build_stream(data)}
+    splits = ("train", "val") if data.val_fraction > 0 and cfg.val_every > 0 else ("train",)
+    return build_datasets(data, splits)
 
 
 def _cached_tokens(experiment: Any, tokenizer: Any, dataset: Any) -> Any:

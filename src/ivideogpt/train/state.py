@@ -35,8 +35,10 @@ class CheckpointIO:
 
     # ------------------------------------------------------------------ save
     def save(self, step: int, model: torch.nn.Module, optimizer: Any, scheduler: Any, config: Any,
-             extra: dict[str, Any]) -> Path:
-        """Write checkpoint `step`; on any process's OSError remove the partial write and raise CheckpointError."""
+             extra: dict[str, Any], stream: dict[str, Any] | None = None) -> Path:
+        """Write checkpoint `step`; on any process's OSError remove the partial write and raise CheckpointError.
+
+        `stream`: where each consumer of a streamed training set stands (saved as `data_position.stream`)."""
         acc, tmp = self.accelerator, ckpt.tmp_path(self.root, step)
         self._run(step, lambda: ckpt.begin(self.root, step) if acc.is_main_process else None)
         weights = acc.get_state_dict(model)  # collective under FSDP; keys start with "objective."
@@ -57,7 +59,7 @@ class CheckpointIO:
                 tensors, meta = ckpt.optimizer_to_files(optimizer.state_dict())
                 ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
                 ckpt.write_json(tmp / "optimizer.json", meta)
-            ckpt.write_json(tmp / ckpt.STATE, self._trainer_state(step, scheduler, extra))
+            ckpt.write_json(tmp / ckpt.STATE, self._trainer_state(step, scheduler, extra, stream))
             save_config(config, tmp / "config.yaml")
 
         self._run(step, write)
@@ -70,13 +72,15 @@ class CheckpointIO:
         self._run(step, publish)
         return self.root / ckpt.checkpoint_name(step)
 
-    def _trainer_state(self, step: int, scheduler: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    def _trainer_state(self, step: int, scheduler: Any, extra: dict[str, Any],
+                       stream: dict[str, Any] | None) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
         val = self.last_val
         return {
             "format": 1, "step": step, **extra,
             "samples_seen": step * cfg.batch_size,
-            "data_position": {"next_sample": step * cfg.batch_size, "seed": cfg.seed, "batch_size": cfg.batch_size},
+            "data_position": {"next_sample": step * cfg.batch_size, "seed": cfg.seed, "batch_size": cfg.batch_size,
+                              **({"stream": stream} if stream is not None else {})},
             "world_size": acc.num_processes, "grad_accum": cfg.grad_accum,
             "val_loss": val[1] if val is not None and val[0] == step else None,
             "last_val": {"step": val[0], "loss": val[1]} if val is not None else None,

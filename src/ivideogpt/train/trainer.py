@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ivideogpt.configuration import config_to_dict, save_config
@@ -24,6 +24,7 @@ from ivideogpt.train.optim import build_optimizer, build_scheduler
 from ivideogpt.train.rng import preserved_rng, restore_rng
 from ivideogpt.train.sampler import FixedSampler, StepSampler
 from ivideogpt.train.state import CheckpointIO
+from ivideogpt.train.streaming import PositionedCollate, StreamState
 from ivideogpt.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ class Trainer:
     `objective.compute_loss(batch, step) -> (loss, logs)`; optional `objective.make_samples(batch)`
     returns {name: (B, T, 3, H, W) in [-1, 1]}; each becomes a GIF beside the ground truth (the
     "target" or "ground_truth" entry if given, else `batch.frames`).
-    Datasets are map-style and deterministic per index; `collate_fn` turns a list of items into a Batch.
+    A map-style train dataset is read by step (`StepSampler`); an iterable one must be a resumable stream
+    (`data/stream.py`: `ShardStream`, `MixedStream`), whose consumers' positions go into every checkpoint.
+    `collate_fn` turns a list of items into a Batch.
     `config` is the full experiment config saved (as YAML) with every checkpoint.
     """
 
@@ -74,12 +77,15 @@ class Trainer:
         self.scheduler = build_scheduler(optimizer, cfg)
         self.model, self.optimizer = acc.prepare(LossModule(objective), optimizer)
         self.step, self.last_val, self.last_train = 0, None, None
-        rng_state = None
+        rng_state, saved_stream = None, None
         if resume_from is not None:
             state, rng_state = self.io.load(resume_from, self.model, self.optimizer, self.scheduler)
             self.step = int(state["step"])
+            saved_stream = state["data_position"].get("stream")
             self.last_val = self.io.last_val[1] if self.io.last_val else None
             log.info("resuming from %s at step %d", resume_from, self.step)
+        self.stream = (StreamState(train_dataset, acc.num_processes * max(1, cfg.num_workers), saved_stream)
+                       if isinstance(train_dataset, IterableDataset) else None)
         set_seed(cfg.seed + acc.process_index + self.step)  # only used when no RNG state was saved
         if rng_state is not None:
             restore_rng(rng_state)
@@ -91,15 +97,21 @@ class Trainer:
         self._bad_step = torch.zeros((), dtype=torch.long, device=acc.device)  # first non-finite step + 1
 
     # ---------------------------------------------------------------- data
-    def _loader(self, dataset: Dataset, sampler: torch.utils.data.Sampler) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.micro_batch, sampler=sampler, collate_fn=self.collate_fn,
+    def _loader(self, dataset: Dataset, sampler: torch.utils.data.Sampler | None,
+                collate_fn: Callable[[list[Any]], Any] | None = None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.micro_batch, sampler=sampler,
+                          collate_fn=collate_fn or self.collate_fn,
                           num_workers=self.cfg.num_workers, pin_memory=self.accelerator.device.type == "cuda",
                           generator=torch.Generator(),  # keeps the global RNG untouched by loader start-up
                           persistent_workers=self.cfg.num_workers > 0)
 
     def train_loader(self) -> DataLoader:
-        """Batches for updates `self.step .. max_steps - 1` on this process (step-indexed, see StepSampler)."""
+        """Batches for updates `self.step .. max_steps - 1` on this process (step-indexed, see StepSampler);
+        from a stream: (batch, consumer, position) from where each consumer stands (see `StreamState`)."""
         acc, cfg = self.accelerator, self.cfg
+        if self.stream is not None:
+            self.stream.start(acc.process_index, acc.num_processes, self.step * cfg.grad_accum)
+            return self._loader(self.train_dataset, None, PositionedCollate(self.collate_fn))
         sampler = StepSampler(len(self.train_dataset), cfg.batch_size, self.micro_batch, cfg.grad_accum,
                               acc.num_processes, acc.process_index, cfg.seed, self.step, cfg.max_steps)
         return self._loader(self.train_dataset, sampler)
@@ -121,7 +133,8 @@ class Trainer:
         try:
             while self.step < stop:
                 for _ in range(cfg.grad_accum):
-                    batch = self._to_device(next(batches))
+                    batch = next(batches)
+                    batch = self._to_device(self.stream.unpack(batch) if self.stream is not None else batch)
                     with acc.accumulate(self.model):
                         loss, logs = self.model(batch, self.step)
                         acc.backward(loss)
@@ -227,12 +240,13 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self) -> list[Path]:
-        """GIFs of ground truth | prediction from `objective.make_samples` on fixed validation items."""
+        """GIFs of ground truth | prediction from `objective.make_samples` on fixed validation items
+        (training items without a validation set, unless they are streamed: then none)."""
         make = getattr(self.objective, "make_samples", None)
         # Samples need pixels: a TokenDataset (pre-encoded ids) names its frame dataset `frames`.
         dataset = self.val_dataset if self.val_dataset is not None else getattr(self.train_dataset, "frames",
                                                                                 self.train_dataset)
-        if make is None or not self.accelerator.is_main_process:
+        if make is None or not self.accelerator.is_main_process or isinstance(dataset, IterableDataset):
             return []
         if self.cfg.distributed == "fsdp" and self.accelerator.num_processes > 1:
             log.warning("sample GIFs are skipped under FSDP (the weights are sharded)")
@@ -259,7 +273,8 @@ class Trainer:
         """Write a checkpoint of the current step (after checking that no NaN/inf was seen)."""
         self.check_finite()
         return self.io.save(self.step, self.model, self.optimizer, self.scheduler, self.config,
-                            extra={"component": self.component, "train_loss": self.last_train})
+                            extra={"component": self.component, "train_loss": self.last_train},
+                            stream=self.stream.gathered() if self.stream is not None else None)
 
 
 def _add(sums: dict[str, list], logs: dict[str, torch.Tensor]) -> None:

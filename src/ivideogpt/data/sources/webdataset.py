@@ -102,15 +102,22 @@ def report_cut(report: DataReport, shard: Path, key: str | None, detail: str, re
 def iter_shard(path: str | Path, options: dict[str, Any] | None = None,
                report: DataReport | None = None) -> Iterator[tuple[str, Episode]]:
     """Stream (key, episode) from a shard in member order; bad samples are reported and skipped."""
-    path, report = Path(path), report if report is not None else DataReport()
+    report = report if report is not None else DataReport()
+    for key, members in iter_samples(path, report):
+        try:
+            yield key, sample_episode(members, options)
+        except READ_ERRORS as error:
+            report.skip(f"{path}:{key}", str(error), "unreadable")
+
+
+def iter_samples(path: str | Path, report: DataReport) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Stream (key, {extension: bytes}) from a shard in member order, undecoded; a cut shard is reported."""
+    path = Path(path)
     current, members, last, recovered = None, {}, None, 0
 
-    def flush() -> Iterator[tuple[str, Episode]]:
+    def flush() -> Iterator[tuple[str, dict[str, bytes]]]:
         report.found += 1
-        try:
-            yield current, sample_episode(members, options)
-        except READ_ERRORS as error:
-            report.skip(f"{path}:{current}", str(error), "unreadable")
+        yield current, members
 
     gzipped = GzipStream(path) if path.name.endswith(GZIP_SUFFIXES) else None
     try:
@@ -220,12 +227,17 @@ def write_shard(path: str | Path, episodes: dict[str, Episode]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w") as archive:
         for key, episode in episodes.items():
-            buffer = io.BytesIO()
-            arrays = {n: getattr(episode, n) for n in ("frames", "actions", "rewards", "success", "states")
-                      if getattr(episode, n) is not None}
-            np.savez_compressed(buffer, **arrays)
-            info = tarfile.TarInfo(f"{key}.npz")
-            info.size = buffer.tell()
-            buffer.seek(0)
-            archive.addfile(info, buffer)
+            add_episode(archive, key, episode)
     return path
+
+
+def add_episode(archive: tarfile.TarFile, key: str, episode: Episode) -> None:
+    """Append one episode to an open shard as the member `<key>.npz` (a key holds no dot after its last `/`)."""
+    buffer = io.BytesIO()
+    arrays = {n: getattr(episode, n) for n in ("frames", "actions", "rewards", "success", "states")
+              if getattr(episode, n) is not None}
+    np.savez_compressed(buffer, **arrays)
+    info = tarfile.TarInfo(f"{key}.npz")
+    info.size = buffer.tell()
+    buffer.seek(0)
+    archive.addfile(info, buffer)
