@@ -111,6 +111,38 @@ def transformer_train_step(config: TransformerConfig, batch: int, num_context: i
     return optimizer_step(model, loss)
 
 
+# --- the machine's limits ------------------------------------------------------------------------
+def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float, n: int = 2048) -> float:
+    """Median FLOP/s of repeated n x n `mm` calls over about `seconds` (after one warm-up call)."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    torch.mm(a, b, out=out)
+    rates: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        sync(device)
+        rates.append(2 * n**3 / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def read_bandwidth(device: torch.device, seconds: float, megabytes: int = 512) -> float:
+    """Median bytes/s of summing a `megabytes` fp32 tensor (far larger than any cache): reading memory once."""
+    data = torch.ones(megabytes * 2**20 // 4, device=device)
+    data.sum()
+    rates: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        sync(device)
+        start = time.perf_counter()
+        data.sum()
+        sync(device)
+        rates.append(data.numel() * 4 / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 # --- world-model rollouts ---------------------------------------------------------------------
 def measure_rollout(world: WorldModel, batch: int, future: int, context: int = 2) -> dict[str, float]:
     """Seconds spent in `reset` (prefill), in `future` steps, and in the tokenizer decode inside those steps.

@@ -2,17 +2,24 @@
 
     python benchmarks/rollout_throughput.py --quick                # smoke run, under ~60 s on 2 cores
     python benchmarks/rollout_throughput.py                        # tiny preset, batch 1, 16 and 64
-    python benchmarks/rollout_throughput.py --presets small --batches 16 --modes kept   # the DESIGN.md targets
+    python benchmarks/rollout_throughput.py --presets small --batches 16 --modes kept --precisions fp32 bf16
 
 Setting of the performance targets (DESIGN.md): 2 context + 8 future frames at 64x64, action-conditioned,
-random weights, fp32 (or --bf16 for the transformer). "kept" is `WorldModel(cache="kept")`; "per_frame"
-re-processes the whole prefix with a fresh cache at every frame (what per-frame `generate` calls do).
-Frames/s count future frames over the whole batch: "transformer" excludes the tokenizer's decode, "step"
-includes it, "rollout" also includes the reset ("reset s": tokenize the context, plus the prefill when
-kept). The speed-up columns are kept over per_frame. "vs paper" divides by the paper code's numbers on
-this machine kind (DESIGN.md; batch 1 and 16 only): transformer f/s by its action-conditioned
-generation, step f/s by its MBRL rollout with decode.
-A second table checks the targets for the small preset at batch 16 (measured when that row is run).
+random weights. "kept" is `WorldModel(cache="kept")` (the one-token decode path of `transformer/decode.py`);
+"per_frame" re-processes the whole prefix with a fresh cache at every frame (what per-frame `generate`
+calls do). `--precisions bf16` runs `WorldModel(precision="bf16")`: bf16 transformer and KV cache,
+tokenizer under bf16 autocast. Frames/s count future frames over the whole batch: "transformer"
+excludes the tokenizer's decode, "step" includes it, "rollout" also includes the reset ("reset s":
+tokenize the context, plus the prefill when kept). The speed-up columns are kept over per_frame. "vs
+paper" divides by the paper code's numbers on this machine kind (DESIGN.md; batch 1 and 16 only):
+transformer f/s by its action-conditioned generation, step f/s by its MBRL rollout with decode.
+
+The machine's bound for the transformer, measured in the same run: every token step must multiply
+the batch by every layer weight and the future-code head (FLOPs at the measured matmul peak of the
+run's precision) and read those weights and the whole KV cache (bytes at the measured read
+bandwidth); a step takes at least the larger of the two. Summed over the rollout's 17 token steps
+per frame this bounds the transformer's frames/s. A second table checks the targets for the small
+preset at batch 16, kept (measured when that row is run).
 """
 
 from __future__ import annotations
@@ -21,28 +28,45 @@ import argparse
 from dataclasses import replace
 
 import torch
-from _common import add_common_args, markdown_table, measure_rollout, setup
+from _common import add_common_args, markdown_table, matmul_peak, measure_rollout, read_bandwidth, setup
 
 from ivideogpt.tokenizer import tokenizer_64, tokenizer_tiny
-from ivideogpt.transformer import transformer_small, transformer_tiny
+from ivideogpt.transformer import WorldModelTransformer, transformer_small, transformer_tiny
 from ivideogpt.world_model import WorldModel
 
 # Future frames/s of the paper's own code on this machine kind (DESIGN.md), batch 1 / batch 16.
 REFERENCE = {"tiny": {"generate": (6.0, 6.4), "rollout": (1.9, 2.0)},
              "small": {"generate": (0.51, 0.64), "rollout": (0.45, 0.61)}}
-# transformer_small at batch 16, transformer only: this machine's compute bound (ENVIRONMENT.md), frames/s.
-SMALL_BOUND_B16 = {"fp32": 40.0, "bf16": 100.0}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CONTEXT = 2
 
 
-def build(preset: str, bf16: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+def build(preset: str) -> tuple[torch.nn.Module, WorldModelTransformer]:
     """Tokenizer + action-conditioned transformer; "tiny" = 2 layers, 256 hidden, 4 heads, vocab 16,386."""
+    torch.manual_seed(0)
     if preset == "tiny":
         tokenizer = replace(tokenizer_tiny(), codebook_size=8192).build()
         transformer = transformer_tiny(codebook_size=8192, hidden_size=256, ffn_size=1024, action_dim=4).build()
     else:
         tokenizer, transformer = tokenizer_64().build(), transformer_small(action_dim=4).build()
     torch.nn.init.normal_(transformer.action_proj.weight, std=0.02)
-    return tokenizer, transformer.to(torch.bfloat16) if bf16 else transformer
+    return tokenizer, transformer
+
+
+def transformer_bound(transformer: WorldModelTransformer, batch: int, future: int, precision: str,
+                      peak: float, bandwidth: float) -> float:
+    """Upper bound on the transformer's frames/s for `future` frames after CONTEXT context frames (see above)."""
+    c, layout = transformer.config, transformer.layout
+    weights = sum(p.numel() for p in transformer.core.layers.parameters()) + c.codebook_size * c.hidden_size
+    size = torch.finfo(DTYPES[precision]).bits // 8
+    cached = CONTEXT * (1 + layout.context_codes)
+    seconds = 0.0
+    for _ in range(future * (1 + layout.future_codes)):
+        cached += 1
+        flops = 2 * batch * weights + 4 * batch * c.num_layers * c.hidden_size * cached
+        reads = (weights + 2 * c.num_layers * batch * c.hidden_size * cached) * size
+        seconds += max(flops / peak, reads / bandwidth)
+    return batch * future / seconds
 
 
 def vs_paper(rate: float, preset: str, path: str, batch: int) -> str:
@@ -60,50 +84,57 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--modes", nargs="+", default=["kept", "per_frame"], choices=["kept", "per_frame", "none"])
     parser.add_argument("--future", type=int, default=8, help="future frames per rollout")
-    parser.add_argument("--bf16", action="store_true", help="run the transformer in bfloat16")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(DTYPES),
+                        help="WorldModel precision(s), each measured in this run")
     args = parser.parse_args()
     if args.quick:
         args.batches, args.future = [b for b in args.batches if b <= 16], 2
     device = setup(args, "rollout throughput")
-    precision = "bf16" if args.bf16 else "fp32"
-    print(f"{precision} transformer, 2 context + {args.future} future frames at 64x64; "
-          f"frames/s = future frames over the batch\n")
+    seconds = 0.5 if args.quick else 2.0
+    peaks = {name: matmul_peak(dtype, device, seconds) for name, dtype in DTYPES.items()}
+    bandwidth = read_bandwidth(device, seconds)
+    print(f"this machine: matmul peak (2048x2048 mm) fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+          f"{peaks['bf16'] / 1e9:.0f} GFLOP/s; memory read {bandwidth / 1e9:.1f} GB/s")
+    print(f"{CONTEXT} context + {args.future} future frames at 64x64; frames/s = future frames over the batch\n")
 
     rows, targets = [], []
     for preset in args.presets:
-        tokenizer, transformer = build(preset, args.bf16)
-        tokenizer, transformer = tokenizer.to(device), transformer.to(device)
-        for batch in args.batches:
-            rates: dict[str, tuple[float, float, float]] = {}
-            for mode in args.modes:
-                world = WorldModel(tokenizer, transformer, cache=mode)
-                measure_rollout(world, min(batch, 2), 1)  # warm-up
-                t = measure_rollout(world, batch, args.future)
-                frames = batch * args.future
-                rates[mode] = (frames / (t["steps"] - t["decode"]), frames / t["steps"],
-                               frames / (t["prefill"] + t["steps"]))
-                speedup = "-"
-                if mode != "kept" and "kept" in rates:
-                    speedup = " / ".join(f"{k / m:.1f}x" for k, m in zip(rates["kept"][:2], rates[mode][:2]))
-                rows.append([preset, batch, mode, f"{t['prefill']:.2f}", f"{t['decode'] / args.future:.3f}",
-                             *(f"{r:.2f}" for r in rates[mode]), speedup,
-                             vs_paper(rates[mode][0], preset, "generate", batch),
-                             vs_paper(rates[mode][1], preset, "rollout", batch)])
-                print(f"  {preset} batch {batch} {mode}: done", flush=True)
-            if preset == "small" and batch == 16 and "kept" in rates:
-                bound = SMALL_BOUND_B16[precision]
-                transformer_rate, step_rate = rates["kept"][:2]
-                paper = REFERENCE["small"]["rollout"][1]
-                targets += [
-                    ["full step (kept) vs paper code's MBRL rollout", f"{paper} f/s", f"{step_rate:.2f} f/s",
-                     f"{step_rate / paper:.1f}x", ">= 10x", "yes" if step_rate >= 10 * paper else "no"],
-                    [f"transformer (kept) vs machine bound ({precision})", f"{bound:.0f} f/s",
-                     f"{transformer_rate:.2f} f/s", f"{transformer_rate / bound:.0%}", ">= 50%",
-                     "yes" if transformer_rate >= bound / 2 else "no"]]
+        for precision in args.precisions:
+            tokenizer, transformer = build(preset)
+            tokenizer, transformer = tokenizer.to(device), transformer.to(device)
+            for batch in args.batches:
+                rates: dict[str, tuple[float, float, float]] = {}
+                bound = transformer_bound(transformer, batch, args.future, precision, peaks[precision], bandwidth)
+                for mode in args.modes:
+                    world = WorldModel(tokenizer, transformer, cache=mode, precision=precision)
+                    measure_rollout(world, min(batch, 2), 1)  # warm-up
+                    t = measure_rollout(world, batch, args.future, CONTEXT)
+                    frames = batch * args.future
+                    rates[mode] = (frames / (t["steps"] - t["decode"]), frames / t["steps"],
+                                   frames / (t["prefill"] + t["steps"]))
+                    speedup = "-"
+                    if mode != "kept" and "kept" in rates:
+                        speedup = " / ".join(f"{k / m:.1f}x" for k, m in zip(rates["kept"][:2], rates[mode][:2]))
+                    rows.append([preset, precision, batch, mode, f"{t['prefill']:.2f}",
+                                 f"{t['decode'] / args.future:.3f}", *(f"{r:.2f}" for r in rates[mode]),
+                                 f"{rates[mode][0] / bound:.0%}", speedup,
+                                 vs_paper(rates[mode][0], preset, "generate", batch),
+                                 vs_paper(rates[mode][1], preset, "rollout", batch)])
+                    print(f"  {preset} {precision} batch {batch} {mode}: done", flush=True)
+                if preset == "small" and batch == 16 and "kept" in rates:
+                    transformer_rate, step_rate = rates["kept"][:2]
+                    paper = REFERENCE["small"]["rollout"][1]
+                    targets += [
+                        [f"full step (kept, {precision}) vs paper code's MBRL rollout", f"{paper} f/s",
+                         f"{step_rate:.2f} f/s", f"{step_rate / paper:.1f}x", ">= 10x",
+                         "yes" if step_rate >= 10 * paper else "no"],
+                        [f"transformer (kept, {precision}) vs this machine's bound", f"{bound:.1f} f/s",
+                         f"{transformer_rate:.2f} f/s", f"{transformer_rate / bound:.0%}", ">= 50%",
+                         "yes" if transformer_rate >= bound / 2 else "no"]]
     print()
-    print(markdown_table(["preset", "batch", "cache", "reset s", "decode s / step", "transformer f/s",
-                          "step f/s", "rollout f/s", "speed-up transformer / step", "transformer vs paper gen",
-                          "step vs paper rollout"], rows))
+    print(markdown_table(["preset", "precision", "batch", "cache", "reset s", "decode s / step", "transformer f/s",
+                          "step f/s", "rollout f/s", "transformer of bound", "speed-up transformer / step",
+                          "transformer vs paper gen", "step vs paper rollout"], rows))
     print()
     if targets:
         print("Targets (DESIGN.md), small preset, batch 16:\n")

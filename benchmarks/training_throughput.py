@@ -24,13 +24,12 @@ achieved FLOP/s as a fraction of the fp32 and bf16 matmul peak measured in the s
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from _common import add_common_args, markdown_table, optimizer_step, setup, sync, time_call, transformer_train_step
+from _common import (add_common_args, markdown_table, matmul_peak, optimizer_step, setup, time_call,
+                     transformer_train_step)
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from ivideogpt.data.batch import Batch, TokenBatch
@@ -127,22 +126,6 @@ def count_flops(step: Callable[[], None]) -> int:
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
         step()
     return counter.get_total_flops()
-
-
-def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float, n: int = 2048) -> float:
-    """Median FLOP/s of repeated n x n `mm` calls over about `seconds` (after one warm-up call)."""
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    out = torch.empty(n, n, device=device, dtype=dtype)
-    torch.mm(a, b, out=out)
-    rates: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(rates) < 3:
-        sync(device)
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        sync(device)
-        rates.append(2 * n**3 / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def main() -> None:
