@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,24 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-from train_toy import read_losses
+from train_toy import ENV, launch, read_losses
 
 from ivideogpt.train import checkpoint as ckpt
 
 SCRIPT = Path(__file__).with_name("train_toy.py")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}  # every run on the CPU, GPU or not
-
-
-def _run(*args: str, timeout: float = 120) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    _run(str(straight), "--steps", "16", "--save-every", "4")
+    launch(straight, "--steps", "16", "--save-every", "4")
 
     process = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), "--steps", "16", "--save-every", "4",
                                 "--sleep", "0.1"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -45,7 +37,7 @@ def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
     stopped_at = ckpt.step_of(ckpt.find_latest(killed / "checkpoints"))
     assert stopped_at is not None and stopped_at < 16
 
-    _run(str(killed), "--steps", "16", "--save-every", "4", "--resume", "latest")
+    launch(killed, "--steps", "16", "--save-every", "4", "--resume", "latest")
     assert list(read_losses(killed)) == list(range(1, 17))
     assert read_losses(killed) == read_losses(straight)  # exactly, dropout and data order included
     assert read_losses(killed, "val") == read_losses(straight, "val")
@@ -54,11 +46,8 @@ def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_two_processes_agree_with_one(tmp_path: Path) -> None:
     single, double = tmp_path / "single", tmp_path / "double"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(SCRIPT), str(double), "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2"]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    _run(str(single), "--steps", "6", "--save-every", "3", "--dropout", "0")
+    launch(double, "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2", processes=2)
+    launch(single, "--steps", "6", "--save-every", "3", "--dropout", "0")
 
     assert json.loads((double / "summary.json").read_text())["world_size"] == 2
     assert json.loads((single / "summary.json").read_text())["world_size"] == 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from ivideogpt.data.batch import Batch
 
 FRAMES, SIZE = 2, 4  # (T, 3, SIZE, SIZE) videos
 FEATURES = 3 * SIZE * SIZE
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}  # every run on the CPU, GPU or not
 
 
 class ToyDataset(Dataset):
@@ -92,6 +95,14 @@ def read_losses(out: Path, split: str = "train") -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["split"] == split}
 
 
+def launch(out: Path, *args: str, processes: int = 1, timeout: float = 180) -> None:
+    """Run this script as `processes` real processes (torchrun: gloo on the CPU); asserts that it succeeded."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    command = [*(launcher if processes > 1 else [sys.executable]), __file__, str(out), *args]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -102,14 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--distributed", default="ddp")
+    parser.add_argument("--until", type=int, default=None, help="pause after this step (the schedule still ends at --steps)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     trainer = build_trainer(args.out, args.steps, args.save_every, args.resume, dropout=args.dropout,
-                            sleep=args.sleep, batch_size=args.batch_size, grad_accum=args.grad_accum)
-    summary = trainer.fit()
+                            sleep=args.sleep, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                            distributed=args.distributed)
+    summary = trainer.fit(args.until)
+    trainer.close()
     acc = trainer.accelerator
     if acc.is_main_process:
-        (args.out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes}))
+        (args.out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes,
+                                                           "distributed_type": acc.distributed_type.value}))
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
