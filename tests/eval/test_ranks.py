@@ -1,0 +1,55 @@
+"""`ivideogpt evaluate` on 2 processes (torchrun, gloo on the CPU) writes what 1 process writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivideogpt.data.episode import Episode
+from ivideogpt.eval.ranks import Ranks
+
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht"  # a 64x64, 2-d action world model
+
+
+def _evaluate(out: Path, data: Path, i3d: Path, processes: int) -> None:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "ivideogpt", "evaluate",
+               "--checkpoint", str(SHIPPED), "--data", str(data), "--protocol", "custom", "--context-frames", "1",
+               "--horizon", "3", "--action-conditioned", "--samples", "3", "--seeds", "0", "1", "2",
+               "--i3d", str(i3d), "--output", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_write_what_one_writes(tmp_path: Path, i3d_file: Path) -> None:
+    rng = np.random.default_rng(0)
+    for number in range(3):  # 3 videos x 3 seeds: 9 evaluations, the last round is one process's alone
+        Episode(frames=rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (4, 2)).astype(np.float32)).save(tmp_path / "data" / f"ep{number}.npz")
+    one, two = tmp_path / "one", tmp_path / "two"
+    _evaluate(one, tmp_path / "data", i3d_file, processes=1)
+    _evaluate(two, tmp_path / "data", i3d_file, processes=2)
+
+    summary = json.loads((two / "results.json").read_text())
+    assert summary["videos"] == 3 and summary["metrics"]["fvd"]["per_seed"][2] > 0
+    for name in ("results.json", "videos.jsonl", "protocol.json", "results.md"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name  # identical, to the last digit
+    arrays = sorted(p.relative_to(one) for p in one.rglob("*.npz"))
+    assert arrays == sorted(p.relative_to(two) for p in two.rglob("*.npz")) and len(arrays) == 2 * 9
+    for path in arrays:
+        with np.load(one / path) as first, np.load(two / path) as second:
+            assert all(np.array_equal(first[key], second[key]) for key in first.files), path
+
+
+def test_one_process_shares_with_itself() -> None:
+    ranks = Ranks.current()
+    assert (ranks.rank, ranks.size, ranks.main) == (0, 1, True)
+    assert ranks.share({"a": 1}) == {"a": 1} and ranks.collect(3) == [3]
