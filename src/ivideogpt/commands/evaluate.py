@@ -88,17 +88,16 @@ def _output_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
     from ivideogpt.eval.metrics import load_i3d
     from ivideogpt.eval.predictors import CopyLastFrame
     from ivideogpt.eval.protocol import protocol_config, run_protocol
     from ivideogpt.eval.ranks import Ranks
     from ivideogpt.eval.report import results_markdown, write_report
     from ivideogpt.eval.videos import load_test_videos
+    from ivideogpt.launch import process_state
     from ivideogpt.perceptual import load_lpips
 
-    state = PartialState()  # joins the process group of a multi-process launch; this process's device
+    state = process_state()  # joins the process group of a multi-process launch; this process's device
     ranks = Ranks.current()
     device = args.device or str(state.device)
     try:
@@ -131,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     paths = write_report(result.out_dir)
     print(results_markdown(result.summary))
-    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir}")
+    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir} "
+          f"({ranks.size} process{'es' if ranks.size > 1 else ''})")
     return 0
 
 
