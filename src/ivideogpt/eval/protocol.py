@@ -245,10 +245,9 @@ def run_protocol(predictor: Predictor, videos: Iterable[TestVideo], config: Prot
             results = ranks.collect(mine)
             if ranks.main:
                 problem = next((result for result in results if isinstance(result, str)), None)
-                for (seed, index), result in zip(batch, results):
-                    if problem is None:
-                        _keep(out_dir, stream, seed, *result)
-                        done[(seed, index)] = result[0]
+                for (seed, index), result in zip(batch, results) if problem is None else ():
+                    _keep(out_dir, stream, seed, *result)
+                    done[(seed, index)] = result[0]
             bar.update(len(batch))
             problem = ranks.share(problem)
             if problem is not None:
