@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +14,23 @@ from ivideogpt.eval.ranks import Ranks
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht"  # a 64x64, 2-d action world model
 
 
-def _evaluate(out: Path, data: Path, i3d: Path, processes: int) -> str:
+def _evaluate(run_processes, out: Path, data: Path, i3d: Path, processes: int) -> str:
     """Run the command as `processes` processes; returns what they printed."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "ivideogpt", "evaluate",
-               "--checkpoint", str(SHIPPED), "--data", str(data), "--protocol", "custom", "--context-frames", "1",
-               "--horizon", "3", "--action-conditioned", "--samples", "3", "--seeds", "0", "1", "2",
-               "--i3d", str(i3d), "--output", str(out), "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    command = ["-m", "ivideogpt", "evaluate", "--checkpoint", SHIPPED, "--data", data, "--protocol", "custom",
+               "--context-frames", "1", "--horizon", "3", "--action-conditioned", "--samples", "3",
+               "--seeds", "0", "1", "2", "--i3d", i3d, "--output", out, "--no-progress"]
+    return run_processes(command, processes=processes)
 
 
 @pytest.mark.slow
-def test_two_processes_write_what_one_writes(tmp_path: Path, i3d_file: Path) -> None:
+def test_two_processes_write_what_one_writes(tmp_path: Path, i3d_file: Path, run_processes) -> None:
     rng = np.random.default_rng(0)
     for number in range(3):  # 3 videos x 3 seeds: 9 evaluations, the last round is one process's alone
         Episode(frames=rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
                 actions=rng.uniform(-1, 1, (4, 2)).astype(np.float32)).save(tmp_path / "data" / f"ep{number}.npz")
     one, two = tmp_path / "one", tmp_path / "two"
-    assert "(1 process)" in _evaluate(one, tmp_path / "data", i3d_file, processes=1)
-    printed = _evaluate(two, tmp_path / "data", i3d_file, processes=2)
+    assert "(1 process)" in _evaluate(run_processes, one, tmp_path / "data", i3d_file, processes=1)
+    printed = _evaluate(run_processes, two, tmp_path / "data", i3d_file, processes=2)
     assert printed.count("wrote") == 1 and "(2 processes)" in printed  # process 0 alone reports
 
     summary = json.loads((two / "results.json").read_text())

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_toy import ToyObjective, build_trainer, launch, read_losses
+from train_toy import ToyObjective, build_trainer, read_losses
 
 from ivideogpt.train import checkpoint as ckpt
 
 TOLERANCE = 1e-5  # relative; measured: at most 1e-7 (gradients summed in another order)
+SCRIPT = Path(__file__).with_name("train_toy.py")
 RUN = ("--steps", "6", "--save-every", "3", "--dropout", "0")
 
 
@@ -28,16 +29,17 @@ def _summary(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+def one_process(tmp_path_factory: pytest.TempPathFactory, run_processes) -> dict[int, float]:
     """Train losses of an uninterrupted 1-process run (6 steps, global batch 8)."""
     out = tmp_path_factory.mktemp("one_process")
-    launch(out, *RUN, "--distributed", "fsdp")
+    run_processes([SCRIPT, out, *RUN, "--distributed", "fsdp"])
     return read_losses(out)
 
 
 @pytest.mark.slow
-def test_fsdp_on_two_processes_matches_one_and_writes_shards(tmp_path: Path, one_process: dict[int, float]) -> None:
-    launch(tmp_path, *RUN, "--distributed", "fsdp", "--grad-accum", "2", processes=2)
+def test_fsdp_on_two_processes_matches_one_and_writes_shards(tmp_path: Path, one_process: dict[int, float],
+                                                             run_processes) -> None:
+    run_processes([SCRIPT, tmp_path, *RUN, "--distributed", "fsdp", "--grad-accum", "2"], processes=2)
     assert _summary(tmp_path)["world_size"] == 2 and _summary(tmp_path)["distributed_type"] == "FSDP"
     _agree(tmp_path, one_process)
     checkpoint = tmp_path / "checkpoints" / "step_000006"
@@ -50,18 +52,18 @@ def test_fsdp_on_two_processes_matches_one_and_writes_shards(tmp_path: Path, one
 @pytest.mark.slow
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
 def test_fsdp_checkpoint_resumes_on_another_number_of_processes(tmp_path: Path, one_process: dict[int, float],
-                                                                first: int, then: int) -> None:
-    launch(tmp_path, *RUN, "--distributed", "fsdp", "--until", "3", processes=first)
+                                                                run_processes, first: int, then: int) -> None:
+    run_processes([SCRIPT, tmp_path, *RUN, "--distributed", "fsdp", "--until", "3"], processes=first)
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")] == ["step_000003"]
-    launch(tmp_path, *RUN, "--distributed", "fsdp", "--resume", "latest", processes=then)
+    run_processes([SCRIPT, tmp_path, *RUN, "--distributed", "fsdp", "--resume", "latest"], processes=then)
     assert _summary(tmp_path)["world_size"] == then
     _agree(tmp_path, one_process)
 
 
 @pytest.mark.slow
-def test_ddp_checkpoint_resumes_on_one_process(tmp_path: Path, one_process: dict[int, float]) -> None:
-    launch(tmp_path, *RUN, "--until", "3", processes=2)
-    launch(tmp_path, *RUN, "--resume", "latest")
+def test_ddp_checkpoint_resumes_on_one_process(tmp_path: Path, one_process: dict[int, float], run_processes) -> None:
+    run_processes([SCRIPT, tmp_path, *RUN, "--until", "3"], processes=2)
+    run_processes([SCRIPT, tmp_path, *RUN, "--resume", "latest"])
     _agree(tmp_path, one_process)
 
 

@@ -78,3 +78,20 @@ def test_bad_options_exit_with_a_clear_message(workdir: Path, capsys) -> None:
     assert "no valid checkpoint under runs/none" in capsys.readouterr().err
     assert cli(["train", "tokenizer", "--resume"]) == 2
     assert "needs --config" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_transformer_with_fsdp_on_two_processes_logs_the_losses_of_one(workdir: Path, run_processes) -> None:
+    assert cli(["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+                "--data.sampled_future=1", "--train.max_steps=1", "--train.out_dir=runs/tok"]) == 0
+    trm = ["-m", "ivideogpt", "train", "transformer", "--config", CONFIGS / "transformer_cpu.yaml", *SHORT,
+           "--train.batch_size=4", "--tokenizer_checkpoint=runs/tok", "--transformer.hidden_size=32",
+           "--transformer.ffn_size=64", "--transformer.num_layers=2", "--train.max_steps=3"]
+    run_processes([*trm, "--train.out_dir=runs/one"])
+    run_processes([*trm, "--train.out_dir=runs/two", "--train.distributed=fsdp"], processes=2)
+    one, two = _train_losses(workdir / "runs/one"), _train_losses(workdir / "runs/two")
+    lines = (workdir / "runs/two/losses.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines))  # process 0 alone logs
+    assert list(two) == list(one) == [1, 2, 3] and list(two.values()) == pytest.approx(list(one.values()), rel=1e-5)
+    assert sorted(p.name for p in (workdir / "runs/two/checkpoints/step_000003/optimizer").iterdir()) == \
+        [".metadata", "__0_0.distcp", "__1_0.distcp"]

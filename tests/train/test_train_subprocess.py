@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from train_toy import ENV, launch, read_losses
+from train_toy import ENV, read_losses
 
 from ivideogpt.train import checkpoint as ckpt
 
@@ -18,9 +18,9 @@ SCRIPT = Path(__file__).with_name("train_toy.py")
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
+def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path, run_processes) -> None:
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    launch(straight, "--steps", "16", "--save-every", "4")
+    run_processes([SCRIPT, straight, "--steps", "16", "--save-every", "4"])
 
     process = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), "--steps", "16", "--save-every", "4",
                                 "--sleep", "0.1"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -37,17 +37,18 @@ def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
     stopped_at = ckpt.step_of(ckpt.find_latest(killed / "checkpoints"))
     assert stopped_at is not None and stopped_at < 16
 
-    launch(killed, "--steps", "16", "--save-every", "4", "--resume", "latest")
+    run_processes([SCRIPT, killed, "--steps", "16", "--save-every", "4", "--resume", "latest"])
     assert list(read_losses(killed)) == list(range(1, 17))
     assert read_losses(killed) == read_losses(straight)  # exactly, dropout and data order included
     assert read_losses(killed, "val") == read_losses(straight, "val")
 
 
 @pytest.mark.slow
-def test_two_processes_agree_with_one(tmp_path: Path) -> None:
+def test_two_processes_agree_with_one(tmp_path: Path, run_processes) -> None:
     single, double = tmp_path / "single", tmp_path / "double"
-    launch(double, "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2", processes=2)
-    launch(single, "--steps", "6", "--save-every", "3", "--dropout", "0")
+    run_processes([SCRIPT, double, "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2"],
+                  processes=2)
+    run_processes([SCRIPT, single, "--steps", "6", "--save-every", "3", "--dropout", "0"])
 
     assert json.loads((double / "summary.json").read_text())["world_size"] == 2
     assert json.loads((single / "summary.json").read_text())["world_size"] == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,14 +94,6 @@ def read_losses(out: Path, split: str = "train") -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["split"] == split}
 
 
-def launch(out: Path, *args: str, processes: int = 1, timeout: float = 180) -> None:
-    """Run this script as `processes` real processes (torchrun: gloo on the CPU); asserts that it succeeded."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-    command = [*(launcher if processes > 1 else [sys.executable]), __file__, str(out), *args]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -114,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--distributed", default="ddp")
-    parser.add_argument("--until", type=int, default=None, help="pause after this step (the schedule still ends at --steps)")
+    parser.add_argument("--until", type=int, default=None, help="stop after this step; the schedule ends at --steps")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     trainer = build_trainer(args.out, args.steps, args.save_every, args.resume, dropout=args.dropout,

@@ -204,9 +204,9 @@ def _cached(out_dir: Path, config: ProtocolConfig, predictor_name: str, videos: 
     for seed in config.seeds:
         for index, video in enumerate(videos):
             cached = records.get((seed, video.id))
+            features = _array_file(out_dir, "features", seed, video.id)
             samples = _array_file(out_dir, "samples", seed, video.id) if index < config.visualize else None
-            if cached is not None and _usable(cached, lpips_model, i3d, _array_file(out_dir, "features", seed, video.id),
-                                              samples):
+            if cached is not None and _usable(cached, lpips_model, i3d, features, samples):
                 done[(seed, index)] = cached
     return done
 
