@@ -39,9 +39,11 @@ def one_process(tmp_path_factory: pytest.TempPathFactory, run_processes) -> dict
 @pytest.mark.slow
 def test_fsdp_on_two_processes_matches_one_and_writes_shards(tmp_path: Path, one_process: dict[int, float],
                                                              run_processes) -> None:
-    run_processes([SCRIPT, tmp_path, *RUN, "--distributed", "fsdp", "--grad-accum", "2"], processes=2)
+    run_processes([SCRIPT, tmp_path, *RUN, "--distributed", "fsdp", "--grad-accum", "2", "--then", "ddp"], processes=2)
     assert _summary(tmp_path)["world_size"] == 2 and _summary(tmp_path)["distributed_type"] == "FSDP"
     _agree(tmp_path, one_process)
+    assert _summary(tmp_path / "then")["distributed_type"] == "MULTI_CPU"  # a second Trainer picks its own strategy
+    _agree(tmp_path / "then", one_process)
     checkpoint = tmp_path / "checkpoints" / "step_000006"
     assert sorted(p.name for p in (checkpoint / "optimizer").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert not (checkpoint / "optimizer.safetensors").exists() and ckpt.verify(checkpoint) is None

@@ -94,6 +94,18 @@ def read_losses(out: Path, split: str = "train") -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["split"] == split}
 
 
+def _train(out: Path, args: argparse.Namespace, distributed: str) -> None:
+    """One Trainer's run into `out`; process 0 writes out/summary.json (with the strategy that really ran)."""
+    trainer = build_trainer(out, args.steps, args.save_every, args.resume, dropout=args.dropout, sleep=args.sleep,
+                            batch_size=args.batch_size, grad_accum=args.grad_accum, distributed=distributed)
+    summary = trainer.fit(args.until)
+    trainer.close()
+    acc = trainer.accelerator
+    if acc.is_main_process:
+        (out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes,
+                                                      "distributed_type": acc.distributed_type.value}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -106,17 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--distributed", default="ddp")
     parser.add_argument("--until", type=int, default=None, help="stop after this step; the schedule ends at --steps")
+    parser.add_argument("--then", default=None, help="train again in this process with this strategy, into OUT/then "
+                                                     "(as the demo trains a tokenizer, then a transformer)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    trainer = build_trainer(args.out, args.steps, args.save_every, args.resume, dropout=args.dropout,
-                            sleep=args.sleep, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                            distributed=args.distributed)
-    summary = trainer.fit(args.until)
-    trainer.close()
-    acc = trainer.accelerator
-    if acc.is_main_process:
-        (args.out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes,
-                                                           "distributed_type": acc.distributed_type.value}))
+    _train(args.out, args, args.distributed)
+    if args.then is not None:
+        _train(args.out / "then", args, args.then)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
