@@ -1,9 +1,17 @@
-"""Shared test settings: few CPU threads, deterministic seeds."""
+"""Shared test settings: few CPU threads, deterministic seeds; running real processes (torchrun)."""
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+
+import ivideogpt
+
+SRC = Path(ivideogpt.__file__).resolve().parents[1]  # the code under test, for the processes it starts
 
 torch.set_num_threads(int(os.environ.get("IVIDEOGPT_TEST_THREADS", "2")))
 
@@ -17,3 +25,20 @@ def _seed() -> None:
 def _private_cache_dir(tmp_path_factory) -> None:
     """Token caches and other cached files go to a temporary folder, never to the user's ~/.cache."""
     os.environ["IVIDEOGPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def _run_processes(args: list, processes: int = 1, timeout: float = 300) -> str:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    command = [*(launcher if processes > 1 else [sys.executable]), *map(str, args)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def run_processes() -> Callable[..., str]:
+    """`run_processes([script or "-m", module, *args], processes=1)`: Python as that many real processes
+    (torchrun for several: gloo on the CPU, GPU or not); asserts that it succeeded, returns its stdout."""
+    return _run_processes

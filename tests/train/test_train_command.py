@@ -92,3 +92,20 @@ def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path) -> No
     assert list(_train_losses(workdir / "runs/stream")) == [1, 2, 3, 4]
     state = json.loads((workdir / "runs/stream/checkpoints/step_000004/trainer_state.json").read_text())
     assert state["data_position"]["stream"]["positions"]["0"]["draws"] == 4 * 2  # batch 2, one process
+
+
+@pytest.mark.slow
+def test_transformer_with_fsdp_on_two_processes_logs_the_losses_of_one(workdir: Path, run_processes) -> None:
+    assert cli(["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+                "--data.sampled_future=1", "--train.max_steps=1", "--train.out_dir=runs/tok"]) == 0
+    trm = ["-m", "ivideogpt", "train", "transformer", "--config", CONFIGS / "transformer_cpu.yaml", *SHORT,
+           "--train.batch_size=4", "--tokenizer_checkpoint=runs/tok", "--transformer.hidden_size=32",
+           "--transformer.ffn_size=64", "--transformer.num_layers=2", "--train.max_steps=3"]
+    run_processes([*trm, "--train.out_dir=runs/one"])
+    run_processes([*trm, "--train.out_dir=runs/two", "--train.distributed=fsdp"], processes=2)
+    one, two = _train_losses(workdir / "runs/one"), _train_losses(workdir / "runs/two")
+    lines = (workdir / "runs/two/losses.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines))  # process 0 alone logs
+    assert list(two) == list(one) == [1, 2, 3] and list(two.values()) == pytest.approx(list(one.values()), rel=1e-5)
+    assert sorted(p.name for p in (workdir / "runs/two/checkpoints/step_000003/optimizer").iterdir()) == \
+        [".metadata", "__0_0.distcp", "__1_0.distcp"]

@@ -1,10 +1,8 @@
-"""Runs in real processes: SIGKILL then --resume matches an uninterrupted run; 2 processes match 1; streamed
-shards: each sample once per epoch over 2 processes x 2 DataLoader workers, and SIGKILL then resume exact."""
+"""Runs in real processes: SIGKILL then --resume matches an uninterrupted run; 2 processes match 1."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,26 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from train_toy import read_losses, write_toy_shards
+from train_toy import ENV, read_losses, write_toy_shards
 
 from ivideogpt.train import checkpoint as ckpt
 
 SCRIPT = Path(__file__).with_name("train_toy.py")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}  # every run on the CPU, GPU or not
-
-
-def _run(*args: str, timeout: float = 120) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def _run_two(*args: str) -> None:
-    """The toy script in 2 real processes (gloo), as torchrun starts them."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-               *args]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _kill_after_first_checkpoint(out: Path, *args: str) -> int:
@@ -52,24 +35,25 @@ def _kill_after_first_checkpoint(out: Path, *args: str) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path) -> None:
+def test_sigkill_then_resume_reproduces_every_loss(tmp_path: Path, run_processes) -> None:
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    _run(str(straight), "--steps", "16", "--save-every", "4")
+    run_processes([SCRIPT, straight, "--steps", "16", "--save-every", "4"])
 
     stopped_at = _kill_after_first_checkpoint(killed, "--steps", "16", "--save-every", "4", "--sleep", "0.1")
     assert stopped_at is not None and stopped_at < 16
 
-    _run(str(killed), "--steps", "16", "--save-every", "4", "--resume", "latest")
+    run_processes([SCRIPT, killed, "--steps", "16", "--save-every", "4", "--resume", "latest"])
     assert list(read_losses(killed)) == list(range(1, 17))
     assert read_losses(killed) == read_losses(straight)  # exactly, dropout and data order included
     assert read_losses(killed, "val") == read_losses(straight, "val")
 
 
 @pytest.mark.slow
-def test_two_processes_agree_with_one(tmp_path: Path) -> None:
+def test_two_processes_agree_with_one(tmp_path: Path, run_processes) -> None:
     single, double = tmp_path / "single", tmp_path / "double"
-    _run_two(str(double), "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2")
-    _run(str(single), "--steps", "6", "--save-every", "3", "--dropout", "0")
+    run_processes([SCRIPT, double, "--steps", "6", "--save-every", "3", "--dropout", "0", "--grad-accum", "2"],
+                  processes=2)
+    run_processes([SCRIPT, single, "--steps", "6", "--save-every", "3", "--dropout", "0"])
 
     assert json.loads((double / "summary.json").read_text())["world_size"] == 2
     assert json.loads((single / "summary.json").read_text())["world_size"] == 1
@@ -82,10 +66,11 @@ def test_two_processes_agree_with_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_with_two_workers_stream_each_sample_once_per_epoch(tmp_path: Path) -> None:
+def test_two_processes_with_two_workers_stream_each_sample_once_per_epoch(tmp_path: Path, run_processes) -> None:
     names = write_toy_shards(tmp_path / "shards")
     out = tmp_path / "run"
-    _run_two(str(out), "--stream", str(tmp_path / "shards"), "--workers", "2", "--steps", "24", "--save-every", "24")
+    run_processes([SCRIPT, out, "--stream", tmp_path / "shards", "--workers", "2", "--steps", "24", "--save-every",
+                   "24"], processes=2)
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
     ranks = [json.loads((out / f"keys_rank{r}.json").read_text()) for r in range(2)]
     assert [len(keys) for keys in ranks] == [24 * 4, 24 * 4]  # micro-batch 4 per process per step
@@ -101,14 +86,14 @@ def test_two_processes_with_two_workers_stream_each_sample_once_per_epoch(tmp_pa
 
 
 @pytest.mark.slow
-def test_streamed_run_killed_and_resumed_trains_on_the_same_samples(tmp_path: Path) -> None:
+def test_streamed_run_killed_and_resumed_trains_on_the_same_samples(tmp_path: Path, run_processes) -> None:
     write_toy_shards(tmp_path / "shards")
     stream = ("--stream", str(tmp_path / "shards"), "--workers", "2", "--steps", "8", "--save-every", "3")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    _run(str(straight), *stream)
+    run_processes([SCRIPT, straight, *stream])
     stopped_at = _kill_after_first_checkpoint(killed, *stream, "--sleep", "0.1")
     assert stopped_at is not None and stopped_at < 8
-    _run(str(killed), *stream, "--resume", "latest")
+    run_processes([SCRIPT, killed, *stream, "--resume", "latest"])
     assert read_losses(killed) == read_losses(straight) and list(read_losses(killed)) == list(range(1, 9))
     after = json.loads((killed / "keys_rank0.json").read_text())
     assert after == json.loads((straight / "keys_rank0.json").read_text())[stopped_at * 8:]

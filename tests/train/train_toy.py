@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from ivideogpt.data.episode import Episode
 FRAMES, SIZE = 2, 4  # (T, 3, SIZE, SIZE) videos
 FEATURES = 3 * SIZE * SIZE
 STREAM_SIZE = 8  # frame size of the streamed toy episodes (the smallest data resolution)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}  # every run on the CPU, GPU or not
 
 
 class ToyDataset(Dataset):
@@ -148,6 +150,21 @@ def read_losses(out: Path, split: str = "train") -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records if r["split"] == split}
 
 
+def _train(out: Path, args: argparse.Namespace, distributed: str) -> None:
+    """One Trainer's run into `out`; process 0 writes out/summary.json (with the strategy that really ran)."""
+    trainer = build_trainer(out, args.steps, args.save_every, args.resume, dropout=args.dropout, sleep=args.sleep,
+                            stream=args.stream, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                            num_workers=args.workers, distributed=distributed)
+    summary = trainer.fit(args.until)
+    trainer.close()
+    acc = trainer.accelerator
+    if args.stream is not None:
+        (out / f"keys_rank{acc.process_index}.json").write_text(json.dumps(trainer.objective.seen))
+    if acc.is_main_process:
+        (out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes,
+                                                      "distributed_type": acc.distributed_type.value}))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -160,17 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--stream", type=Path, default=None, help="shard folder written by write_toy_shards")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per process")
+    parser.add_argument("--distributed", default="ddp")
+    parser.add_argument("--until", type=int, default=None, help="stop after this step; the schedule ends at --steps")
+    parser.add_argument("--then", default=None, help="train again in this process with this strategy, into OUT/then "
+                                                     "(as the demo trains a tokenizer, then a transformer)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    trainer = build_trainer(args.out, args.steps, args.save_every, args.resume, dropout=args.dropout,
-                            sleep=args.sleep, stream=args.stream, batch_size=args.batch_size,
-                            grad_accum=args.grad_accum, num_workers=args.workers)
-    summary = trainer.fit()
-    acc = trainer.accelerator
-    if args.stream is not None:
-        (args.out / f"keys_rank{acc.process_index}.json").write_text(json.dumps(trainer.objective.seen))
-    if acc.is_main_process:
-        (args.out / "summary.json").write_text(json.dumps({**summary, "world_size": acc.num_processes}))
+    _train(args.out, args, args.distributed)
+    if args.then is not None:
+        _train(args.out / "then", args, args.then)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

@@ -8,6 +8,10 @@
         --protocol custom --context-frames 1 --horizon 32 --horizon-curve --reanchor-every 8   # past training
 
 Writes results.json, results.md and sample grids (GIF/PNG) to --output; a rerun resumes.
+Launched as several processes (torchrun, accelerate launch), the protocol's videos are shared out
+among them and process 0 writes the same files a single process would:
+
+    ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node 2 -m ivideogpt evaluate --checkpoint ...
 LPIPS and FVD need local weight files (see `ivideogpt.perceptual` and `ivideogpt.eval.metrics`);
 when they are missing those metrics are skipped with a message, unless --require-all.
 """
@@ -46,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips-weights", type=Path, help="torchvision vgg16 weights file for LPIPS")
     parser.add_argument("--i3d", type=Path, help="i3d_torchscript.pt file for FVD")
     parser.add_argument("--require-all", action="store_true", help="fail instead of skipping LPIPS/FVD")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device (default: this process's GPU, cuda:<local rank>, if any, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--controllability", action="store_true",
                         help="instead of the protocol: greedy PSNR by step under the true, shuffled and zero actions, "
@@ -83,16 +88,18 @@ def _output_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ivideogpt.eval.metrics import load_i3d
     from ivideogpt.eval.predictors import CopyLastFrame
     from ivideogpt.eval.protocol import protocol_config, run_protocol
+    from ivideogpt.eval.ranks import Ranks
     from ivideogpt.eval.report import results_markdown, write_report
     from ivideogpt.eval.videos import load_test_videos
+    from ivideogpt.launch import process_state
     from ivideogpt.perceptual import load_lpips
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    state = process_state()  # joins the process group of a multi-process launch; this process's device
+    ranks = Ranks.current()
+    device = args.device or str(state.device)
     try:
         config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
                                  horizon=args.horizon, action_conditioned=args.action_conditioned,
@@ -102,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         if not videos:
             raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
+        if (args.controllability or args.horizon_curve) and not ranks.main:
+            return 0  # greedy curves run on one process
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
         if args.horizon_curve:
@@ -113,13 +122,16 @@ def run(args: argparse.Namespace) -> int:
         if i3d is not None:
             i3d.to(device)
         result = run_protocol(predictor, videos, config, _output_dir(args), lpips_model, i3d,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, ranks=ranks)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"ivideogpt evaluate: {error}", file=sys.stderr)
         return 2
+    if not ranks.main:
+        return 0
     paths = write_report(result.out_dir)
     print(results_markdown(result.summary))
-    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir}")
+    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir} "
+          f"({ranks.size} process{'es' if ranks.size > 1 else ''})")
     return 0
 
 

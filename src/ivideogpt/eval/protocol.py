@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,6 +31,7 @@ import torch
 
 from ivideogpt.eval import metrics
 from ivideogpt.eval.predictors import Predictor
+from ivideogpt.eval.ranks import Ranks
 from ivideogpt.eval.videos import TestVideo
 from ivideogpt.frames import to_uint8
 from ivideogpt.perceptual import LPIPS
@@ -183,38 +185,100 @@ def _check_cache(out_dir: Path, config: ProtocolConfig, predictor_name: str) -> 
         path.write_text(json.dumps(current, indent=2))
 
 
-def run_protocol(predictor: Predictor, videos: Iterable[TestVideo], config: ProtocolConfig, out_dir: str | Path,
-                 lpips_model: LPIPS | None = None, i3d: Any | None = None, progress: bool = True) -> ProtocolRun:
-    """Evaluate `predictor` on `videos` for every seed, resuming from `out_dir`; write results.json."""
-    from tqdm import tqdm
+def _array_file(out_dir: Path, kind: str, seed: int, video_id: str) -> Path:
+    """Where one video's arrays of one seed are kept: kind "features" (I3D) or "samples" (frames)."""
+    return out_dir / kind / f"seed{seed}" / f"{_safe(video_id)}.npz"
 
-    out_dir = Path(out_dir)
+
+def _cached(out_dir: Path, config: ProtocolConfig, predictor_name: str, videos: list[TestVideo],
+            lpips_model: LPIPS | None, i3d: Any | None) -> dict[tuple[int, int], dict[str, Any]]:
+    """Records of an earlier run in `out_dir` that still serve, by (seed, video index); readies `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = getattr(predictor, "name", type(predictor).__name__)
-    _check_cache(out_dir, config, name)
+    _check_cache(out_dir, config, predictor_name)
     jsonl = out_dir / "videos.jsonl"
-    done = _read_records(jsonl)
-    videos = list(videos)
-    records = []
+    records = _read_records(jsonl)
     if jsonl.is_file() and jsonl.stat().st_size and not jsonl.read_bytes().endswith(b"\n"):
         with jsonl.open("a") as stream:
             stream.write("\n")  # end a line cut short by an interrupted run
-    with jsonl.open("a") as stream:
-        for seed in config.seeds:
-            for index, video in enumerate(tqdm(videos, desc=f"{name} seed {seed}", disable=not progress)):
-                keep = index < config.visualize
-                cached = done.get((seed, video.id))
-                feature_file = out_dir / "features" / f"seed{seed}" / f"{_safe(video.id)}.npz"
-                sample_file = out_dir / "samples" / f"seed{seed}" / f"{_safe(video.id)}.npz"
-                if cached is not None and _usable(cached, lpips_model, i3d, feature_file, sample_file if keep else None):
-                    records.append(cached)
-                    continue
-                record, arrays = evaluate_video(predictor, video, config, seed, lpips_model, i3d, keep)
-                _save_arrays(feature_file, {k: v for k, v in arrays.items() if k.endswith("features")})
-                _save_arrays(sample_file, {k: v for k, v in arrays.items() if not k.endswith("features")})
-                stream.write(json.dumps(record) + "\n")
-                stream.flush()
-                records.append(record)
+    done = {}
+    for seed in config.seeds:
+        for index, video in enumerate(videos):
+            cached = records.get((seed, video.id))
+            features = _array_file(out_dir, "features", seed, video.id)
+            samples = _array_file(out_dir, "samples", seed, video.id) if index < config.visualize else None
+            if cached is not None and _usable(cached, lpips_model, i3d, features, samples):
+                done[(seed, index)] = cached
+    return done
+
+
+def run_protocol(predictor: Predictor, videos: Iterable[TestVideo], config: ProtocolConfig, out_dir: str | Path,
+                 lpips_model: LPIPS | None = None, i3d: Any | None = None, progress: bool = True,
+                 ranks: Ranks = Ranks()) -> ProtocolRun:
+    """Evaluate `predictor` on `videos` for every seed, resuming from `out_dir`; write results.json.
+
+    With several `ranks` (processes), the (seed, video) evaluations left to do are dealt out one per
+    rank per round; rank 0 gathers each round and alone writes the files, in a 1-process run's order.
+    Every video's samples come from its own generator (`_generator`), so the results do not depend on
+    the number of processes. Every rank returns the same `ProtocolRun`.
+    """
+    from tqdm import tqdm
+
+    out_dir, videos = Path(out_dir), list(videos)
+    name = getattr(predictor, "name", type(predictor).__name__)
+    jobs = [(seed, index) for seed in config.seeds for index in range(len(videos))]
+    done: dict[tuple[int, int], dict[str, Any]] = {}
+    problem = None
+    if ranks.main:
+        try:
+            done = _cached(out_dir, config, name, videos, lpips_model, i3d)
+        except ValueError as error:
+            problem = str(error)
+    problem, todo = ranks.share((problem, [job for job in jobs if job not in done]))
+    if problem is not None:
+        raise ValueError(problem)
+    with (out_dir / "videos.jsonl").open("a") if ranks.main else nullcontext() as stream, \
+            tqdm(total=len(todo), desc=name, disable=not (progress and ranks.main)) as bar:
+        for start in range(0, len(todo), ranks.size):
+            batch = todo[start : start + ranks.size]  # one (seed, video index) per rank
+            mine = _evaluate_job(predictor, videos, config, batch[ranks.rank], lpips_model, i3d) \
+                if ranks.rank < len(batch) else None
+            results = ranks.collect(mine)
+            if ranks.main:
+                problem = next((result for result in results if isinstance(result, str)), None)
+                for (seed, index), result in zip(batch, results) if problem is None else ():
+                    _keep(out_dir, stream, seed, *result)
+                    done[(seed, index)] = result[0]
+            bar.update(len(batch))
+            problem = ranks.share(problem)
+            if problem is not None:
+                raise ValueError(problem)
+    run = _summarize_run([done[job] for job in jobs], config, name, out_dir, lpips_model, i3d) if ranks.main else None
+    return ranks.share(run)
+
+
+def _keep(out_dir: Path, stream: Any, seed: int, record: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write one video's arrays, then its record (a line of videos.jsonl)."""
+    features = {k: v for k, v in arrays.items() if k.endswith("features")}
+    _save_arrays(_array_file(out_dir, "features", seed, record["video"]), features)
+    _save_arrays(_array_file(out_dir, "samples", seed, record["video"]), {k: v for k, v in arrays.items()
+                                                                         if k not in features})
+    stream.write(json.dumps(record) + "\n")
+    stream.flush()
+
+
+def _evaluate_job(predictor: Predictor, videos: list[TestVideo], config: ProtocolConfig, job: tuple[int, int],
+                  lpips_model: LPIPS | None, i3d: Any | None) -> tuple[dict[str, Any], dict[str, np.ndarray]] | str:
+    """`evaluate_video` of one (seed, video index), or why it failed (passed to rank 0, which stops every rank)."""
+    seed, index = job
+    try:
+        return evaluate_video(predictor, videos[index], config, seed, lpips_model, i3d, index < config.visualize)
+    except ValueError as error:
+        return str(error)
+
+
+def _summarize_run(records: list[dict[str, Any]], config: ProtocolConfig, name: str, out_dir: Path,
+                   lpips_model: LPIPS | None, i3d: Any | None) -> ProtocolRun:
+    """The summary of every record, written to results.json."""
     summary = summarize(records, config, name, out_dir if i3d is not None else None)
     if i3d is None:
         summary["metrics"]["fvd"] = {"skipped": f"I3D detector {metrics.I3D_FILENAME} not found"}
@@ -279,7 +343,7 @@ def _fvd_of_seed(records: list[dict[str, Any]], seed: int, features_dir: Path) -
     real, fake = [], []
     for record in records:
         if record["seed"] == seed:
-            with np.load(features_dir / "features" / f"seed{seed}" / f"{_safe(record['video'])}.npz") as data:
+            with np.load(_array_file(features_dir, "features", seed, record["video"])) as data:
                 real.append(data["real_features"])
                 fake.append(data["fake_features"])
     if len(real) < 2:

@@ -1,8 +1,9 @@
 """Self-describing, atomically written checkpoints: safetensors + JSON + the resolved config YAML.
 
 Layout of `<out_dir>/checkpoints/`:
-  step_000123/  config.yaml, model.safetensors, optimizer.safetensors + optimizer.json,
-                trainer_state.json, rng/rank<r>.json, manifest.json (written last)
+  step_000123/  config.yaml, model.safetensors, optimizer.safetensors + optimizer.json (FSDP runs:
+                optimizer/, one shard per process, see `sharding`), trainer_state.json,
+                rng/rank<r>.json, manifest.json (written last)
   latest, best  one-line pointer files naming a checkpoint directory
 A checkpoint is written into `.tmp-step_000123`, fsynced, then renamed; `manifest.json` lists
 every file with its size and sha256, so a directory that lacks it or does not match it is

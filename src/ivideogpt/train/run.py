@@ -7,12 +7,12 @@ import logging
 from functools import partial
 from typing import Any
 
-from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from ivideogpt.configuration import ConfigError
 from ivideogpt.data import build_datasets, collate_segments
 from ivideogpt.data.mixed_stream import build_stream
+from ivideogpt.launch import process_state
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train.state import resume_target
 from ivideogpt.train.token_cache import TokenDataset, load_or_build
@@ -61,7 +61,7 @@ def _cached_tokens(experiment: Any, tokenizer: Any, dataset: Any) -> Any:
     if blocker is not None:
         log.info("training from frames, encoding every batch: %s", blocker)
         return dataset
-    state = PartialState()
+    state = process_state()
     tokenizer.to(state.device)
     with state.main_process_first():
         cache = load_or_build(tokenizer, dataset, experiment.token_cache_dir, experiment.token_cache_stride,

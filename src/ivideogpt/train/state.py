@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from ivideogpt.configuration import save_config
 from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train import sharding
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.train.rng import capture_rng
 
@@ -23,7 +24,7 @@ class CheckpointIO:
 
     def __init__(self, accelerator: Accelerator, root: Path, cfg: TrainConfig) -> None:
         self.accelerator, self.root, self.cfg = accelerator, Path(root), cfg
-        self.fsdp = cfg.distributed == "fsdp" and accelerator.num_processes > 1
+        self.sharded = cfg.distributed == "fsdp"  # optimizer state in per-process shards, at any world size
         self.last_val: tuple[int, float] | None = None  # (step, loss) of the latest validation
 
     def resume_target(self) -> Path | None:
@@ -42,11 +43,8 @@ class CheckpointIO:
         acc, tmp = self.accelerator, ckpt.tmp_path(self.root, step)
         self._run(step, lambda: ckpt.begin(self.root, step) if acc.is_main_process else None)
         weights = acc.get_state_dict(model)  # collective under FSDP; keys start with "objective."
-        if self.fsdp:
-            from accelerate.utils import save_fsdp_optimizer
-
-            self._run(step, lambda: save_fsdp_optimizer(acc.state.fsdp_plugin, acc, optimizer, model,
-                                                        str(tmp / "optimizer_fsdp")))
+        if self.sharded:
+            self._run(step, lambda: sharding.save_optimizer(model, optimizer, tmp / "optimizer"))
 
         def write() -> None:
             (tmp / "rng").mkdir(exist_ok=True)
@@ -55,7 +53,7 @@ class CheckpointIO:
                 return
             ckpt.save_tensors(tmp / "model.safetensors",
                               {k.removeprefix("objective."): v for k, v in weights.items()})
-            if not self.fsdp:
+            if not self.sharded:
                 tensors, meta = ckpt.optimizer_to_files(optimizer.state_dict())
                 ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
                 ckpt.write_json(tmp / "optimizer.json", meta)
@@ -114,10 +112,11 @@ class CheckpointIO:
         if state["data_position"]["batch_size"] != cfg.batch_size:
             log.warning("train.batch_size changed from %s to %s: the data order differs from an uninterrupted run",
                         state["data_position"]["batch_size"], cfg.batch_size)
-        if self.fsdp:
-            from accelerate.utils import load_fsdp_optimizer
-
-            load_fsdp_optimizer(acc.state.fsdp_plugin, acc, optimizer, model, str(path / "optimizer_fsdp"))
+        if sharding.has_sharded_optimizer(path):
+            sharding.load_optimizer(model, optimizer, path / "optimizer")
+        elif sharding.is_sharded(acc):
+            raise ckpt.CheckpointError(f"{path} holds a whole optimizer state (a train.distributed=ddp run); "
+                                       "resume it with train.distributed=ddp")
         else:
             meta = ckpt.read_json(path / "optimizer.json")
             optimizer.load_state_dict(ckpt.optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta))

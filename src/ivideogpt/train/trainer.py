@@ -17,8 +17,10 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ivideogpt.configuration import config_to_dict, save_config
+from ivideogpt.launch import on_cpu
 from ivideogpt.media import video_grid, write_video
 from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train import sharding
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.train.optim import build_optimizer, build_scheduler
 from ivideogpt.train.rng import preserved_rng, restore_rng
@@ -63,7 +65,7 @@ class Trainer:
         self.cfg, self.component = cfg, component
         self.config = config if config is not None else cfg
         self.train_dataset, self.val_dataset, self.collate_fn = train_dataset, val_dataset, collate_fn
-        self.accelerator = _build_accelerator(cfg)
+        self.accelerator = _build_accelerator(cfg, objective)
         acc = self.accelerator
         self.micro_batch = cfg.micro_batch(acc.num_processes)
         self.out_dir = Path(cfg.out_dir)
@@ -139,7 +141,7 @@ class Trainer:
                         loss, logs = self.model(batch, self.step)
                         acc.backward(loss)
                         if acc.sync_gradients and cfg.grad_clip is not None:
-                            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                            norm = sharding.local(acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
                             self._flag_non_finite(norm)
                             _add(sums, {"grad_norm": norm})
                         self.optimizer.step()
@@ -248,7 +250,7 @@ class Trainer:
                                                                                 self.train_dataset)
         if make is None or not self.accelerator.is_main_process or isinstance(dataset, IterableDataset):
             return []
-        if self.cfg.distributed == "fsdp" and self.accelerator.num_processes > 1:
+        if sharding.is_sharded(self.accelerator):
             log.warning("sample GIFs are skipped under FSDP (the weights are sharded)")
             return []
         items = [dataset[i % len(dataset)] for i in range(self.cfg.num_samples)]
@@ -288,18 +290,19 @@ def _add(sums: dict[str, list], logs: dict[str, torch.Tensor]) -> None:
             sums[name] = [value.clone(), 1]
 
 
-def _build_accelerator(cfg: TrainConfig) -> Accelerator:
+def _build_accelerator(cfg: TrainConfig, objective: nn.Module) -> Accelerator:
     """Accelerator with the config's precision, accumulation and (optional) FSDP plugin."""
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("train.mixed_precision=fp16 needs a GPU; use bf16 (supported on CPU) or no")
-    plugin = None
-    if cfg.distributed == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin
-
-        plugin = FullyShardedDataParallelPlugin(use_orig_params=True)  # keeps the no-decay groups
+    plugin = sharding.plugin(objective) if cfg.distributed == "fsdp" else None
     # A second Trainer in one process (tokenizer, then transformer) may use another precision:
     # forget the previous run's settings; the process group, if any, is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
+    sharding.forget()
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
-    return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                       fsdp_plugin=plugin, kwargs_handlers=[ddp], step_scheduler_with_optimizer=False)
+    accelerator = Accelerator(cpu=on_cpu(), mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum, fsdp_plugin=plugin, kwargs_handlers=[ddp],
+                              step_scheduler_with_optimizer=False)
+    if plugin is not None:
+        sharding.enable(accelerator, plugin, cfg.mixed_precision)
+    return accelerator
