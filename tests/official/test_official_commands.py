@@ -85,7 +85,7 @@ def test_plan_with_an_imported_snapshot_fine_tuned_on_pusht(fixtures, tmp_path, 
     assert cli(["plan", "--checkpoint", "runs/official_pusht", "--controllers", "world-model,hold-still",
                 "--context-frames", "2", "--episodes", "1", "--max-steps", "2", "--horizon", "2",
                 "--candidates", "4", "--elites", "2", "--iterations", "1", "--execute-steps", "1",
-                "--videos", "0", "--out", "plan"]) == 0
+                "--videos", "0", "--precision", "bf16", "--out", "plan"]) == 0
     report = json.loads((tmp_path / "plan" / "results.json").read_text())
-    assert report["world_model"]["checkpoint"] == "runs/official_pusht"
+    assert report["world_model"]["checkpoint"] == "runs/official_pusht" and report["world_model"]["precision"] == "bf16"
     assert report["summary"]["world-model"]["steps"] == 2

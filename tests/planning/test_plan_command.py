@@ -27,7 +27,7 @@ def test_plan_command_oracle_and_random(tmp_path, capsys) -> None:
 def test_plan_command_with_world_model_checkpoint(tmp_path, monkeypatch, tiny_world_model) -> None:
     loaded: list[str] = []
 
-    def fake_load(checkpoint, device, context_frames=None, temperature=1.0):
+    def fake_load(checkpoint, device, context_frames=None, temperature=1.0, precision="fp32"):
         loaded.append((checkpoint, temperature))
         return LoadedWorldModel(tiny_world_model, 2, np.zeros(2), np.full(2, 512.0))
 
@@ -39,7 +39,8 @@ def test_plan_command_with_world_model_checkpoint(tmp_path, monkeypatch, tiny_wo
     assert report["summary"]["world-model"]["steps"] == 2
     assert report["video_panels"] == ["world-model real", "world-model imagined"]
     assert report["summary"]["world-model"]["episodes"] == 1
-    assert report["world_model"] == {"checkpoint": "ckpt", "temperature": 0.5, "context_frames": 2}
+    assert report["world_model"] == {"checkpoint": "ckpt", "temperature": 0.5, "context_frames": 2,
+                                     "precision": "fp32"}
 
 
 def test_plan_command_needs_checkpoint_for_world_model(tmp_path) -> None:

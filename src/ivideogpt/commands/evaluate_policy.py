@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not controllers:
         raise SystemExit(f"--controllers must name some of {', '.join(CONTROLLERS)}, got {args.controllers!r}")
     torch.manual_seed(args.seed)
-    world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature)
+    world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature,
+                                   args.precision)
     settings = plan_settings(args, controllers, world_model)
     cem = cem_config(args)
     real_env = make_pusht(settings.size, action_repeat=settings.action_repeat)

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="sampling temperature of predicted tokens (0: the most likely code, steady frames)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: bf16 transformer and tokenizer autocast, about twice as fast on CPUs with "
+                             "AVX-512 BF16 (docs/performance.md)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: a tiny model's per-token matmuls are too small to split, "
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if not Path(args.checkpoint).exists():
         raise SystemExit(f"no checkpoint at {args.checkpoint}")
-    model = load_play_model(args.checkpoint, args.data, args.device, args.temperature)
+    model = load_play_model(args.checkpoint, args.data, args.device, args.temperature, args.precision)
     if not model.describe()["starts"]:
         raise SystemExit(f"{args.checkpoint} is not a Push-T model and no held-out clips were found to start "
                          f"from: pass --data with its training data folder")

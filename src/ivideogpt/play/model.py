@@ -72,7 +72,7 @@ class PlayModel:
 
 
 def load_play_model(checkpoint: str | Path, data: str | Path | None = None, device: str = "cpu",
-                    temperature: float = 1.0) -> PlayModel:
+                    temperature: float = 1.0, precision: str = "fp32") -> PlayModel:
     """Load a checkpoint the way `ivideogpt plan` does, with its training window and held-out clips.
 
     data: the training data folder, to find held-out clips in (default: the one its config names, if present).
@@ -84,7 +84,7 @@ def load_play_model(checkpoint: str | Path, data: str | Path | None = None, devi
     from ivideogpt.train.models import training_data_metadata
 
     config = read_experiment(resolve(checkpoint), strict=False).data
-    loaded = load_world_model(str(checkpoint), device, config.num_context, temperature)
+    loaded = load_world_model(str(checkpoint), device, config.num_context, temperature, precision)
     if not isinstance(loaded.model, WorldModel):
         raise SystemExit(f"{checkpoint} holds a {type(loaded.model).__name__}, not a KV-cached WorldModel")
     known = training_data_metadata(checkpoint)
