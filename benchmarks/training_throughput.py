@@ -4,18 +4,23 @@
     python benchmarks/training_throughput.py             # all four models (tokenizer_64: ~1 min per step on CPU)
     python benchmarks/training_throughput.py --models transformer_small --batch 4 --bf16
     python benchmarks/training_throughput.py --models stage_encoding stage_cached stage_demo --bf16 --repeats 10
+    python benchmarks/training_throughput.py --models transformer_small tokenizer_64 --batch 1 --repeats 1 \
+        --transformer-frames 2 14 --tokenizer-frames 2 6 --perceptual    # the paper's pre-training samples
 
 One training step = forward, backward and an AdamW update, on random data with random weights:
 - transformers (action-conditioned, 4-d actions): random ids of 2 context + 6 future frames
   (16x16 and 4x4 tokens: 616 tokens per sample), cross-entropy on future tokens;
 - tokenizers: `TokenizerObjective` (L1/L2 reconstruction + quantizer losses, no perceptual loss: its
   VGG16 needs local weights) on clips of 2 context + 2 future 64x64 frames, as the CPU recipes sample;
+  `--transformer-frames` / `--tokenizer-frames` set other (context, future) counts, e.g. the paper's
+  pre-training samples (Table 3: 2 + 14 frames for the transformer, 2 + 6 sampled for the tokenizer), and
+  `--perceptual` adds the LPIPS loss on a randomly initialised VGG16 trunk (same FLOPs as the real weights);
 - the demo's transformer stage (1 context + 8 future frames, batch 16, `TransformerObjective`):
   `stage_encoding` with the frozen tokenizer encoding every batch (the path before the token cache),
   `stage_cached` from pre-encoded ids, `stage_demo` as the demo trains now (cached ids, 8x8 context
   codes, softmax over the future codes); the last line gives each against `stage_encoding`.
 Reported per model: median step seconds, samples (clips) / s, frames / s, tokens / s (sequence tokens for
-the transformer, ids produced for the tokenizer), FLOPs per step counted by
+the transformer, ids produced for the tokenizer), FLOPs per step and per sample counted by
 `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions, attention; elementwise ops and the
 optimizer are not counted; causal attention is counted dense) on an untimed warm-up step, and the
 achieved FLOP/s as a fraction of the fp32 and bf16 matmul peak measured in the same run (2048x2048 `mm`).
@@ -24,8 +29,15 @@ achieved FLOP/s as a fraction of the fp32 and bf16 matmul peak measured in the s
 from __future__ import annotations
 
 import argparse
+<<<<<<< HEAD
+=======
+import statistics
+import tempfile
+import time
+>>>>>>> issue21-docs
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from _common import (add_common_args, markdown_table, matmul_peak, optimizer_step, setup, time_call,
@@ -34,6 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from ivideogpt.data.batch import Batch, TokenBatch
 from ivideogpt.demo import DEMO_TOKENIZER, DEMO_TRANSFORMER, DEMO_TRANSFORMER_OPTIONS
+from ivideogpt.perceptual import LPIPS, LPIPS_CHANNELS, VGG16Features
 from ivideogpt.presets import get_preset
 from ivideogpt.tokenizer.objective import TokenizerObjective
 from ivideogpt.transformer import SequenceLayout
@@ -98,19 +111,37 @@ def demo_stage(name: str, batch: int, device: torch.device, bf16: bool) -> Workl
     return Workload(optimizer_step(objective, loss), context + future, layout.length(context, future))
 
 
-def workload(name: str, batch: int, device: torch.device, bf16: bool) -> Workload:
-    """The training step of preset `name` (or of a demo stage) at `batch` samples."""
+def random_lpips(device: torch.device) -> LPIPS:
+    """LPIPS on a randomly initialised VGG16 trunk (the FLOPs of the real one); its 1x1 linear layers are the
+    installed lpips package's, or random ones where that package is missing."""
+    try:
+        return LPIPS(VGG16Features()).to(device)
+    except FileNotFoundError:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "vgg.pth"
+            torch.save({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate(LPIPS_CHANNELS)}, path)
+            return LPIPS(VGG16Features(), path).to(device)
+
+
+def workload(name: str, batch: int, device: torch.device, bf16: bool,
+             transformer_frames: tuple[int, int] = TRANSFORMER_FRAMES,
+             tokenizer_frames: tuple[int, int] = TOKENIZER_FRAMES, perceptual: bool = False) -> Workload:
+    """The training step of preset `name` (or of a demo stage) at `batch` samples of (context, future) frames.
+
+    `perceptual`: the tokenizer objective adds LPIPS on a randomly initialised VGG16 trunk.
+    """
     if name in STAGES:
         return demo_stage(name, batch, device, bf16)
     config = get_preset(name)
     if name.startswith("transformer"):
-        context, future = TRANSFORMER_FRAMES
+        context, future = transformer_frames
         config = replace(config, action_dim=4)
         step = transformer_train_step(config, batch, context, future, device, bf16)
         layout = SequenceLayout(config.codebook_size, config.context_grid, config.future_grid)
         return Workload(step, context + future, layout.length(context, future))
-    context, future = TOKENIZER_FRAMES
-    objective = TokenizerObjective(config, perceptual=None).to(device).train()
+    context, future = tokenizer_frames
+    lpips = random_lpips(device) if perceptual else None
+    objective = TokenizerObjective(config, perceptual=lpips).to(device).train()
     data = Batch(torch.rand(batch, context + future, 3, 64, 64, device=device) * 2 - 1, num_context=context)
 
     def loss() -> torch.Tensor:
@@ -135,6 +166,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help=f"samples per step (default per model: {DEFAULT_BATCH})")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (the median is reported)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for forward and backward")
+    parser.add_argument("--transformer-frames", type=int, nargs=2, default=TRANSFORMER_FRAMES,
+                        metavar=("CONTEXT", "FUTURE"), help="frames per transformer sample (paper pre-training: 2 14)")
+    parser.add_argument("--tokenizer-frames", type=int, nargs=2, default=TOKENIZER_FRAMES,
+                        metavar=("CONTEXT", "FUTURE"), help="frames per tokenizer sample (paper pre-training: 2 6)")
+    parser.add_argument("--perceptual", action="store_true",
+                        help="tokenizers: add the LPIPS loss (random VGG16 trunk), as the paper's recipe trains")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
@@ -151,19 +188,23 @@ def main() -> None:
     for name in args.models:
         batch = args.batch or (1 if args.quick else DEFAULT_BATCH[name])
         torch.manual_seed(0)
-        work = workload(name, batch, device, args.bf16)
+        work = workload(name, batch, device, args.bf16, tuple(args.transformer_frames), tuple(args.tokenizer_frames),
+                        args.perceptual)
         flops = count_flops(work.step)  # also the warm-up step
         seconds = time_call(work.step, device, args.repeats, warmup=0)
         achieved = flops / seconds
         rows.append([name, batch, f"{seconds:.3f}", f"{batch / seconds:.2f}", f"{batch * work.frames / seconds:.1f}",
-                     f"{batch * work.tokens / seconds:.0f}", f"{flops / 1e9:.1f}", f"{achieved / 1e9:.1f}",
+                     f"{batch * work.tokens / seconds:.0f}", f"{flops / 1e9:.1f}", f"{flops / batch / 1e9:.2f}",
+                     f"{achieved / 1e9:.1f}",
                      f"{achieved / peaks['fp32']:.0%}", f"{achieved / peaks['bf16']:.0%}"])
         print(f"  {name}: done", flush=True)
     print()
     print(markdown_table(["model", "batch", "step s", "samples/s", "frames/s", "tokens/s", "GFLOP / step",
-                          "GFLOP/s", "of fp32 peak", "of bf16 peak"], rows))
-    print(f"\nsample: transformer {sum(TRANSFORMER_FRAMES)} frames ({TRANSFORMER_FRAMES[0]} context), "
-          f"tokenizer {sum(TOKENIZER_FRAMES)} frames ({TOKENIZER_FRAMES[0]} context), "
+                          "GFLOP / sample", "GFLOP/s", "of fp32 peak", "of bf16 peak"], rows))
+    (t_context, t_future), (k_context, k_future) = args.transformer_frames, args.tokenizer_frames
+    print(f"\nsample: transformer {t_context + t_future} frames ({t_context} context), "
+          f"tokenizer {k_context + k_future} frames ({k_context} context"
+          f"{', LPIPS loss' if args.perceptual else ''}), "
           f"demo stage {sum(DEMO_FRAMES)} frames ({DEMO_FRAMES[0]} context)")
     rates = {row[0]: float(row[3]) for row in rows}
     if set(STAGES) <= set(rates):
