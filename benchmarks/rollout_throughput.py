@@ -3,6 +3,7 @@
     python benchmarks/rollout_throughput.py --quick                # smoke run, under ~60 s on 2 cores
     python benchmarks/rollout_throughput.py                        # tiny preset, batch 1, 16 and 64
     python benchmarks/rollout_throughput.py --presets small --batches 16 --modes kept --precisions fp32 bf16
+    python benchmarks/rollout_throughput.py --presets small --batches 32 --modes kept --precisions bf16 --fork
 
 Setting of the performance targets (DESIGN.md): 2 context + 8 future frames at 64x64, action-conditioned,
 random weights. "kept" is `WorldModel(cache="kept")` (the one-token decode path of `transformer/decode.py`);
@@ -20,15 +21,20 @@ run's precision) and read those weights and the whole KV cache (bytes at the mea
 bandwidth); a step takes at least the larger of the two. Summed over the rollout's 17 token steps
 per frame this bounds the transformer's frames/s. A second table checks the targets for the small
 preset at batch 16, kept (measured when that row is run).
+
+`--fork`: planning's case instead, every batch row forked from one context (`rollout(state, actions)`),
+measured with the context's keys shared by the forks (what `fork` does) and with a copy per row, in
+one run; the transformer alone (no decode), as a planner scoring rewards runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import replace
 
 import torch
-from _common import add_common_args, markdown_table, matmul_peak, measure_rollout, read_bandwidth, setup
+from _common import add_common_args, markdown_table, matmul_peak, measure_rollout, read_bandwidth, setup, sync
 
 from ivideogpt.tokenizer import tokenizer_64, tokenizer_tiny
 from ivideogpt.transformer import WorldModelTransformer, transformer_small, transformer_tiny
@@ -69,6 +75,36 @@ def transformer_bound(transformer: WorldModelTransformer, batch: int, future: in
     return batch * future / seconds
 
 
+def fork_table(args: argparse.Namespace, device: torch.device) -> None:
+    """Transformer frames/s of `batch` rows forked from one context: context keys shared vs copied per row."""
+    rows = []
+    for preset in args.presets:
+        for precision in args.precisions:
+            tokenizer, transformer = build(preset)
+            world = WorldModel(tokenizer.to(device), transformer.to(device), precision=precision)
+            side = tokenizer.config.resolution
+            base = world.reset(torch.rand(1, CONTEXT, 3, side, side, device=device) * 2 - 1,
+                               torch.zeros(1, CONTEXT - 1, world.action_dim, device=device))
+            for batch in args.batches:
+                actions = torch.randn(args.future, batch, world.action_dim, device=device)
+                rates = {}
+                for name in ("copied", "shared", "copied", "shared"):  # interleaved, the second of each kept
+                    state = base.repeat(batch)
+                    world.set_state(state.index(list(range(batch))) if name == "copied" else state)
+                    sync(device)
+                    start = time.perf_counter()
+                    for step in actions:
+                        world.step(step, decode=False)
+                    sync(device)
+                    rates[name] = batch * args.future / (time.perf_counter() - start)
+                rows.append([preset, precision, batch, f"{rates['copied']:.2f}", f"{rates['shared']:.2f}",
+                             f"{rates['shared'] / rates['copied']:.2f}x"])
+                print(f"  {preset} {precision} batch {batch}: done", flush=True)
+    print()
+    print(markdown_table(["preset", "precision", "forked rows", "copied f/s", "shared f/s", "shared / copied"],
+                         rows))
+
+
 def vs_paper(rate: float, preset: str, path: str, batch: int) -> str:
     """`rate` over the paper code's number for this preset, path and batch ('-' where none exists)."""
     if batch not in (1, 16):
@@ -86,6 +122,8 @@ def main() -> None:
     parser.add_argument("--future", type=int, default=8, help="future frames per rollout")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(DTYPES),
                         help="WorldModel precision(s), each measured in this run")
+    parser.add_argument("--fork", action="store_true",
+                        help="rows forked from one context: shared context keys vs a copy per row")
     args = parser.parse_args()
     if args.quick:
         args.batches, args.future = [b for b in args.batches if b <= 16], 2
@@ -97,6 +135,9 @@ def main() -> None:
           f"{peaks['bf16'] / 1e9:.0f} GFLOP/s; memory read {bandwidth / 1e9:.1f} GB/s")
     print(f"{CONTEXT} context + {args.future} future frames at 64x64; frames/s = future frames over the batch\n")
 
+    if args.fork:
+        fork_table(args, device)
+        return
     rows, targets = [], []
     for preset in args.presets:
         for precision in args.precisions:

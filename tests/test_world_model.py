@@ -107,6 +107,24 @@ def test_fork_shares_one_prefill(parts) -> None:
     assert frames.shape == (3, 3, 64, 64)
 
 
+def test_forked_rows_share_their_context_and_sample_what_copies_would(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(6, 3, 2)  # 3 candidates per context
+    results = {}
+    for mode in ("kept", "none"):  # "none" re-runs the HF forward over every token, sharing nothing
+        world = WorldModel(*parts, cache=mode)
+        frames, rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=5)
+        results[mode] = (world.state, frames, rewards)
+    state = results["kept"][0]
+    layer = state.cache.layers[0]
+    assert layer.share == 3 and layer.shared[0].shape[0] == 2  # the context once per context, not per candidate
+    assert torch.equal(state.ids, results["none"][0].ids)
+    torch.testing.assert_close(results["kept"][1], results["none"][1])
+    torch.testing.assert_close(results["kept"][2], results["none"][2], rtol=1e-4, atol=1e-5)
+    picked = state.index([4, 1])  # rows of different groups get their own copies
+    assert picked.cache.layers[0].share == 1 and picked.cache.get_seq_length() == state.cache.get_seq_length()
+    torch.testing.assert_close(picked.cache.layers[0].keys, layer.keys[[4, 1]])
+
+
 def test_rollout_without_decode_keeps_tokens_and_rewards_and_decodes_later(parts) -> None:
     world = WorldModel(*parts)
     ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(6, 3, 2)

@@ -1,9 +1,16 @@
-"""A KV cache kept as a contiguous prefix plus a short recent tail, so one query reads it at full speed.
+"""A KV cache kept as contiguous parts, so one query reads it at full speed and forks share their context.
 
-Per layer the keys and values are two contiguous tensors each: `prefix` (B, heads, P, D), and `tail`
-(B, heads, t, D) with t < `FOLD_TOKENS`. A new token is appended to the tail (a copy of at most
-`FOLD_TOKENS` tokens); when the tail is full it is folded into the prefix (one copy of the prefix
-every `FOLD_TOKENS` tokens, ~6% of what attention reads meanwhile). There is no maximum length.
+Per layer the keys and values are up to three parts, oldest first, each (rows, heads, tokens, D)
+and contiguous:
+- `shared`: tokens common to groups of `share` consecutive batch rows, stored once per group. A
+  fork (`copy(repeats=n)`) moves the forked state's tokens here instead of copying them n times, so
+  n candidates branched from one context read that context's keys once per step, not n times;
+- `prefix`: each row's own older tokens;
+- `tail`: each row's newest tokens, fewer than `FOLD_TOKENS`. A new token is appended to the tail
+  (a copy of at most `FOLD_TOKENS` tokens); a full tail is folded into the prefix (one copy of the
+  prefix every `FOLD_TOKENS` tokens, ~6% of what attention reads meanwhile).
+Stored tensors are never written in place (appends and folds make new ones), so states may share them.
+There is no maximum length.
 
 Why not one preallocated buffer: the filled part of a (B, heads, capacity, D) buffer is not
 contiguous across rows, and CPU batched matmuls copy such inputs first; in bf16 that made a
@@ -11,7 +18,7 @@ single-query attention ~8x slower than on contiguous keys (measured with the rol
 shapes). `transformers.DynamicCache` instead copies the whole cache at every token.
 
 The HF model writes through `update` (a prefill, or per-frame re-processing); rollouts append and
-attend through `append` / `attend` (`transformer/decode.py`), which never concatenate the two parts.
+attend through `append` / `parts` (`transformer/decode.py`), which never concatenate the parts.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ FOLD_TOKENS = 32
 
 
 class SplitLayer(DynamicLayer):
-    """One layer's keys and values: a contiguous prefix and a short contiguous tail."""
+    """One layer's keys and values: a part shared by groups of rows, then each row's prefix and tail."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.shared: tuple[Tensor, Tensor] | None = None  # keys, values (B / share, heads, S, D)
+        self.share = 1  # batch rows per row of `shared`
         self.prefix: tuple[Tensor, Tensor] | None = None  # keys, values (B, heads, P, D)
         self.tail: tuple[Tensor, Tensor] | None = None  # keys, values (B, heads, t, D), t < FOLD_TOKENS
 
@@ -48,22 +57,27 @@ class SplitLayer(DynamicLayer):
             keys, values = torch.cat([self.prefix[0], keys], 2), torch.cat([self.prefix[1], values], 2)
         self.prefix, self.tail = (keys.contiguous(), values.contiguous()), None
 
-    def parts(self) -> list[tuple[Tensor, Tensor]]:
-        """The non-empty (keys, values) parts, oldest first."""
-        return [part for part in (self.prefix, self.tail) if part is not None]
+    def parts(self) -> list[tuple[Tensor, Tensor, int]]:
+        """The non-empty (keys, values, rows sharing each stored row) parts, oldest first."""
+        own = [(*part, 1) for part in (self.prefix, self.tail) if part is not None]
+        return ([(*self.shared, self.share)] if self.shared is not None else []) + own
 
     def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
-        """HF's interface: append, then return all cached keys and values (a concatenated copy)."""
+        """HF's interface: append, then return all cached keys and values (one tensor each, a copy if in parts)."""
         self.append(key_states, value_states)
-        parts = self.parts()
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([p[0] for p in parts], 2), torch.cat([p[1] for p in parts], 2)
+        return self.keys, self.values
+
+    def _whole(self, index: int) -> Tensor | None:
+        """All cached keys (index 0) or values (1) as one (B, heads, L, D) tensor."""
+        parts = [part[index].repeat_interleave(share, 0) if share > 1 else part[index]
+                 for *part, share in self.parts()]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 2)
 
     @property
     def keys(self) -> Tensor | None:
-        parts = self.parts()
-        return torch.cat([p[0] for p in parts], 2) if parts else None
+        return self._whole(0)
 
     @keys.setter
     def keys(self, value: Tensor | None) -> None:  # set to None by DynamicLayer.__init__
@@ -72,8 +86,7 @@ class SplitLayer(DynamicLayer):
 
     @property
     def values(self) -> Tensor | None:
-        parts = self.parts()
-        return torch.cat([p[1] for p in parts], 2) if parts else None
+        return self._whole(1)
 
     @values.setter
     def values(self, value: Tensor | None) -> None:
@@ -81,25 +94,53 @@ class SplitLayer(DynamicLayer):
             raise AttributeError("SplitLayer values are written through append/update")
 
     def get_seq_length(self) -> int:
-        return sum(p[0].shape[2] for p in self.parts())
+        return sum(part[0].shape[2] for part in self.parts())
 
     def reset(self) -> None:
-        self.prefix = self.tail = None
+        self.shared = self.prefix = self.tail = None
+        self.share = 1
         self.is_initialized = False
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("SplitLayer does not crop; fork the state before a step instead")
 
-    def map_rows(self, function) -> None:
-        """Apply `function` to the batch dimension of every stored tensor (index, repeat)."""
-        self.prefix, self.tail = [None if p is None else (function(p[0]), function(p[1]))
-                                  for p in (self.prefix, self.tail)]
+    def select_rows(self, indices: Tensor | None = None, repeats: int = 1) -> "SplitLayer":
+        """A layer holding rows `indices` (default all), each repeated `repeats` times in a row.
+
+        Repeating all rows shares what they hold so far (no copy); selected rows get their own copies.
+        """
+        new = SplitLayer()
+        new.is_initialized = self.is_initialized
+        if not self.is_initialized:
+            return new
+        new.device, new.dtype = self.device, self.dtype
+        if indices is None and repeats == 1:  # stored tensors are never written in place: share them all
+            new.shared, new.share, new.prefix, new.tail = self.shared, self.share, self.prefix, self.tail
+            return new
+        if indices is None:
+            own = [part for part in (self.prefix, self.tail) if part is not None]
+            if self.shared is None or not own:  # everything becomes shared by the repeated rows
+                whole = (self.keys, self.values) if own else self.shared
+                new.shared, new.share = (whole[0].contiguous(), whole[1].contiguous()), self.share * repeats
+                return new
+            new.shared, new.share = self.shared, self.share * repeats
+            new.prefix, new.tail = [None if part is None else (part[0].repeat_interleave(repeats, 0),
+                                                               part[1].repeat_interleave(repeats, 0))
+                                    for part in (self.prefix, self.tail)]
+            return new
+        rows = indices.to(self.device)
+        rows = rows.repeat_interleave(repeats) if repeats > 1 else rows
+        if self.shared is not None:
+            new.shared = (self.shared[0][rows // self.share], self.shared[1][rows // self.share])
+        new.prefix, new.tail = [None if part is None else (part[0][rows], part[1][rows])
+                                for part in (self.prefix, self.tail)]
+        return new
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        self.map_rows(lambda t: t.repeat_interleave(repeats, 0))
+        self.__dict__.update(self.select_rows(repeats=repeats).__dict__)
 
     def batch_select_indices(self, indices: Tensor) -> None:
-        self.map_rows(lambda t: t[indices].contiguous())
+        self.__dict__.update(self.select_rows(indices).__dict__)
 
 
 class GrowingCache(DynamicCache):
@@ -109,13 +150,12 @@ class GrowingCache(DynamicCache):
         Cache.__init__(self, layers=[SplitLayer() for _ in range(num_layers)])
 
     def copy(self, repeats: int = 1, indices: Tensor | None = None) -> "GrowingCache":
-        """An independent cache: rows `indices` (default all), each repeated `repeats` times in a row."""
+        """An independent cache: rows `indices` (default all), each repeated `repeats` times in a row.
+
+        Forking all rows (`repeats` > 1) shares the cached tokens between the copies of a row.
+        """
         new = GrowingCache(len(self.layers))
-        for old, layer in zip(self.layers, new.layers):
-            layer.prefix, layer.tail, layer.is_initialized = old.prefix, old.tail, old.is_initialized
-            if old.is_initialized:
-                layer.device, layer.dtype = old.device, old.dtype
-            layer.map_rows(lambda t: _select_rows(t, indices, repeats))
+        new.layers = [layer.select_rows(indices, repeats) for layer in self.layers]
         return new
 
     @staticmethod
@@ -127,11 +167,3 @@ class GrowingCache(DynamicCache):
             if parts[0].is_initialized:
                 layer.append(torch.cat([p.keys for p in parts]), torch.cat([p.values for p in parts]))
         return new
-
-
-def _select_rows(tensor: Tensor, indices: Tensor | None, repeats: int) -> Tensor:
-    """A new tensor of rows `indices` (default all) of `tensor`, each repeated `repeats` times in a row."""
-    tensor = tensor if indices is None else tensor[indices]
-    if repeats != 1:
-        return tensor.repeat_interleave(repeats, 0)
-    return tensor.clone() if indices is None else tensor

@@ -108,15 +108,34 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 def attend(query: Tensor, stored: SplitLayer, scale: float) -> Tensor:
     """Softmax attention of (B, heads, 1, D) queries over every cached token -> (B, 1, heads * D).
 
-    Each part's scores and weighted values come from batched matmuls over contiguous (B * heads, L, D)
-    views; the parts are merged with their log-sum-exp, exactly as one softmax over all keys would.
+    Each part's scores and weighted values come from batched matmuls over contiguous (rows * heads, L, D)
+    views; a part shared by groups of r rows is read once for the r queries of each group. The parts
+    are merged with their log-sum-exp, exactly as one softmax over all keys would.
     """
     batch, heads, _, dim = query.shape
-    q = query.reshape(batch * heads, 1, dim)
-    scores = [torch.bmm(q, keys.flatten(0, 1).transpose(1, 2)).float() * scale for keys, _ in stored.parts()]
-    top = torch.cat([s.amax(-1, keepdim=True) for s in scores], -1).amax(-1, keepdim=True)  # (B*heads, 1, 1)
-    weights = [torch.exp(s - top) for s in scores]
-    total = sum(w.sum(-1, keepdim=True) for w in weights)
-    output = sum(torch.bmm(w.to(values.dtype), values.flatten(0, 1)).float()
-                 for w, (_, values) in zip(weights, stored.parts()))
-    return (output / total).to(query.dtype).view(batch, 1, heads * dim)
+    rows_first = query.reshape(batch, heads, dim)
+    scores = []
+    for keys, _, share in stored.parts():
+        q = _to_groups(rows_first, share)  # (B / share * heads, share, D)
+        scores.append(torch.bmm(q, keys.flatten(0, 1).transpose(1, 2)).float() * scale)  # (groups * heads, share, L)
+    top = torch.stack([_to_rows(s.amax(-1), batch, heads) for s in scores]).amax(0)  # (B, heads)
+    total = torch.zeros_like(top)
+    output = torch.zeros(batch, heads, dim, device=query.device)
+    for s, (_, values, share) in zip(scores, stored.parts()):
+        weights = torch.exp(s - _to_groups(top.unsqueeze(-1), share))
+        total = total + _to_rows(weights.sum(-1), batch, heads)
+        output = output + _to_rows(torch.bmm(weights.to(values.dtype), values.flatten(0, 1)).float(), batch, heads)
+    return (output / total.unsqueeze(-1)).to(query.dtype).view(batch, 1, heads * dim)
+
+
+def _to_groups(per_row: Tensor, share: int) -> Tensor:
+    """(B, heads, X) -> (B / share * heads, share, X): the rows of each group of `share` side by side, per head."""
+    batch, heads, width = per_row.shape
+    return per_row.view(batch // share, share, heads, width).transpose(1, 2).reshape(-1, share, width)
+
+
+def _to_rows(grouped: Tensor, batch: int, heads: int) -> Tensor:
+    """(B / share * heads, share[, X]) -> (B, heads[, X]): the inverse of `_to_groups`."""
+    share = grouped.shape[1]
+    shaped = grouped.view(batch // share, heads, share, *grouped.shape[2:]).transpose(1, 2)
+    return shaped.reshape(batch, heads, *grouped.shape[2:])
