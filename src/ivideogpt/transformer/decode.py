@@ -1,9 +1,10 @@
 """One new token per row through the Llama layers, against a `GrowingCache`: the rollout's inner step.
 
 It computes what `LlamaModel` computes for a single query token, with the same weights, but:
-- attends to the cache's contiguous prefix and tail separately and merges the two softmax parts, so
-  the cache is read once and never concatenated (HF's forward, through `Cache.update`, wants all
-  keys as one tensor: a copy of the whole cache per token per layer);
+- attends to each of the cache's contiguous parts (`transformer/cache.py`: shared by forked rows,
+  each row's prefix, its tail) separately and merges the softmax parts, so the cache is read once
+  and never concatenated (HF's forward, through `Cache.update`, wants all keys as one tensor: a
+  copy of the whole cache per token per layer);
 - runs q/k/v as one matmul and gate/up as one, on CPU with weights prepacked once for oneDNN.
   A batch-16 token step reads every weight once with only 16 rows to multiply, and unpacked
   matmuls re-pack the weight on every call: prepacked ones ran ~1.7x (fp32) to 2x (bf16) faster
