@@ -10,6 +10,8 @@ import argparse
 import signal
 from pathlib import Path
 
+from ivideogpt.commands.plan import add_precision_argument
+
 HELP = "drive the world model in the browser: click where the pusher goes, see the predicted frames"
 SHIPPED = Path(__file__).resolve().parents[3] / "checkpoints" / "pusht"
 
@@ -23,9 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="sampling temperature of predicted tokens (0: the most likely code, steady frames)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="bf16: bf16 transformer and tokenizer autocast, about twice as fast on CPUs with "
-                             "AVX-512 BF16 (docs/performance.md)")
+    add_precision_argument(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: a tiny model's per-token matmuls are too small to split, "
