@@ -113,34 +113,30 @@ def transformer_train_step(config: TransformerConfig, batch: int, num_context: i
 
 # --- the machine's limits ------------------------------------------------------------------------
 def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float, n: int = 2048) -> float:
-    """Median FLOP/s of repeated n x n `mm` calls over about `seconds` (after one warm-up call)."""
+    """Median FLOP/s of repeated n x n `mm` calls over about `seconds`."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty(n, n, device=device, dtype=dtype)
-    torch.mm(a, b, out=out)
-    rates: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(rates) < 3:
-        sync(device)
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        sync(device)
-        rates.append(2 * n**3 / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return 2 * n**3 / median_seconds(lambda: torch.mm(a, b, out=out), device, seconds)
 
 
 def read_bandwidth(device: torch.device, seconds: float, megabytes: int = 512) -> float:
     """Median bytes/s of summing a `megabytes` fp32 tensor (far larger than any cache): reading memory once."""
     data = torch.ones(megabytes * 2**20 // 4, device=device)
-    data.sum()
-    rates: list[float] = []
+    return data.numel() * 4 / median_seconds(data.sum, device, seconds)
+
+
+def median_seconds(fn: Callable[[], Any], device: torch.device, seconds: float) -> float:
+    """Median wall-clock seconds of `fn()` called repeatedly for about `seconds` (at least 3 times), after one warm-up."""
+    fn()
+    times: list[float] = []
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(rates) < 3:
+    while time.perf_counter() < deadline or len(times) < 3:
         sync(device)
         start = time.perf_counter()
-        data.sum()
+        fn()
         sync(device)
-        rates.append(data.numel() * 4 / (time.perf_counter() - start))
-    return statistics.median(rates)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 # --- world-model rollouts ---------------------------------------------------------------------

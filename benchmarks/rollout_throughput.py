@@ -128,16 +128,15 @@ def main() -> None:
     if args.quick:
         args.batches, args.future = [b for b in args.batches if b <= 16], 2
     device = setup(args, "rollout throughput")
+    if args.fork:
+        fork_table(args, device)
+        return
     seconds = 0.5 if args.quick else 2.0
     peaks = {name: matmul_peak(dtype, device, seconds) for name, dtype in DTYPES.items()}
     bandwidth = read_bandwidth(device, seconds)
     print(f"this machine: matmul peak (2048x2048 mm) fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
           f"{peaks['bf16'] / 1e9:.0f} GFLOP/s; memory read {bandwidth / 1e9:.1f} GB/s")
     print(f"{CONTEXT} context + {args.future} future frames at 64x64; frames/s = future frames over the batch\n")
-
-    if args.fork:
-        fork_table(args, device)
-        return
     rows, targets = [], []
     for preset in args.presets:
         for precision in args.precisions:
