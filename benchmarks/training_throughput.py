@@ -29,12 +29,7 @@ achieved FLOP/s as a fraction of the fp32 and bf16 matmul peak measured in the s
 from __future__ import annotations
 
 import argparse
-<<<<<<< HEAD
-=======
-import statistics
 import tempfile
-import time
->>>>>>> issue21-docs
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
