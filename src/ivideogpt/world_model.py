@@ -98,7 +98,7 @@ class WorldModel:
     Both modules are put in eval mode; all calls run under `torch.inference_mode()`.
     `precision="bf16"` casts the transformer's weights to bfloat16 in place (its KV cache follows) and
     runs the tokenizer under bf16 autocast (convolutions in bf16, normalisations in fp32); frames
-    and rewards come back as fp32. On CPUs with AVX-512 BF16 this about doubles a rollout's speed.
+    and rewards come back as fp32. On CPUs with AVX-512 BF16 a full step runs ~1.8x faster.
     The default follows the transformer's weights (bf16 weights: "bf16").
     """
 
@@ -152,10 +152,10 @@ class WorldModel:
             raise ValueError(f"context_frames must be (B, Tc, 3, H, W), got {tuple(context_frames.shape)}")
         batch, tc = context_frames.shape[:2]
         actions = self._context_actions(actions, batch, tc)
-        tok_device = next(self.tokenizer.parameters()).device
+        context_frames = context_frames.to(self._tok_device)
         with self._tokenizer_precision():
-            context_ids, _ = self.tokenizer.encode_context(context_frames.to(tok_device))  # (B, Tc, h, w)
-            features = self.tokenizer.context_decoder_features(context_ids, context_frames.to(tok_device))
+            context_ids, _ = self.tokenizer.encode_context(context_frames)  # (B, Tc, h, w)
+            features = self.tokenizer.context_decoder_features(context_ids, context_frames)
         ids = self.layout.build_ids(context_ids.to(self.device))  # (B, Tc * (1 + h*w))
         self.state = RolloutState(ids=ids, actions=actions, num_context=tc, num_future=0, cache=None,
                                   decoder_features=features)
@@ -189,9 +189,7 @@ class WorldModel:
         if state.num_future == 0:
             raise ValueError("the state holds no future frame to decode")
         future_ids = self.layout.split_future(state.ids, state.num_context)[:, -1:]  # (B, 1, h', w')
-        with self._tokenizer_precision():
-            frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)[:, 0]
-        return frames.float().clamp(-1.0, 1.0)
+        return self._decode(future_ids, state.decoder_features)[:, 0]
 
     @torch.inference_mode()
     def score_step(self, codes: Tensor, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
@@ -235,9 +233,7 @@ class WorldModel:
         if rows is not None:
             state = state.index(rows)
         future_ids = self.layout.split_future(state.ids, state.num_context)[:, :frames]  # (R, F, h', w')
-        with self._tokenizer_precision():
-            frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), state.decoder_features)
-        return frames.float().clamp(-1.0, 1.0)
+        return self._decode(future_ids, state.decoder_features)
 
     @torch.inference_mode()
     def fork(self, n: int) -> RolloutState:
@@ -311,6 +307,12 @@ class WorldModel:
     @property
     def _tok_device(self) -> torch.device:
         return next(self.tokenizer.parameters()).device
+
+    def _decode(self, future_ids: Tensor, decoder_features: object) -> Tensor:
+        """Future ids (B, F, h', w') -> fp32 frames (B, F, 3, H, W) in [-1, 1], in the world model's precision."""
+        with self._tokenizer_precision():
+            frames = self.tokenizer.decode_future(future_ids.to(self._tok_device), decoder_features)
+        return frames.float().clamp(-1.0, 1.0)
 
     def _tokenizer_precision(self) -> contextlib.AbstractContextManager:
         """bf16 autocast around tokenizer calls when `precision="bf16"`, else nothing."""

@@ -92,11 +92,11 @@ def _cat_bias(modules: tuple[torch.nn.Linear, ...]) -> Tensor | None:
 
 
 def _pack(weight: Tensor) -> Tensor:
-    """(out, in) weight -> a detached copy, prepacked for oneDNN on CPU."""
+    """(out, in) weight -> prepacked for oneDNN on CPU; elsewhere the weight itself, detached (no copy)."""
     weight = weight.detach().contiguous()
     if weight.device.type == "cpu" and torch.backends.mkldnn.is_available():
         return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
-    return weight.clone()
+    return weight
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
