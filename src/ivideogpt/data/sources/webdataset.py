@@ -2,8 +2,9 @@
 
 What a sample may hold (an npz, per-array `.npy` members, a `.jpg`/`.png` frame sequence, a
 video) is described in `ivideogpt.data.sources.sample`. Uncompressed shards are indexed by
-member offsets, so `TarReader` serves the map-style dataset with random access; `iter_shard`
-streams any shard (also `.tar.gz`) sequentially for `ShardStream`.
+member offsets, so `TarReader` serves the map-style dataset with random access; `iter_samples`
+streams any shard (also `.tar.gz`) sequentially and undecoded, for `ShardStream`, and `iter_shard`
+decodes what it streams into episodes.
 
 A cut or damaged shard keeps what it can: every complete sample before the damage is read and
 the damage is reported (kind `truncated`) with the number of samples recovered. A cut inside a
