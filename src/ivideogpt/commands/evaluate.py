@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     state = process_state()  # joins the process group of a multi-process launch; this process's device
     ranks = Ranks.current()
     device = args.device or str(state.device)
+    if (args.controllability or args.horizon_curve) and not ranks.main:
+        return 0  # greedy curves run on one process
     try:
         config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
                                  horizon=args.horizon, action_conditioned=args.action_conditioned,
@@ -109,8 +111,6 @@ def run(args: argparse.Namespace) -> int:
         if not videos:
             raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
-        if (args.controllability or args.horizon_curve) and not ranks.main:
-            return 0  # greedy curves run on one process
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
         if args.horizon_curve:
