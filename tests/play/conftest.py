@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ def pusht_model(tmp_path_factory: pytest.TempPathFactory) -> PlayModel:
 
 
 @pytest.fixture
-def pusht_engine(pusht_model: PlayModel) -> PlayEngine:
-    return PlayEngine(pusht_model)
+def pusht_engine(pusht_model: PlayModel) -> Iterator[PlayEngine]:
+    engine = PlayEngine(pusht_model)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")
@@ -45,5 +48,7 @@ def slider_model(tmp_path_factory: pytest.TempPathFactory) -> PlayModel:
 
 
 @pytest.fixture
-def slider_engine(slider_model: PlayModel) -> PlayEngine:
-    return PlayEngine(slider_model)
+def slider_engine(slider_model: PlayModel) -> Iterator[PlayEngine]:
+    engine = PlayEngine(slider_model)
+    yield engine
+    engine.close()

@@ -47,3 +47,25 @@ def test_a_failing_batch_fails_its_jobs_and_the_next_batch_runs() -> None:
     with pytest.raises(RuntimeError, match="bad job"):
         batcher.submit(-1)
     assert batcher.submit(4) == 4
+
+
+def test_every_batch_runs_on_the_model_thread_and_close_stops_it() -> None:
+    threads: list[threading.Thread] = []
+
+    def run(jobs: list[int]) -> list[int]:
+        threads.append(threading.current_thread())
+        return jobs
+
+    batcher: Batcher[int] = Batcher(run, name="test-model")
+    submitters = [threading.Thread(target=batcher.submit, args=(j,)) for j in range(4)]
+    for thread in submitters:
+        thread.start()
+    for thread in submitters:
+        thread.join(5)
+    assert batcher.submit(9) == 9
+    assert {t.name for t in threads} == {"test-model"} and len(set(threads)) == 1  # one thread, none of the callers'
+    model_thread = threads[0]
+    batcher.close()
+    assert not model_thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.submit(1)

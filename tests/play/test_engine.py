@@ -86,6 +86,7 @@ def test_limits_and_refusals(slider_engine: PlayEngine) -> None:
     limited.undo(session.id)
     with pytest.raises(PlayError, match="only the last 1 steps"):
         limited.undo(session.id)
+    limited.close()
 
 
 def test_a_clip_start_uses_the_clip_frames_and_actions(slider_engine: PlayEngine) -> None:

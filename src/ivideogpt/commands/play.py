@@ -69,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning", lifespan="off")
     except KeyboardInterrupt:
         pass
+    engine.close()
     print(engine.latency.summary(), flush=True)
     return 0

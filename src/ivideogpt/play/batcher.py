@@ -1,8 +1,10 @@
-"""Group commit for one model shared by many request threads: whoever finds it idle runs everything waiting.
+"""Group commit for one model shared by many request threads, run on a thread of its own.
 
-A request thread queues its job; if no batch is running it takes every queued job and runs them as
-one batch (one forward for all the tabs that asked meanwhile), else it waits for the running batch
-to finish and looks again. Batches never overlap, so the model is used by one thread at a time.
+A request thread queues its job and waits. The model thread takes every job queued meanwhile as one
+batch (one forward for all the tabs that asked), runs it, and hands each job its result. Batches
+never overlap, and every model call runs on that one long-lived thread: torch's per-thread state
+(its OpenMP team, oneDNN's scratchpads) is set up once and warmed by `PlayEngine.warm_up`, instead
+of in whichever short-lived request thread of the server's pool found the model idle.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ class _Ticket:
 class Batcher(Generic[Job]):
     """Runs `run(jobs) -> results` (one result per job, in order) on batches of concurrently submitted jobs."""
 
-    def __init__(self, run: Callable[[list[Job]], list[Any]]) -> None:
+    def __init__(self, run: Callable[[list[Job]], list[Any]], name: str = "model") -> None:
         self._run = run
         self._queue: list[_Ticket] = []
-        self._running = False
         self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._name = name
+        self._closed = False
         self.batch_sizes: list[int] = []
         """the size of every batch run so far (the last 1000)."""
 
@@ -37,22 +41,41 @@ class Batcher(Generic[Job]):
         """Run `job` in the next batch and return its result (or raise the batch's error)."""
         ticket = _Ticket(job)
         with self._changed:
+            if self._closed:
+                raise RuntimeError(f"the {self._name} batcher is closed")
+            if self._thread is None:  # started on first use, so an unused batcher holds no thread
+                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._thread.start()
             self._queue.append(ticket)
+            self._changed.notify_all()
             while not ticket.done:
-                if self._running:
-                    self._changed.wait()
-                    continue
-                batch, self._queue, self._running = self._queue, [], True
-                self._changed.release()
-                try:
-                    self._run_batch(batch)
-                finally:
-                    self._changed.acquire()
-                    self._running = False
-                    self._changed.notify_all()
+                self._changed.wait()
         if ticket.error is not None:
             raise ticket.error
         return ticket.result
+
+    def close(self) -> None:
+        """Stop the model thread once the jobs already queued have run; later submits are refused."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue and not self._closed:
+                    self._changed.wait()
+                if not self._queue:  # closed and nothing left to run
+                    return
+                batch, self._queue = self._queue, []
+            self._run_batch(batch)
+            with self._changed:
+                for ticket in batch:
+                    ticket.done = True
+                self._changed.notify_all()
 
     def _run_batch(self, batch: list[_Ticket]) -> None:
         self.batch_sizes = self.batch_sizes[-999:] + [len(batch)]
@@ -65,5 +88,3 @@ class Batcher(Generic[Job]):
         except BaseException as error:  # every job of the batch reports the failure; the server keeps running
             for ticket in batch:
                 ticket.error = error
-        for ticket in batch:
-            ticket.done = True

@@ -1,7 +1,7 @@
 """The sessions behind the page: start, step (concurrent tabs in one forward), undo, reset and export.
 
-Every use of the shared `WorldModel` goes through one `Batcher`, so request threads never overlap on
-it. A step runs the transformer (`step(decode=False)`) and the decoder (`decode_latest`) apart, so
+Every use of the shared `WorldModel` goes through one `Batcher` and runs on its model thread, so
+request threads never overlap on it. A step runs the transformer (`step(decode=False)`) and the decoder (`decode_latest`) apart, so
 the latency log can say where the time goes. A session whose rollout fills the training window is
 re-prefilled from its newest `context_frames` frames first: memory per session stays bounded.
 """
@@ -67,7 +67,7 @@ class PlayEngine:
         """called with the number of steps served so far after each one (the command prints the latency)."""
         self.steps_served = 0
         self.latency = LatencyLog()
-        self.batcher: Batcher[_Prefill | _Forward] = Batcher(self._run)
+        self.batcher: Batcher[_Prefill | _Forward] = Batcher(self._run, name="play-model")
 
     # --- requests ---------------------------------------------------------------------------
     def create(self, start: str = "reset", seed: int | None = None, clip: int = 0, real: bool = False) -> Session:
@@ -179,7 +179,8 @@ class PlayEngine:
             return path.read_bytes()
 
     def warm_up(self, steps: int = 3) -> None:
-        """Step a throwaway session a few times, so the first click does not pay for lazy initialisation."""
+        """Step a throwaway session a few times, so the first click does not pay for lazy initialisation
+        (the model thread's included)."""
         session = self.create(self.model.describe()["starts"][0], seed=0, real=self.model.is_pusht)
         low, high = self.model.action_box()
         for _ in range(steps):
@@ -187,6 +188,10 @@ class PlayEngine:
         self.remove(session.id)
         self.latency.clear()
         self.steps_served = 0
+
+    def close(self) -> None:
+        """Stop the model thread (after the steps already asked for); later requests are refused."""
+        self.batcher.close()
 
     def check_action(self, action: Any) -> np.ndarray:
         """A raw action as (A,) float32, or a 422 saying what is wrong with it."""
