@@ -1,9 +1,10 @@
 """The sessions behind the page: start, step (concurrent tabs in one forward), undo, reset and export.
 
 Every use of the shared `WorldModel` goes through one `Batcher` and runs on its model thread, so
-request threads never overlap on it. A step runs the transformer (`step(decode=False)`) and the decoder (`decode_latest`) apart, so
-the latency log can say where the time goes. A session whose rollout fills the training window is
-re-prefilled from its newest `context_frames` frames first: memory per session stays bounded.
+request threads never overlap on it. A step runs the transformer (`step(decode=False)`) and the
+decoder (`decode_latest`) apart, so the latency log can say where the time goes. A session whose
+rollout fills the training window is re-prefilled from its newest `context_frames` frames first:
+memory per session stays bounded.
 """
 
 from __future__ import annotations
