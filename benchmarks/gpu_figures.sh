@@ -8,7 +8,7 @@
 #   benchmarks/gpu_figures.sh reference   # the reference recipe end to end (`ivideogpt demo --recipe
 #                                         # reference`), timed; needs data/pusht_reference (generate it
 #                                         # where gym-pusht is installed: docs/training.md)
-#   benchmarks/gpu_figures.sh --quick speed reference   # CPU smoke run of the same commands, ~5 minutes
+#   benchmarks/gpu_figures.sh --quick speed reference   # CPU smoke run of the same commands, ~2 minutes
 #
 # RESULTS (default outputs/gpu_figures) receives one log per part, the reference run's metrics.json,
 # prediction.gif and its exported checkpoint as one tar file: few files, so that a machine that returns
@@ -42,7 +42,7 @@ run() {
 
 speed() {
   "$py" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" \
-    2>&1 | tee "$results/speed.log"
+    2>&1 | tee -a "$results/speed.log"
   local batches=(16 256); (( quick )) && batches=(2)
   run speed.log 240 "$py" benchmarks/rollout_throughput.py --device "$device" "${smoke[@]}" --presets small \
     --batches "${batches[@]}" --modes kept per_frame --precisions fp32 bf16
@@ -67,6 +67,7 @@ reference() {
 }
 
 for part in "${parts[@]}"; do
+  : > "$results/$part.log"  # each part's log holds this run only
   case $part in
     speed) speed ;;
     reference) reference ;;
