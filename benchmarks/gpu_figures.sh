@@ -2,9 +2,10 @@
 # Every GPU figure that benchmarks/README.md, docs/training.md and docs/scaling.md leave open, measured
 # in one go on one CUDA GPU, each part under its own time limit so one failure cannot eat the others.
 #
-#   benchmarks/gpu_figures.sh speed       # rollouts (B16 / B256, kept vs re-prefill, fp32 / bf16),
+#   benchmarks/gpu_figures.sh speed       # rollouts (B16 / B256; kept, static (CUDA graphs) and
+#                                         # re-prefill; fp32 / bf16),
 #                                         # training steps (transformer_small, tokenizer_64, batch 64, bf16),
-#                                         # planning steps: ~5 minutes on one H200
+#                                         # planning steps (kept and static): ~6 minutes on one H200
 #   benchmarks/gpu_figures.sh reference   # the reference recipe end to end (`ivideogpt demo --recipe
 #                                         # reference`), timed; needs data/pusht_reference (generate it
 #                                         # where gym-pusht is installed: docs/training.md)
@@ -44,12 +45,13 @@ speed() {
   "$py" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')" \
     2>&1 | tee -a "$results/speed.log"
   local batches=(16 256); (( quick )) && batches=(2)
-  run speed.log 240 "$py" benchmarks/rollout_throughput.py --device "$device" "${smoke[@]}" --presets small \
-    --batches "${batches[@]}" --modes kept per_frame --precisions fp32 bf16
+  run speed.log 300 "$py" benchmarks/rollout_throughput.py --device "$device" "${smoke[@]}" --presets small \
+    --batches "${batches[@]}" --modes kept static per_frame --precisions fp32 bf16
   local batch=64; (( quick )) && batch=1
   run speed.log 120 "$py" benchmarks/training_throughput.py --device "$device" "${smoke[@]}" --bf16 \
     --models transformer_small tokenizer_64 --batch "$batch"
   run speed.log 90 "$py" benchmarks/planning_speed.py --device "$device" "${smoke[@]}"
+  run speed.log 90 "$py" benchmarks/planning_speed.py --device "$device" "${smoke[@]}" --cache static
 }
 
 reference() {

@@ -36,16 +36,16 @@ from ivideogpt.planning.experiment import pusht_cem_config
 from ivideogpt.planning.objectives import RewardObjective
 from ivideogpt.tokenizer.config import tokenizer_cpu
 from ivideogpt.transformer.config import transformer_tiny
-from ivideogpt.world_model import WorldModel
+from ivideogpt.world_model import CACHE_MODES, CacheMode, WorldModel
 
 
-def demo_world_model(device: torch.device) -> WorldModel:
+def demo_world_model(device: torch.device, cache: CacheMode = "kept") -> WorldModel:
     """Random-weight world model of the demo's shape (context 8x8 + future 4x4 tokens, 2-d actions, reward head)."""
     tokenizer = replace(tokenizer_cpu(), context_tokens=8).build()
     facts = tokenizer.describe()
     transformer = transformer_tiny(codebook_size=facts["codebook_size"], context_grid=tuple(facts["context_tokens"]),
                                    future_grid=tuple(facts["future_tokens"]), **DEMO_TRANSFORMER_OPTIONS).build()
-    return WorldModel(tokenizer.to(device), transformer.to(device), temperature=0.7, seed=0)
+    return WorldModel(tokenizer.to(device), transformer.to(device), temperature=0.7, seed=0, cache=cache)
 
 
 @dataclass
@@ -84,13 +84,15 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--horizon", type=int, default=6)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--cache", choices=CACHE_MODES, default="kept",
+                        help="the world model's cache (static: one captured CUDA graph per frame on a GPU)")
     args = parser.parse_args()
     if args.quick:
         args.steps = 2
     device = setup(args, "planning speed")
     print(f"CEM: {args.candidates} candidates x {args.horizon} steps x {args.iterations} iterations, "
           f"one prefill per planning step; demo-shaped model, random weights\n")
-    world = demo_world_model(device)
+    world = demo_world_model(device, args.cache)
     generator = torch.Generator().manual_seed(0)
     contexts = [ModelContext(torch.rand(1, 3, 64, 64, generator=generator) * 2 - 1) for _ in range(args.steps + 1)]
     paths = [make_path("decode every frame", world, True, False, args),

@@ -31,11 +31,11 @@ def context(batch: int = 2, tc: int = 2) -> torch.Tensor:
 def test_cached_and_uncached_generation_are_identical(parts) -> None:
     ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 3, 2)
     results = {}
-    for mode in ("kept", "per_frame", "none"):
+    for mode in ("kept", "static", "per_frame", "none"):
         world = WorldModel(*parts, cache=mode)
         frames, rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=7)
         results[mode] = (world.state.ids, frames, rewards)
-    for mode in ("per_frame", "none"):
+    for mode in ("static", "per_frame", "none"):
         assert torch.equal(results[mode][0], results["kept"][0])  # the same tokens
         torch.testing.assert_close(results[mode][1], results["kept"][1])
         torch.testing.assert_close(results[mode][2], results["kept"][2], rtol=1e-4, atol=1e-5)

@@ -40,6 +40,8 @@ class DemoConfig:
     horizon: int = 8  # predicted frames per rollout (training segments are context + horizon)
     tokenizer_preset: str = DEMO_TOKENIZER  # a tokenizer preset of `ivideogpt describe`
     transformer_preset: str = DEMO_TRANSFORMER  # a transformer preset of `ivideogpt describe`
+    transformer_layers: int = 0  # transformer layers (0: the preset's)
+    transformer_width: int = 0  # transformer hidden size, FFN 4x and heads of 64 (0: the preset's)
     context_tokens: int = 8  # tokens per side of a context frame (paper: 16); 8 halves the transformer's work
     tokenizer_steps: int = 300  # tokenizer training steps
     tokenizer_batch: int = 8  # clips per tokenizer step
@@ -61,6 +63,9 @@ class DemoConfig:
                      "token_cache_stride", "clips_per_episode", "samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DemoConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.transformer_layers < 0 or self.transformer_width < 0 or self.transformer_width % 64:
+            raise ValueError(f"DemoConfig.transformer_layers must be >= 0 and transformer_width a multiple of 64 "
+                             f"(0: the preset's), got {self.transformer_layers} and {self.transformer_width}")
         if self.temperature < 0:
             raise ValueError(f"DemoConfig.temperature must be >= 0, got {self.temperature}")
         if self.test_episodes >= self.episodes:
@@ -123,6 +128,17 @@ def _train_section(out_dir: Path, steps: int, batch: int, lr: float, **extra: An
             "seed": 0, **extra}
 
 
+def transformer_options(config: DemoConfig) -> dict[str, Any]:
+    """The transformer section's overrides of its preset: the demo's action features, then any size asked for."""
+    options: dict[str, Any] = dict(DEMO_TRANSFORMER_OPTIONS)
+    if config.transformer_layers:
+        options["num_layers"] = config.transformer_layers
+    if config.transformer_width:
+        width = config.transformer_width
+        options.update(hidden_size=width, ffn_size=4 * width, num_heads=width // 64)
+    return options
+
+
 def experiment_files(config: DemoConfig, data: Path, heldout: list[str]) -> dict[str, Path]:
     """Write the two training configs the demo runs, under OUT/configs/."""
     out = Path(config.out)
@@ -135,7 +151,7 @@ def experiment_files(config: DemoConfig, data: Path, heldout: list[str]) -> dict
     }
     transformer = {
         "kind": "transformer", "preset": config.transformer_preset, "tokenizer_checkpoint": str(out / "tokenizer"),
-        "token_cache_stride": config.token_cache_stride, "transformer": dict(DEMO_TRANSFORMER_OPTIONS),
+        "token_cache_stride": config.token_cache_stride, "transformer": transformer_options(config),
         "objective": {"future_only_softmax": True},
         "data": _data_section(config, data, heldout, segment_length=config.context_frames + config.horizon),
         "train": _train_section(out / "transformer", config.transformer_steps, config.transformer_batch, 1e-3,

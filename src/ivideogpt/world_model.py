@@ -9,8 +9,11 @@ along the batch so many candidate action sequences share one prefill (planning).
 
 The cache grows with the rollout (no fixed maximum: RoPE positions simply continue), costing
 `2 * layers * hidden * bytes` per token and batch row, e.g. ~74 KB fp32 for the small preset.
-`cache="per_frame"` (re-process the whole prefix at every frame, as naive implementations do) and
-`cache="none"` (no cache at all) exist to check equivalence and to measure the speed-up.
+`cache="static"` keeps it in fixed buffers instead (`transformer/static_cache.py`) and generates each
+frame with one captured CUDA graph on a GPU (`transformer/frame_graph.py`): the GPU's fast path,
+sampling the same tokens as "kept" for the same seed. `cache="per_frame"` (re-process the whole
+prefix at every frame, as naive implementations do) and `cache="none"` (no cache at all) exist to
+check equivalence and to measure the speed-up.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import torch
 from torch import Tensor
 
 from ivideogpt.transformer.cache import GrowingCache
+from ivideogpt.transformer.frame_graph import FRAMES_AHEAD, FrameGenerator, FrameInputs
 from ivideogpt.transformer.model import WorldModelTransformer
 from ivideogpt.transformer.sampling import sample_tokens
+from ivideogpt.transformer.static_cache import StaticCache, round_capacity
 
-CacheMode = Literal["kept", "per_frame", "none"]
+CacheMode = Literal["kept", "static", "per_frame", "none"]
+CACHE_MODES = ("kept", "static", "per_frame", "none")
 Precision = Literal["fp32", "bf16"]
 
 
@@ -36,7 +42,8 @@ class RolloutState:
     """Everything needed to continue a batch of rollouts.
 
     ids: (B, L) vocabulary ids of every token so far; actions: (B, T-1, A) actions that led into
-    frames 1..T-1 (None for action-free models); cache: keys/values of all L tokens ("kept" mode);
+    frames 1..T-1 (None for action-free models); cache: keys/values of all L tokens ("kept" and
+    "static" modes);
     decoder_features: the tokenizer's context decoder features, reused to decode every new frame.
     """
 
@@ -44,7 +51,7 @@ class RolloutState:
     actions: Tensor | None
     num_context: int
     num_future: int
-    cache: GrowingCache | None
+    cache: GrowingCache | StaticCache | None
     decoder_features: object
 
     @property
@@ -78,7 +85,7 @@ class RolloutState:
         return replace(
             first, ids=torch.cat([s.ids for s in states]),
             actions=None if first.actions is None else torch.cat([s.actions for s in states]),
-            cache=None if first.cache is None else GrowingCache.concat([s.cache for s in states]),
+            cache=None if first.cache is None else type(first.cache).concat([s.cache for s in states]),
             decoder_features=type(first.decoder_features).concat([s.decoder_features for s in states]))
 
     def index(self, rows: Tensor | list[int]) -> "RolloutState":
@@ -105,8 +112,8 @@ class WorldModel:
     def __init__(self, tokenizer: torch.nn.Module, transformer: WorldModelTransformer, temperature: float = 1.0,
                  top_k: int | None = 100, seed: int | None = None, cache: CacheMode = "kept",
                  prefill_rows: int = 32, precision: Precision | None = None) -> None:
-        if cache not in ("kept", "per_frame", "none"):
-            raise ValueError(f"cache must be 'kept', 'per_frame' or 'none', got {cache!r}")
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {', '.join(map(repr, CACHE_MODES))}, got {cache!r}")
         check_compatible(tokenizer, transformer)
         self.tokenizer = tokenizer.eval()
         self.transformer = transformer.eval()
@@ -116,6 +123,7 @@ class WorldModel:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
         self.state: RolloutState | None = None
+        self.frames = FrameGenerator(transformer) if cache == "static" else None
         bf16_weights = transformer.lm_head.weight.dtype == torch.bfloat16
         self.set_precision(precision or ("bf16" if bf16_weights else "fp32"))
 
@@ -159,8 +167,11 @@ class WorldModel:
         ids = self.layout.build_ids(context_ids.to(self.device))  # (B, Tc * (1 + h*w))
         self.state = RolloutState(ids=ids, actions=actions, num_context=tc, num_future=0, cache=None,
                                   decoder_features=features)
-        if self.cache_mode == "kept":
+        if self.cache_mode in ("kept", "static"):
             self.state.cache = self._prefill(self.state)
+        if self.cache_mode == "static":
+            frame = self.layout.future_codes + 1
+            self.state.cache = StaticCache.from_growing(self.state.cache, round_capacity(ids.shape[1] + FRAMES_AHEAD * frame))
         return self.state
 
     @torch.inference_mode()
@@ -379,6 +390,13 @@ class WorldModel:
         action_offset = None if action is None else model.project_actions(action)[:, None]  # (B, 1, H)
         if action_offset is not None:
             inputs = inputs + action_offset
+        draws = (torch.rand(layout.future_codes, state.batch_size, generator=self.generator, device=self.device)
+                 if forced is None and self.temperature > 0 else None)  # one uniform per code, drawn up front
+        code_offset = action_offset if action_offset is not None and model.config.action_to_frame else None
+        if self.cache_mode == "static":
+            state.cache = self.frames.with_room(state.cache)
+            return self.frames.generate(state.cache, FrameInputs(inputs, code_offset, draws, forced),
+                                        state.num_context, self.temperature, self.top_k)
         cache, start = state.cache, state.length
         if self.cache_mode == "per_frame":  # fresh cache: the whole prefix is processed again
             cache, start = GrowingCache(model.config.num_layers), 0
@@ -398,12 +416,13 @@ class WorldModel:
             hiddens.append(hidden)
             if j == layout.future_codes:  # the last code is now in the cache; its hidden gives the reward
                 break
-            code = (sample_tokens(model.future_logits(hidden), self.temperature, self.top_k, self.generator)
+            code = (sample_tokens(model.future_logits(hidden), self.temperature, self.top_k,
+                                  draws=None if draws is None else draws[j])
                     if forced is None else forced[:, j])
             codes.append(code)
             embedded = model.embed((code + layout.future_offset)[:, None])  # (B, 1, H)
-            if action_offset is not None and model.config.action_to_frame:
-                embedded = embedded + action_offset
+            if code_offset is not None:
+                embedded = embedded + code_offset
             inputs = torch.cat([inputs, embedded], dim=1) if self.cache_mode == "none" else embedded
         return torch.stack(codes, dim=1), torch.stack(hiddens, dim=1)
 

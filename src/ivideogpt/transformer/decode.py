@@ -10,10 +10,13 @@ It computes what `LlamaModel` computes for a single query token, with the same w
   matmuls re-pack the weight on every call: prepacked ones ran ~1.7x (fp32) to 2x (bf16) faster
   on this project's 2-core machine (`benchmarks/rollout_throughput.py`).
 The packed copy (as large as the layers' weights) is rebuilt whenever a weight changes (training).
+`static_decode_token` runs the same layers against a `StaticCache` (fixed buffers, masked attention),
+the step a CUDA graph captures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
@@ -23,6 +26,7 @@ from torch import Tensor
 from transformers.models.llama.modeling_llama import LlamaModel, apply_rotary_pos_emb
 
 from ivideogpt.transformer.cache import GrowingCache, SplitLayer
+from ivideogpt.transformer.static_cache import StaticCache
 
 PACK_ROWS = 16  # the batch size oneDNN lays the packed weights out for (any batch works)
 
@@ -52,16 +56,55 @@ def decode_token(core: LlamaModel, embeds: Tensor, position: int, cache: Growing
         raise ValueError(f"the cache holds {cache.get_seq_length()} tokens but the token is at position {position}")
     positions = torch.full((1, 1), position, dtype=torch.long, device=embeds.device)
     cos, sin = core.rotary_emb(embeds, positions)
+
+    def attend_cached(index: int, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        stored = cache.layers[index]
+        stored.append(key, value)
+        return attend(query, stored, core.layers[index].self_attn.scaling)
+
+    return run_layers(core, embeds, cos, sin, attend_cached)
+
+
+def static_decode_token(core: LlamaModel, embeds: Tensor, cos: Tensor, sin: Tensor, cache: StaticCache,
+                        offset: int) -> Tensor:
+    """(B, 1, H) embeddings of the token at `cache.position + offset` -> (B, 1, H) final hidden states.
+
+    Its keys and values are written into the fixed buffers at that position and attention masks the
+    rest, so no shape depends on the position: the step can be captured once (`transformer/frame_graph.py`).
+    cos, sin: (1, 1, D) rotary terms of the position. Earlier tokens of the frame (offsets below this
+    one) must have been written already; `cache.advance` counts them once the frame is done.
+    """
+    index = (cache.position + offset).view(1)
+    visible = (torch.arange(cache.capacity, device=embeds.device) <= index).view(1, 1, 1, -1)  # (1, 1, 1, capacity)
+    batch = embeds.shape[0]
+
+    def attend_static(layer: int, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        keys, values = cache.keys[layer], cache.values[layer]
+        keys.index_copy_(2, index, key.to(keys.dtype))
+        values.index_copy_(2, index, value.to(values.dtype))
+        attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=visible,
+                                                  scale=core.layers[layer].self_attn.scaling)
+        return attended.transpose(1, 2).reshape(batch, 1, -1)
+
+    return run_layers(core, embeds, cos, sin, attend_static)
+
+
+def run_layers(core: LlamaModel, embeds: Tensor, cos: Tensor, sin: Tensor,
+               attend_layer: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+    """The Llama layers for one token per row, (B, 1, H) -> (B, 1, H) after the final norm.
+
+    attend_layer(layer index, query, key, value) with (B, heads, 1, D) rotated queries and keys stores
+    the key and value in its cache and returns the attention output (B, 1, heads * D).
+    """
     hidden = embeds
-    for layer, stored, weights in zip(core.layers, cache.layers, layer_weights(core)):
+    for index, (layer, weights) in enumerate(zip(core.layers, layer_weights(core))):
         attention = layer.self_attn
         x = layer.input_layernorm(hidden)
         shape = (x.shape[0], 1, -1, attention.head_dim)
         query, key, value = (part.view(shape).transpose(1, 2)  # (B, heads, 1, D) each
                              for part in linear(x, weights.qkv, weights.qkv_bias).chunk(3, dim=-1))
         query, key = apply_rotary_pos_emb(query, key, cos, sin)
-        stored.append(key, value)
-        attended = attend(query, stored, attention.scaling)  # (B, 1, heads * D)
+        attended = attend_layer(index, query, key, value)  # (B, 1, heads * D)
         hidden = hidden + linear(attended, weights.o, weights.o_bias)
         gate, up = linear(layer.post_attention_layernorm(hidden), weights.gate_up, weights.gate_up_bias).chunk(2, -1)
         hidden = hidden + linear(layer.mlp.act_fn(gate) * up, weights.down, weights.down_bias)

@@ -2,6 +2,8 @@
 
 Tokens are drawn by inverting the CDF in index order (not sorted order), so two paths that compute
 nearly identical logits (cached and uncached attention) pick the same token from the same draw.
+Given the draws, sampling runs entirely on the logits' device with no host synchronisation, so it
+can sit inside a captured CUDA graph (`transformer/frame_graph.py`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from torch import Tensor
 
 
 def sample_tokens(logits: Tensor, temperature: float = 1.0, top_k: int | None = 100,
-                  generator: torch.Generator | None = None) -> Tensor:
+                  generator: torch.Generator | None = None, draws: Tensor | None = None) -> Tensor:
     """(B, K) logits -> (B,) long token indices.
 
     temperature 0 picks the argmax; top_k None (or >= K) samples from the full distribution.
+    draws: (B,) uniforms in [0, 1) to invert the CDF at (default: drawn from `generator`).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -25,10 +28,17 @@ def sample_tokens(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
         return logits.argmax(dim=-1)
     logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
-        # the top_k-th largest value; kthvalue finds it ~3x faster than topk on CPU (same value)
-        kth = logits.kthvalue(logits.shape[-1] - top_k + 1, dim=-1, keepdim=True).values  # (B, 1)
+        # the top_k-th largest value (the same either way): kthvalue finds it ~3x faster than topk on CPU;
+        # on CUDA topk, a plain kernel launch that graph capture records
+        if logits.device.type == "cpu":
+            kth = logits.kthvalue(logits.shape[-1] - top_k + 1, dim=-1, keepdim=True).values  # (B, 1)
+        else:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)  # (B, K)
-    draw = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device, dtype=cdf.dtype)
+    if draws is None:
+        draw = torch.rand(logits.shape[0], 1, generator=generator, device=logits.device, dtype=cdf.dtype)
+    else:
+        draw = draws.to(cdf.dtype).view(-1, 1)
     choice = torch.searchsorted(cdf, draw * cdf[:, -1:], right=True)  # (B, 1)
     return choice.squeeze(1).clamp_(max=logits.shape[-1] - 1)
