@@ -56,3 +56,14 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
     shipped = json.loads((out / "metrics.json").read_text())["reference_model"]
     assert shipped["world_model"] == metrics["world_model"]  # the same weights score the same
     assert iio.imread(out / "prediction.gif", index=0).shape[1] == width * 5 // 4  # and the reference model
+
+
+def test_demo_transformer_size_overrides_the_preset() -> None:
+    from ivideogpt.demo import DEMO_TRANSFORMER_OPTIONS, recipe, transformer_options
+
+    assert transformer_options(recipe("cpu")) == DEMO_TRANSFORMER_OPTIONS  # the preset's own size
+    wide = transformer_options(recipe("reference", transformer_layers=4, transformer_width=256))
+    assert (wide["num_layers"], wide["hidden_size"], wide["ffn_size"], wide["num_heads"]) == (4, 256, 1024, 4)
+    assert wide["action_frequencies"] == DEMO_TRANSFORMER_OPTIONS["action_frequencies"]
+    with pytest.raises(ValueError, match="multiple of 64"):
+        recipe("cpu", transformer_width=100)
