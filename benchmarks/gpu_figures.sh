@@ -10,6 +10,8 @@
 #                                         # reference`), timed; needs data/pusht_reference (generate it
 #                                         # where gym-pusht is installed: docs/training.md)
 #   benchmarks/gpu_figures.sh --quick speed reference   # CPU smoke run of the same commands, ~2 minutes
+#   REFERENCE_FLAGS="--transformer-layers 4 --transformer-width 256" benchmarks/gpu_figures.sh reference
+#                                         # any `ivideogpt demo` flags on top of the reference recipe
 #
 # RESULTS (default outputs/gpu_figures) receives one log per part, the reference run's metrics.json,
 # prediction.gif and its exported checkpoint as one tar file: few files, so that a machine that returns
@@ -61,7 +63,10 @@ reference() {
                         --transformer-steps 4 --transformer-batch 2 --samples 1 --clips-per-episode 1
                         --data "$work/pusht_quick")
   local start=$SECONDS
-  run reference.log 570 "$py" -m ivideogpt demo --recipe reference --out "$out" --export "$out/pusht" "${sizes[@]}"
+  local extra=()
+  read -r -a extra <<< "${REFERENCE_FLAGS:-}"
+  run reference.log 570 "$py" -m ivideogpt demo --recipe reference --out "$out" --export "$out/pusht" "${sizes[@]}" \
+    "${extra[@]}"
   echo "[gpu_figures] reference recipe: $((SECONDS - start)) s wall clock" | tee -a "$results/reference.log"
   cp "$out/metrics.json" "$out/prediction.gif" "$results/" 2>/dev/null
   [[ -d "$out/pusht" ]] && tar -cf "$results/pusht_checkpoint.tar" -C "$out" pusht
