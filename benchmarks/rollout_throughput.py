@@ -11,7 +11,8 @@ Setting of the performance targets (DESIGN.md): 2 context + 8 future frames at 6
 random weights. "kept" is `WorldModel(cache="kept")` (the one-token decode path of `transformer/decode.py`);
 "static" is `WorldModel(cache="static")`: fixed cache buffers, each frame one captured CUDA graph on a
 GPU (`transformer/frame_graph.py`; eager and slower on CPU, where "kept" is the fast path); "per_frame"
-re-processes the whole prefix with a fresh cache at every frame (what per-frame `generate` calls do). `--precisions bf16` runs `WorldModel(precision="bf16")`: bf16 transformer and KV cache,
+re-processes the whole prefix with a fresh cache at every frame (what per-frame `generate` calls do).
+`--precisions bf16` runs `WorldModel(precision="bf16")`: bf16 transformer and KV cache,
 tokenizer under bf16 autocast. Frames/s count future frames over the whole batch: "transformer"
 excludes the tokenizer's decode, "step" includes it, "rollout" also includes the reset ("reset s":
 tokenize the context, plus the prefill when cached). The speed-up column is over per_frame. "vs

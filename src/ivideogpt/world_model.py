@@ -170,8 +170,8 @@ class WorldModel:
         if self.cache_mode in ("kept", "static"):
             self.state.cache = self._prefill(self.state)
         if self.cache_mode == "static":
-            frame = self.layout.future_codes + 1
-            self.state.cache = StaticCache.from_growing(self.state.cache, round_capacity(ids.shape[1] + FRAMES_AHEAD * frame))
+            room = FRAMES_AHEAD * (self.layout.future_codes + 1)
+            self.state.cache = StaticCache.from_growing(self.state.cache, round_capacity(ids.shape[1] + room))
         return self.state
 
     @torch.inference_mode()
@@ -395,8 +395,12 @@ class WorldModel:
         code_offset = action_offset if action_offset is not None and model.config.action_to_frame else None
         if self.cache_mode == "static":
             state.cache = self.frames.with_room(state.cache)
-            return self.frames.generate(state.cache, FrameInputs(inputs, code_offset, draws, forced),
-                                        state.num_context, self.temperature, self.top_k)
+            spatial = None
+            if model.spatial_proj is not None:  # computed here, so the captured frame holds no layout arithmetic
+                positions = torch.arange(state.length, state.length + layout.future_codes + 1, device=self.device)
+                spatial = model.spatial_embedding(positions, state.num_context).to(inputs.dtype)
+            return self.frames.generate(state.cache, FrameInputs(inputs, code_offset, spatial, draws, forced),
+                                        self.temperature, self.top_k)
         cache, start = state.cache, state.length
         if self.cache_mode == "per_frame":  # fresh cache: the whole prefix is processed again
             cache, start = GrowingCache(model.config.num_layers), 0

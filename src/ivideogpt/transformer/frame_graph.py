@@ -32,18 +32,24 @@ class FrameInputs:
     """What one frame's generation reads besides the cache.
 
     first: (B, 1, H) the slot's input embedding (action added); code_offset: (B, 1, H) added to every
-    code's embedding (actions fed to the whole frame) or None; draws: (h'w', B) uniforms for sampling
-    (None for greedy or forced codes); forced: (B, h'w') codes to feed instead of sampling, or None.
+    code's embedding (actions fed to the whole frame) or None; spatial: (1 + h'w', H) the spatial
+    terms of the frame's tokens (`spatial_embedding`: the same for every future frame) or None;
+    draws: (h'w', B) uniforms for sampling (None for greedy or forced codes); forced: (B, h'w') codes
+    to feed instead of sampling, or None.
     """
 
     first: Tensor
     code_offset: Tensor | None
+    spatial: Tensor | None
     draws: Tensor | None
     forced: Tensor | None
 
+    def tensors(self) -> tuple[Tensor | None, ...]:
+        return self.first, self.code_offset, self.spatial, self.draws, self.forced
 
-def generate_frame(model: WorldModelTransformer, cache: StaticCache, inputs: FrameInputs, num_context: int,
-                   temperature: float, top_k: int | None) -> tuple[Tensor, Tensor]:
+
+def generate_frame(model: WorldModelTransformer, cache: StaticCache, inputs: FrameInputs, temperature: float,
+                   top_k: int | None) -> tuple[Tensor, Tensor]:
     """Codes (B, h'w') and hidden states (B, 1 + h'w', H) of the next frame; writes its keys and values.
 
     Reads `cache.position` (not `cache.length`) for everything that changes from frame to frame, so
@@ -53,13 +59,9 @@ def generate_frame(model: WorldModelTransformer, cache: StaticCache, inputs: Fra
     steps = layout.future_codes + 1
     positions = cache.position + torch.arange(steps, device=inputs.first.device)
     cos, sin = core.rotary_emb(inputs.first, positions[None])  # (1, steps, D)
-    # spatial terms repeat identically for every future frame, so a Python position is safe here
-    python_positions = torch.arange(cache.length, cache.length + steps, device=inputs.first.device)
-    spatial = (model.spatial_embedding(python_positions, num_context).to(inputs.first.dtype)
-               if model.spatial_proj is not None else None)
     codes, hiddens, x = [], [], inputs.first
     for j in range(steps):
-        embeds = x if spatial is None else x + spatial[j]
+        embeds = x if inputs.spatial is None else x + inputs.spatial[j]
         hidden = static_decode_token(core, embeds, cos[:, j : j + 1], sin[:, j : j + 1], cache, j)[:, -1]
         hiddens.append(hidden)
         if j == steps - 1:  # the last code's keys are now cached; its hidden state gives the reward
@@ -113,20 +115,17 @@ class CapturedFrame:
     same rollout copies nothing.
     """
 
-    def __init__(self, model: WorldModelTransformer, like: StaticCache, inputs: FrameInputs, num_context: int,
-                 temperature: float, top_k: int | None, graph: Graph) -> None:
+    def __init__(self, model: WorldModelTransformer, like: StaticCache, inputs: FrameInputs, temperature: float,
+                 top_k: int | None, graph: Graph) -> None:
         self.cache = StaticCache([k.clone() for k in like.keys], [v.clone() for v in like.values], like.length)
-        self.inputs = FrameInputs(*(None if x is None else x.clone() for x in
-                                    (inputs.first, inputs.code_offset, inputs.draws, inputs.forced)))
+        self.inputs = FrameInputs(*(None if x is None else x.clone() for x in inputs.tensors()))
         self.graph = graph
-        self.outputs = graph.capture(lambda: generate_frame(model, self.cache, self.inputs, num_context,
-                                                            temperature, top_k))
+        self.outputs = graph.capture(lambda: generate_frame(model, self.cache, self.inputs, temperature, top_k))
         self.bound: weakref.ref[StaticCache] | None = None
 
     def run(self, cache: StaticCache, inputs: FrameInputs) -> tuple[Tensor, Tensor]:
         self._bind(cache)
-        for mine, given in zip((self.inputs.first, self.inputs.code_offset, self.inputs.draws, self.inputs.forced),
-                               (inputs.first, inputs.code_offset, inputs.draws, inputs.forced)):
+        for mine, given in zip(self.inputs.tensors(), inputs.tensors()):
             if mine is not None:
                 mine.copy_(given)
         self.graph.replay()
@@ -150,8 +149,8 @@ class FrameGenerator:
 
     graphs: True / False to force either way; None (default) captures when the cache is on a CUDA device.
 
-    Graphs are keyed by everything baked into them (batch, capacity, dtype, context frames,
-    temperature, top-k, which inputs exist) and recaptured when the model's weights are replaced.
+    Graphs are keyed by everything baked into them (batch, capacity, dtype, temperature, top-k,
+    which inputs exist) and recaptured when the model's weights are replaced.
     """
 
     def __init__(self, model: WorldModelTransformer, graphs: bool | None = None,
@@ -169,29 +168,28 @@ class FrameGenerator:
             return cache
         return cache.grown(round_capacity(cache.length + FRAMES_AHEAD * frame))
 
-    def generate(self, cache: StaticCache, inputs: FrameInputs, num_context: int, temperature: float,
-                 top_k: int | None) -> tuple[Tensor, Tensor]:
+    def generate(self, cache: StaticCache, inputs: FrameInputs, temperature: float, top_k: int | None
+                 ) -> tuple[Tensor, Tensor]:
         """Codes (B, h'w') and hidden states (B, 1 + h'w', H) of the next frame; advances `cache` past it."""
         if cache.length + self.model.layout.future_codes + 1 > cache.capacity:
             raise ValueError(f"a frame does not fit the cache ({cache.length} of {cache.capacity} tokens): "
                              f"use with_room() first")
         if self.graphs or (self.graphs is None and cache.keys[0].is_cuda):
-            codes, hiddens = self._captured(cache, inputs, num_context, temperature, top_k).run(cache, inputs)
+            codes, hiddens = self._captured(cache, inputs, temperature, top_k).run(cache, inputs)
         else:
-            codes, hiddens = generate_frame(self.model, cache, inputs, num_context, temperature, top_k)
+            codes, hiddens = generate_frame(self.model, cache, inputs, temperature, top_k)
         cache.advance(hiddens.shape[1])
         return codes, hiddens
 
-    def _captured(self, cache: StaticCache, inputs: FrameInputs, num_context: int, temperature: float,
-                  top_k: int | None) -> CapturedFrame:
+    def _captured(self, cache: StaticCache, inputs: FrameInputs, temperature: float, top_k: int | None
+                  ) -> CapturedFrame:
         weights = layer_weights(self.model.core)
         if weights is not self.weights:  # new weights (loaded, trained or cast): every graph read the old ones
             self.captured.clear()
             self.weights = weights
-        key = (cache.batch_size, cache.capacity, cache.keys[0].dtype, num_context, temperature, top_k,
-               inputs.code_offset is not None, inputs.draws is not None, inputs.forced is not None,
+        key = (cache.batch_size, cache.capacity, cache.keys[0].dtype, temperature, top_k,
+               *(x is None for x in inputs.tensors()),
                self.model.lm_head.weight.data_ptr(), self.model.core.embed_tokens.weight.data_ptr())
         if key not in self.captured:
-            self.captured[key] = CapturedFrame(self.model, cache, inputs, num_context, temperature, top_k,
-                                               self.graph_factory())
+            self.captured[key] = CapturedFrame(self.model, cache, inputs, temperature, top_k, self.graph_factory())
         return self.captured[key]
