@@ -42,3 +42,29 @@ def run_processes() -> Callable[..., str]:
     """`run_processes([script or "-m", module, *args], processes=1)`: Python as that many real processes
     (torchrun for several: gloo on the CPU, GPU or not); asserts that it succeeded, returns its stdout."""
     return _run_processes
+
+
+class ReplayingGraph:
+    """A CPU stand-in for a CUDA graph (`transformer/frame_graph.py`'s `CudaGraph`), with its contract.
+
+    Outputs are the tensors the capture returned, rewritten by every replay; inputs are read from the
+    buffers the capture saw. `captures` counts captures per subclass.
+    """
+
+    captures = 0
+
+    def capture(self, run: Callable) -> tuple:
+        type(self).captures += 1
+        self.run = run
+        self.outputs = run()
+        return self.outputs
+
+    def replay(self) -> None:
+        for fixed, new in zip(self.outputs, self.run()):
+            fixed.copy_(new)
+
+
+@pytest.fixture
+def replaying_graph() -> type[ReplayingGraph]:
+    """A fresh `ReplayingGraph` class (its capture count starts at 0), to pass as a `graph_factory`."""
+    return type("CountedReplayingGraph", (ReplayingGraph,), {"captures": 0})

@@ -1,5 +1,6 @@
 """Planning inside a tiny randomly initialised world model: batched forked rollouts, closed loop, video."""
 
+import copy
 import json
 
 import numpy as np
@@ -15,6 +16,8 @@ from ivideogpt.planning.experiment import (  # noqa: E402
 )
 from ivideogpt.planning.objectives import RewardObjective  # noqa: E402
 from ivideogpt.planning.pusht import make_pusht  # noqa: E402
+from ivideogpt.transformer.frame_graph import FrameGenerator  # noqa: E402
+from ivideogpt.world_model import WorldModel  # noqa: E402
 
 
 def test_context_from_history_takes_recent_frames_and_their_actions() -> None:
@@ -92,6 +95,28 @@ def test_rewards_only_planning_scores_and_chooses_as_decoding_every_frame(tiny_w
     assert results[0].best_index == results[1].best_index
     assert results[0].best_frames is not None and results[1].best_frames is None
     torch.testing.assert_close(dynamics[1].imagined(results[1]), results[0].best_frames)  # decoded afterwards
+
+
+def test_planning_through_captured_static_frames_scores_as_the_kept_cache(tiny_world_model, replaying_graph) -> None:
+    """CEM forks the context for every iteration: each fork is bound to the captured frame in turn."""
+    cfg = CEMConfig(horizon=3, candidates=6, elites=2, iterations=3, action_low=(0.0,), action_high=(512.0,), seed=2)
+    context = ModelContext(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1,
+                           torch.full((1, 2), 100.0))
+    transformer = copy.deepcopy(tiny_world_model.transformer)
+    for head in (transformer.action_proj, transformer.reward_head):  # zero at init: make scores depend on actions
+        torch.nn.init.normal_(head.weight, std=0.5)
+    kept = WorldModel(tiny_world_model.tokenizer, transformer, seed=0)
+    static = WorldModel(tiny_world_model.tokenizer, transformer, cache="static", seed=0)
+    static.frames = FrameGenerator(transformer, graphs=True, graph_factory=replaying_graph)
+    scores, results = [], []
+    for world in (kept, static):
+        dyn = WorldModelDynamics(world, action_low=np.zeros(2), action_high=np.full(2, 512.0), seed=5, decode=False)
+        objective = RecordingObjective(discount=0.9)
+        results.append(CEMPlanner(dyn, objective, cfg).plan(context))
+        scores.append(torch.stack(objective.scores))
+    assert scores[0].std() > 0.01  # candidates are told apart
+    torch.testing.assert_close(scores[1], scores[0])
+    assert torch.equal(results[0].actions, results[1].actions) and replaying_graph.captures == 1
 
 
 def test_closed_loop_in_pusht_writes_video_and_report(tiny_world_model, tmp_path) -> None:

@@ -1,7 +1,8 @@
 """Static-cache frame generation: the same tokens as the kept cache, and captured frames fed correctly.
 
-CUDA graphs cannot run here, so `ReplayingGraph` stands in for one with the same contract: outputs are
-fixed tensors written by every replay, and inputs are read from the buffers the capture saw. What it
+CUDA graphs cannot run here, so `replaying_graph` (tests/conftest.py) stands in for one with the same
+contract: outputs are fixed tensors written by every replay, and inputs are read from the buffers the
+capture saw. What it
 checks is the plumbing around a graph (buffers bound and handed back, inputs copied in, one capture
 per shape), which is where a graph path goes wrong without failing loudly.
 """
@@ -20,22 +21,6 @@ from ivideogpt.transformer.static_cache import CAPACITY_STEP, StaticCache
 from ivideogpt.world_model import WorldModel
 
 
-class ReplayingGraph:
-    """A CPU stand-in for `CudaGraph`: replay re-runs the captured call into the captured output tensors."""
-
-    captures = 0
-
-    def capture(self, run):
-        ReplayingGraph.captures += 1
-        self.run = run
-        self.outputs = run()
-        return self.outputs
-
-    def replay(self) -> None:
-        for fixed, new in zip(self.outputs, self.run()):
-            fixed.copy_(new)
-
-
 @pytest.fixture(scope="module")
 def parts() -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
@@ -51,9 +36,9 @@ def context(batch: int) -> torch.Tensor:
     return torch.rand(batch, 2, 3, 64, 64, generator=torch.Generator().manual_seed(batch)) * 2 - 1
 
 
-def graphed(tokenizer, transformer, **kwargs) -> WorldModel:
+def graphed(tokenizer, transformer, graph_factory, **kwargs) -> WorldModel:
     world = WorldModel(tokenizer, transformer, cache="static", **kwargs)
-    world.frames = FrameGenerator(transformer, graphs=True, graph_factory=ReplayingGraph)
+    world.frames = FrameGenerator(transformer, graphs=True, graph_factory=graph_factory)
     return world
 
 
@@ -103,7 +88,7 @@ def test_static_rollouts_sample_the_kept_caches_tokens_past_their_first_capacity
     torch.testing.assert_close(results["static"][2], results["kept"][2], rtol=1e-4, atol=1e-5)
 
 
-def test_captured_frames_follow_each_state_they_are_handed(parts) -> None:
+def test_captured_frames_follow_each_state_they_are_handed(parts, replaying_graph) -> None:
     """Rollouts stepped in turn, a reused base state and teacher forcing: replays give the eager tokens."""
     ctx, ctx_actions = context(2), torch.randn(2, 1, 2)
     actions = torch.randn(6, 3, 2, generator=torch.Generator().manual_seed(1))
@@ -124,9 +109,8 @@ def test_captured_frames_follow_each_state_they_are_handed(parts) -> None:
         return seen + [again, first.ids, second.ids, world.state.ids]
 
     eager = play(WorldModel(*parts, cache="static", temperature=1.0))
-    ReplayingGraph.captures = 0
-    replayed = play(graphed(*parts, temperature=1.0))
-    assert ReplayingGraph.captures == 2  # sampled frames at batch 6 and forced ones at batch 2
+    replayed = play(graphed(*parts, replaying_graph, temperature=1.0))
+    assert replaying_graph.captures == 2  # sampled frames at batch 6 and forced ones at batch 2
     for a, b in zip(eager, replayed):
         if a.dtype == torch.long:
             assert torch.equal(a, b)
@@ -134,15 +118,14 @@ def test_captured_frames_follow_each_state_they_are_handed(parts) -> None:
             torch.testing.assert_close(a, b)
 
 
-def test_changed_weights_are_captured_again(parts) -> None:
+def test_changed_weights_are_captured_again(parts, replaying_graph) -> None:
     tokenizer, transformer = parts[0], copy.deepcopy(parts[1])
-    world = graphed(tokenizer, transformer, temperature=0.0)
+    world = graphed(tokenizer, transformer, replaying_graph, temperature=0.0)
     ctx, ctx_actions, actions = context(1), torch.randn(1, 1, 2), torch.randn(1, 2, 2)
-    ReplayingGraph.captures = 0
     world.rollout(ctx, actions, context_actions=ctx_actions, decode=False)
     with torch.no_grad():
         transformer.core.layers[0].mlp.down_proj.weight.mul_(3.0)  # as a training step would, in place
     rewards = world.rollout(ctx, actions, context_actions=ctx_actions, decode=False)[1]
     eager = WorldModel(tokenizer, transformer, cache="kept", temperature=0.0)
     torch.testing.assert_close(rewards, eager.rollout(ctx, actions, context_actions=ctx_actions, decode=False)[1])
-    assert ReplayingGraph.captures == 2
+    assert replaying_graph.captures == 2
