@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ivideogpt.transformer.cache import GrowingCache
-from ivideogpt.transformer.frame_graph import FRAMES_AHEAD, FrameGenerator, FrameInputs
+from ivideogpt.transformer.frame_graph import FrameGenerator, FrameInputs, next_code
 from ivideogpt.transformer.model import WorldModelTransformer
-from ivideogpt.transformer.sampling import sample_tokens
-from ivideogpt.transformer.static_cache import StaticCache, round_capacity
+from ivideogpt.transformer.static_cache import StaticCache
 
 CacheMode = Literal["kept", "static", "per_frame", "none"]
-CACHE_MODES = ("kept", "static", "per_frame", "none")
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 Precision = Literal["fp32", "bf16"]
 
 
@@ -170,8 +169,7 @@ class WorldModel:
         if self.cache_mode in ("kept", "static"):
             self.state.cache = self._prefill(self.state)
         if self.cache_mode == "static":
-            room = FRAMES_AHEAD * (self.layout.future_codes + 1)
-            self.state.cache = StaticCache.from_growing(self.state.cache, round_capacity(ids.shape[1] + room))
+            self.state.cache = StaticCache.from_growing(self.state.cache, self.frames.capacity_for(ids.shape[1]))
         return self.state
 
     @torch.inference_mode()
@@ -401,6 +399,7 @@ class WorldModel:
                 spatial = model.spatial_embedding(positions, state.num_context).to(inputs.dtype)
             return self.frames.generate(state.cache, FrameInputs(inputs, code_offset, spatial, draws, forced),
                                         self.temperature, self.top_k)
+        frame = FrameInputs(inputs, code_offset, None, draws, forced)  # what next_code reads
         cache, start = state.cache, state.length
         if self.cache_mode == "per_frame":  # fresh cache: the whole prefix is processed again
             cache, start = GrowingCache(model.config.num_layers), 0
@@ -420,13 +419,8 @@ class WorldModel:
             hiddens.append(hidden)
             if j == layout.future_codes:  # the last code is now in the cache; its hidden gives the reward
                 break
-            code = (sample_tokens(model.future_logits(hidden), self.temperature, self.top_k,
-                                  draws=None if draws is None else draws[j])
-                    if forced is None else forced[:, j])
+            code, embedded = next_code(model, hidden, j, frame, self.temperature, self.top_k)  # (B,), (B, 1, H)
             codes.append(code)
-            embedded = model.embed((code + layout.future_offset)[:, None])  # (B, 1, H)
-            if code_offset is not None:
-                embedded = embedded + code_offset
             inputs = torch.cat([inputs, embedded], dim=1) if self.cache_mode == "none" else embedded
         return torch.stack(codes, dim=1), torch.stack(hiddens, dim=1)
 

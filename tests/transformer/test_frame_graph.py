@@ -2,9 +2,8 @@
 
 CUDA graphs cannot run here, so `replaying_graph` (tests/conftest.py) stands in for one with the same
 contract: outputs are fixed tensors written by every replay, and inputs are read from the buffers the
-capture saw. What it
-checks is the plumbing around a graph (buffers bound and handed back, inputs copied in, one capture
-per shape), which is where a graph path goes wrong without failing loudly.
+capture saw. What it checks is the plumbing around a graph (buffers bound and handed back, inputs
+copied in, one capture per shape), which is where a graph path goes wrong without failing loudly.
 """
 
 import copy

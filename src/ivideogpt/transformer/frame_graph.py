@@ -24,7 +24,7 @@ from ivideogpt.transformer.model import WorldModelTransformer
 from ivideogpt.transformer.sampling import sample_tokens
 from ivideogpt.transformer.static_cache import StaticCache, round_capacity
 
-FRAMES_AHEAD = 8  # a cache that is full gets room for this many more frames (then rounded up)
+FRAMES_AHEAD = 8  # a new or full cache gets room for this many more frames (then rounded up)
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,18 @@ class FrameInputs:
         return self.first, self.code_offset, self.spatial, self.draws, self.forced
 
 
+def next_code(model: WorldModelTransformer, hidden: Tensor, j: int, inputs: FrameInputs, temperature: float,
+              top_k: int | None) -> tuple[Tensor, Tensor]:
+    """Code j of a frame (B,) from the hidden state (B, H) that predicts it (or forced), and its input (B, 1, H)."""
+    if inputs.forced is not None:
+        code = inputs.forced[:, j]
+    else:
+        code = sample_tokens(model.future_logits(hidden), temperature, top_k,
+                             draws=None if inputs.draws is None else inputs.draws[j])
+    embedded = model.embed((code + model.layout.future_offset)[:, None])
+    return code, embedded if inputs.code_offset is None else embedded + inputs.code_offset
+
+
 def generate_frame(model: WorldModelTransformer, cache: StaticCache, inputs: FrameInputs, temperature: float,
                    top_k: int | None) -> tuple[Tensor, Tensor]:
     """Codes (B, h'w') and hidden states (B, 1 + h'w', H) of the next frame; writes its keys and values.
@@ -66,15 +78,8 @@ def generate_frame(model: WorldModelTransformer, cache: StaticCache, inputs: Fra
         hiddens.append(hidden)
         if j == steps - 1:  # the last code's keys are now cached; its hidden state gives the reward
             break
-        if inputs.forced is not None:
-            code = inputs.forced[:, j]
-        else:
-            code = sample_tokens(model.future_logits(hidden), temperature, top_k,
-                                 draws=None if inputs.draws is None else inputs.draws[j])
+        code, x = next_code(model, hidden, j, inputs, temperature, top_k)
         codes.append(code)
-        x = model.embed((code + layout.future_offset)[:, None])
-        if inputs.code_offset is not None:
-            x = x + inputs.code_offset
     return torch.stack(codes, dim=1), torch.stack(hiddens, dim=1)
 
 
@@ -117,7 +122,7 @@ class CapturedFrame:
 
     def __init__(self, model: WorldModelTransformer, like: StaticCache, inputs: FrameInputs, temperature: float,
                  top_k: int | None, graph: Graph) -> None:
-        self.cache = StaticCache([k.clone() for k in like.keys], [v.clone() for v in like.values], like.length)
+        self.cache = like.copy()
         self.inputs = FrameInputs(*(None if x is None else x.clone() for x in inputs.tensors()))
         self.graph = graph
         self.outputs = graph.capture(lambda: generate_frame(model, self.cache, self.inputs, temperature, top_k))
@@ -161,12 +166,15 @@ class FrameGenerator:
         self.captured: dict[tuple, CapturedFrame] = {}
         self.weights: object = None
 
+    def capacity_for(self, length: int) -> int:
+        """The capacity a cache of `length` tokens gets: room for FRAMES_AHEAD more frames, rounded up."""
+        return round_capacity(length + FRAMES_AHEAD * (self.model.layout.future_codes + 1))
+
     def with_room(self, cache: StaticCache) -> StaticCache:
         """`cache`, or a copy with room for FRAMES_AHEAD more frames when the next one would not fit."""
-        frame = self.model.layout.future_codes + 1
-        if cache.length + frame <= cache.capacity:
+        if cache.length + self.model.layout.future_codes + 1 <= cache.capacity:
             return cache
-        return cache.grown(round_capacity(cache.length + FRAMES_AHEAD * frame))
+        return cache.grown(self.capacity_for(cache.length))
 
     def generate(self, cache: StaticCache, inputs: FrameInputs, temperature: float, top_k: int | None
                  ) -> tuple[Tensor, Tensor]:

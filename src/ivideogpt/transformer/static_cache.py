@@ -35,24 +35,10 @@ class StaticCache:
         self.position = torch.tensor(length, dtype=torch.long, device=keys[0].device)
 
     @classmethod
-    def empty(cls, layers: int, batch: int, heads: int, capacity: int, head_dim: int, dtype: torch.dtype,
-              device: torch.device) -> "StaticCache":
-        """Zeroed buffers for `layers` layers, nothing filled."""
-        shape = (batch, heads, capacity, head_dim)
-        return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
-                   [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)], 0)
-
-    @classmethod
     def from_growing(cls, cache: GrowingCache, capacity: int) -> "StaticCache":
         """The tokens of a `GrowingCache` (e.g. a prefill's) copied into buffers of `capacity` tokens."""
-        length = cache.get_seq_length()
-        keys, values = [], []
-        for layer in cache.layers:
-            for whole, out in ((layer.keys, keys), (layer.values, values)):
-                buffer = whole.new_zeros(*whole.shape[:2], capacity, whole.shape[3])
-                buffer[:, :, :length] = whole
-                out.append(buffer)
-        return cls(keys, values, length)
+        return cls([_padded(layer.keys, capacity) for layer in cache.layers],
+                   [_padded(layer.values, capacity) for layer in cache.layers], cache.get_seq_length())
 
     @property
     def batch_size(self) -> int:
@@ -74,11 +60,8 @@ class StaticCache:
 
     def grown(self, capacity: int) -> "StaticCache":
         """A copy of the filled tokens in buffers of a larger `capacity`."""
-        def widen(buffer: Tensor) -> Tensor:
-            new = buffer.new_zeros(*buffer.shape[:2], capacity, buffer.shape[3])
-            new[:, :, : self.length] = buffer[:, :, : self.length]
-            return new
-        return StaticCache([widen(k) for k in self.keys], [widen(v) for v in self.values], self.length)
+        return StaticCache([_padded(k[:, :, : self.length], capacity) for k in self.keys],
+                           [_padded(v[:, :, : self.length], capacity) for v in self.values], self.length)
 
     def copy(self, repeats: int = 1, indices: Tensor | None = None) -> "StaticCache":
         """An independent cache: rows `indices` (default all), each repeated `repeats` times in a row."""
@@ -103,3 +86,10 @@ class StaticCache:
         caches = [cache if cache.capacity == capacity else cache.grown(capacity) for cache in caches]
         return StaticCache([torch.cat(parts) for parts in zip(*(c.keys for c in caches))],
                            [torch.cat(parts) for parts in zip(*(c.values for c in caches))], caches[0].length)
+
+
+def _padded(tokens: Tensor, capacity: int) -> Tensor:
+    """(B, heads, L, D) keys or values at the start of a zeroed (B, heads, capacity, D) buffer."""
+    buffer = tokens.new_zeros(*tokens.shape[:2], capacity, tokens.shape[3])
+    buffer[:, :, : tokens.shape[2]] = tokens
+    return buffer
