@@ -1,5 +1,7 @@
 """Videos for viewing: side-by-side panels, held last frames, labels, file formats."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -37,3 +39,20 @@ def test_header_notes_change_with_the_frame() -> None:
     assert noted.shape == (2, 28 + 8, 40, 3) and not np.array_equal(noted[0, 14:28], noted[1, 14:28])
     with pytest.raises(ValueError, match="1 notes for 2 frames"):
         with_header(video, ["a"], 20, notes=["x"])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+def test_an_encoder_that_changes_the_threads_priority_is_undone(tmp_path, monkeypatch) -> None:
+    """SVT-AV1 run as root leaves the thread at SCHED_FIFO 99, which starves spin-waiting OpenMP threads."""
+    import av
+
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    real_open = av.open
+
+    def open_and_change_priority(*args, **kwargs):  # what the encoder does, here without root: SCHED_BATCH
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(av, "open", open_and_change_priority)
+    write_video(tmp_path / "v.mp4", np.zeros((2, 8, 8, 3), np.uint8))
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before

@@ -7,7 +7,9 @@ a function says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +47,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10, codec: st
     h, w = frames.shape[1:3]
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     name = codec or ENCODERS[suffix]
-    with av.open(str(path), mode="w") as container:
+    with _keeping_scheduling(), av.open(str(path), mode="w") as container:
         stream = container.add_stream(name, rate=fps)
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
         stream.pix_fmt = "yuv420p"
@@ -56,6 +58,25 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10, codec: st
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+@contextmanager
+def _keeping_scheduling() -> Iterator[None]:
+    """Restore the calling thread's scheduling policy when the block ends.
+
+    Some encoders change it: SVT-AV1 run as root leaves the thread at real-time priority (SCHED_FIFO
+    99), and every thread started afterwards inherits it. On 2 cores, spin-waiting OpenMP threads at
+    that priority then starve the threads they wait for, and the process stalls (observed).
+    """
+    if not hasattr(os, "sched_getscheduler"):  # not Linux
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 def side_by_side(*videos: np.ndarray | None, gap: int = 2, scale: int = 2, labels: Sequence[str] | None = None

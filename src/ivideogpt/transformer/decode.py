@@ -2,9 +2,9 @@
 
 It computes what `LlamaModel` computes for a single query token, with the same weights, but:
 - attends to each of the cache's contiguous parts (`transformer/cache.py`: shared by forked rows,
-  each row's prefix, its tail) separately and merges the softmax parts, so the cache is read once
-  and never concatenated (HF's forward, through `Cache.update`, wants all keys as one tensor: a
-  copy of the whole cache per token per layer);
+  each row's prefix, its tail) as one softmax, so the cache is read once and never concatenated
+  (HF's forward, through `Cache.update`, wants all keys as one tensor: a copy of the whole cache
+  per token per layer); on CPU a hand-written kernel does it (`transformer/cpu_attention.py`);
 - runs q/k/v as one matmul and gate/up as one, on CPU with weights prepacked once for oneDNN.
   A batch-16 token step reads every weight once with only 16 rows to multiply, and unpacked
   matmuls re-pack the weight on every call: prepacked ones ran ~1.7x (fp32) to 2x (bf16) faster
@@ -26,6 +26,7 @@ from torch import Tensor
 from transformers.models.llama.modeling_llama import LlamaModel, apply_rotary_pos_emb
 
 from ivideogpt.transformer.cache import GrowingCache, SplitLayer
+from ivideogpt.transformer.cpu_attention import decode_attention_kernel, kernel_applies
 from ivideogpt.transformer.static_cache import StaticCache
 
 PACK_ROWS = 16  # the batch size oneDNN lays the packed weights out for (any batch works)
@@ -152,11 +153,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 def attend(query: Tensor, stored: SplitLayer, scale: float) -> Tensor:
     """Softmax attention of (B, heads, 1, D) queries over every cached token -> (B, 1, heads * D).
 
-    Each part's scores and weighted values come from batched matmuls over contiguous (rows * heads, L, D)
+    On CPU this is one call of the hand-written kernel (`transformer/cpu_attention.py`). Elsewhere
+    each part's scores and weighted values come from batched matmuls over contiguous (rows * heads, L, D)
     views; a part shared by groups of r rows is read once for the r queries of each group. The parts
     are merged with their log-sum-exp, exactly as one softmax over all keys would.
     """
     batch, heads, _, dim = query.shape
+    keys, values, shares = zip(*stored.parts())
+    if kernel_applies(query, keys + values):
+        attended = decode_attention_kernel()(query.view(batch, heads, dim), list(keys), list(values), list(shares), scale)
+        return attended.view(batch, 1, heads * dim)
     rows_first = query.reshape(batch, heads, dim)
     scores = []
     for keys, _, share in stored.parts():

@@ -1,0 +1,150 @@
+// Softmax attention of one query token per (row, head) over a KV cache held in parts, on CPU with AVX-512.
+//
+// Why hand-written: a rollout step attends a single query to every cached token, which is a
+// matrix-vector product per head. PyTorch runs it as batched matmuls that read the bf16 cache at
+// ~16 GB/s on this project's 2-core machine (bf16 bmm output is also rounded before the softmax);
+// this kernel reads each key and value once, at the machine's memory speed (~36 GB/s measured,
+// benchmarks/rollout_throughput.py), with scores, softmax and weighted sum kept in fp32.
+//
+// Parts are (stored rows, heads, tokens, D) with unit stride along D; any other strides. Part p's
+// stored row r serves batch rows r * shares[p] ... (r + 1) * shares[p] - 1 (forks share a context).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kLanes = 16;      // fp32 lanes of a 512-bit register
+constexpr int64_t kMaxChunks = 16;  // head dims up to 256
+
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+
+inline __m512 load16(const at::BFloat16* p) {  // bf16 -> fp32 is a 16-bit shift
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+inline void store16(float* p, __m512 x) { _mm512_storeu_ps(p, x); }
+
+inline void store16(at::BFloat16* p, __m512 x) {  // fp32 -> bf16, rounding to nearest even
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+}
+
+// exp(x) for x <= 0 (scores minus their maximum): x = n ln2 + r, exp(r) by Cephes' polynomial, times 2^n.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+template <typename T>
+void attend(const torch::Tensor& query, const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
+            const std::vector<int64_t>& shares, float scale, torch::Tensor& out) {
+  const int64_t batch = query.size(0), heads = query.size(1), chunks = query.size(2) / kLanes;
+  int64_t total = 0, group = 1;
+  for (size_t p = 0; p < keys.size(); ++p) {
+    total += keys[p].size(2);
+    group = std::max(group, shares[p]);
+  }
+  const T* queries = query.data_ptr<T>();
+  T* outputs = out.data_ptr<T>();
+  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(total);
+    __m512 q[kMaxChunks], acc[kMaxChunks];
+    for (int64_t task = begin; task < end; ++task) {
+      // Group-major, then head, then the group's rows: consecutive tasks read the same shared part.
+      const int64_t head = (task / group) % heads, row = (task / (heads * group)) * group + task % group;
+      const T* q_row = queries + (row * heads + head) * chunks * kLanes;
+      for (int64_t c = 0; c < chunks; ++c) q[c] = _mm512_mul_ps(load16(q_row + c * kLanes), _mm512_set1_ps(scale));
+
+      float top = -std::numeric_limits<float>::infinity();
+      int64_t at = 0;
+      for (size_t p = 0; p < keys.size(); ++p) {
+        const torch::Tensor& k = keys[p];
+        const int64_t stride = k.stride(2);
+        const T* base = k.data_ptr<T>() + (row / shares[p]) * k.stride(0) + head * k.stride(1);
+        for (int64_t t = 0; t < k.size(2); ++t, ++at) {
+          const T* key = base + t * stride;
+          __m512 dot = _mm512_mul_ps(q[0], load16(key));
+          for (int64_t c = 1; c < chunks; ++c) dot = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dot);
+          scores[at] = _mm512_reduce_add_ps(dot);
+          top = std::max(top, scores[at]);
+        }
+      }
+
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t t = 0; t < total; t += kLanes) {
+        const __mmask16 valid = total - t >= kLanes ? 0xffff : static_cast<__mmask16>((1u << (total - t)) - 1);
+        const __m512 weight = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, scores.data() + t), _mm512_set1_ps(top)));
+        _mm512_mask_storeu_ps(scores.data() + t, valid, weight);
+        sum = _mm512_mask_add_ps(sum, valid, sum, weight);
+      }
+
+      for (int64_t c = 0; c < chunks; ++c) acc[c] = _mm512_setzero_ps();
+      at = 0;
+      for (size_t p = 0; p < values.size(); ++p) {
+        const torch::Tensor& v = values[p];
+        const int64_t stride = v.stride(2);
+        const T* base = v.data_ptr<T>() + (row / shares[p]) * v.stride(0) + head * v.stride(1);
+        for (int64_t t = 0; t < v.size(2); ++t, ++at) {
+          const __m512 weight = _mm512_set1_ps(scores[at]);
+          const T* value = base + t * stride;
+          for (int64_t c = 0; c < chunks; ++c) acc[c] = _mm512_fmadd_ps(weight, load16(value + c * kLanes), acc[c]);
+        }
+      }
+      const __m512 inverse = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+      T* out_row = outputs + (row * heads + head) * chunks * kLanes;
+      for (int64_t c = 0; c < chunks; ++c) store16(out_row + c * kLanes, _mm512_mul_ps(acc[c], inverse));
+    }
+  });
+}
+
+}  // namespace
+
+// query (B, heads, D); keys[p], values[p] (B / shares[p], heads, L_p, D) -> (B, heads, D) in the query's dtype.
+torch::Tensor attend_parts(torch::Tensor query, std::vector<torch::Tensor> keys, std::vector<torch::Tensor> values,
+                           std::vector<int64_t> shares, double scale) {
+  TORCH_CHECK(query.dim() == 3 && query.device().is_cpu(), "query must be a (B, heads, D) CPU tensor");
+  TORCH_CHECK(query.scalar_type() == at::kFloat || query.scalar_type() == at::kBFloat16, "float32 or bfloat16 only");
+  const int64_t batch = query.size(0), heads = query.size(1), dim = query.size(2);
+  TORCH_CHECK(dim % kLanes == 0 && dim / kLanes <= kMaxChunks, "head dim must be a multiple of 16, at most 256");
+  TORCH_CHECK(!keys.empty() && keys.size() == values.size() && keys.size() == shares.size(), "one share per part");
+  int64_t group = 1, tokens = 0;
+  for (size_t p = 0; p < keys.size(); ++p) {
+    tokens += keys[p].size(2);
+    for (const torch::Tensor* part : {&keys[p], &values[p]}) {
+      TORCH_CHECK(part->scalar_type() == query.scalar_type(), "cache and query dtypes differ");
+      TORCH_CHECK(part->dim() == 4 && part->size(1) == heads && part->size(3) == dim && part->stride(3) == 1,
+                  "parts must be (rows, heads, tokens, D) with contiguous D");
+      TORCH_CHECK(part->size(0) * shares[p] == batch && part->size(2) == keys[p].size(2), "part rows times share != batch");
+    }
+    group = std::max(group, shares[p]);
+  }
+  TORCH_CHECK(tokens > 0, "the cache is empty");
+  for (int64_t share : shares) TORCH_CHECK(group % share == 0, "each part's share must divide the largest");
+  torch::Tensor q = query.contiguous();
+  torch::Tensor out = torch::empty_like(q);
+  if (q.scalar_type() == at::kBFloat16) {
+    attend<at::BFloat16>(q, keys, values, shares, static_cast<float>(scale), out);
+  } else {
+    attend<float>(q, keys, values, shares, static_cast<float>(scale), out);
+  }
+  return out;
+}

@@ -1,0 +1,93 @@
+"""The CPU decode-attention kernel against one softmax over the whole cache, its checks, and its fallback."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ivideogpt.transformer import cpu_attention
+from ivideogpt.transformer.cache import SplitLayer
+from ivideogpt.transformer.cpu_attention import decode_attention_kernel, kernel_applies
+from ivideogpt.transformer.decode import attend
+
+needs_kernel = pytest.mark.skipif(decode_attention_kernel() is None, reason="no AVX-512 or no C++ compiler here")
+
+
+def _layer(batch: int, heads: int, dim: int, dtype: torch.dtype, share: int = 4) -> SplitLayer:
+    """A cache with all three parts: 5 tokens shared by groups of `share` rows, a 37-token prefix, a 3-token tail."""
+    layer = SplitLayer()
+    layer.append(torch.randn(batch // share, heads, 5, dim, dtype=dtype), torch.randn(batch // share, heads, 5, dim, dtype=dtype))
+    layer = layer.select_rows(repeats=share)
+    for tokens in (37, 3):  # 37 appended at once fold into the prefix; 3 more stay in the tail
+        layer.append(torch.randn(batch, heads, tokens, dim, dtype=dtype), torch.randn(batch, heads, tokens, dim, dtype=dtype))
+    assert [part[2] for part in layer.parts()] == [share, 1, 1]
+    return layer
+
+
+def _softmax_over_whole_cache(query: torch.Tensor, layer: SplitLayer, scale: float) -> torch.Tensor:
+    batch, heads, _, dim = query.shape
+    attended = F.scaled_dot_product_attention(query.double(), layer.keys.double(), layer.values.double(), scale=scale)
+    return attended.transpose(1, 2).reshape(batch, 1, heads * dim)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dim", [16, 64, 256])
+def test_kernel_equals_one_softmax_over_every_part_in_fp32(dim: int) -> None:
+    torch.manual_seed(0)
+    layer = _layer(8, 3, dim, torch.float32)
+    query = 4 * torch.randn(8, 3, 1, dim)  # peaked softmaxes too
+    assert kernel_applies(query, [layer.prefix[0]]) and not kernel_applies(query.bfloat16(), [layer.prefix[0]])
+    expected = _softmax_over_whole_cache(query, layer, dim**-0.5)
+    torch.testing.assert_close(attend(query, layer, dim**-0.5).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
+def test_kernel_in_bf16_is_as_close_as_pytorch_ops() -> None:
+    torch.manual_seed(1)
+    layer = _layer(16, 4, 64, torch.bfloat16, share=16)
+    query = torch.randn(16, 4, 1, 64, dtype=torch.bfloat16)
+    expected = _softmax_over_whole_cache(query, layer, 0.125)
+    kernel_error = (attend(query, layer, 0.125).double() - expected).abs().max()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ivideogpt.transformer.decode.kernel_applies", lambda query, cached: False)
+        ops_error = (attend(query, layer, 0.125).double() - expected).abs().max()
+    assert kernel_error <= ops_error and kernel_error < 0.02  # fp32 scores: no rounded bf16 matmul output
+
+
+@needs_kernel
+def test_kernel_rejects_what_it_cannot_read() -> None:
+    kernel = decode_attention_kernel()
+    query = torch.randn(4, 2, 64)
+    keys = torch.randn(4, 2, 6, 64)
+    with pytest.raises(RuntimeError, match="dtypes differ"):
+        kernel(query, [keys.bfloat16()], [keys.bfloat16()], [1], 0.125)
+    with pytest.raises(RuntimeError, match="contiguous D"):
+        kernel(query, [keys.transpose(2, 3)], [keys], [1], 0.125)
+    with pytest.raises(RuntimeError, match="share"):
+        kernel(query, [keys[:3]], [keys[:3]], [1], 0.125)
+    with pytest.raises(RuntimeError, match="multiple of 16"):
+        kernel(torch.randn(4, 2, 24), [torch.randn(4, 2, 6, 24)], [torch.randn(4, 2, 6, 24)], [1], 0.125)
+
+
+def test_unsupported_queries_use_pytorch_ops() -> None:
+    torch.manual_seed(2)
+    layer = _layer(4, 2, 24, torch.float32, share=2)  # head dim 24: not a multiple of 16
+    query = torch.randn(4, 2, 1, 24)
+    assert not kernel_applies(query, []) and not kernel_applies(query.double(), [])
+    expected = _softmax_over_whole_cache(query, layer, 0.2)
+    torch.testing.assert_close(attend(query, layer, 0.2).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_switching_the_kernel_off_falls_back_with_a_warning(monkeypatch, caplog) -> None:
+    monkeypatch.setenv(cpu_attention.SWITCH, "0")
+    decode_attention_kernel.cache_clear()
+    try:
+        assert decode_attention_kernel() is None
+        assert not kernel_applies(torch.randn(2, 2, 1, 64), [])
+    finally:
+        monkeypatch.delenv(cpu_attention.SWITCH)
+        decode_attention_kernel.cache_clear()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    with caplog.at_level("WARNING"):
+        assert decode_attention_kernel() is None
+    decode_attention_kernel.cache_clear()
+    assert "lacks AVX-512" in caplog.text
