@@ -14,11 +14,14 @@ needs_kernel = pytest.mark.skipif(decode_attention_kernel() is None, reason="no 
 
 def _layer(batch: int, heads: int, dim: int, dtype: torch.dtype, share: int = 4) -> SplitLayer:
     """A cache with all three parts: 5 tokens shared by groups of `share` rows, a 37-token prefix, a 3-token tail."""
+    def tokens(rows: int, count: int) -> torch.Tensor:
+        return torch.randn(rows, heads, count, dim, dtype=dtype)
+
     layer = SplitLayer()
-    layer.append(torch.randn(batch // share, heads, 5, dim, dtype=dtype), torch.randn(batch // share, heads, 5, dim, dtype=dtype))
+    layer.append(tokens(batch // share, 5), tokens(batch // share, 5))
     layer = layer.select_rows(repeats=share)
-    for tokens in (37, 3):  # 37 appended at once fold into the prefix; 3 more stay in the tail
-        layer.append(torch.randn(batch, heads, tokens, dim, dtype=dtype), torch.randn(batch, heads, tokens, dim, dtype=dtype))
+    for count in (37, 2, 1):  # 37 appended at once fold into the prefix; 3 more stay in the tail
+        layer.append(tokens(batch, count), tokens(batch, count))
     assert [part[2] for part in layer.parts()] == [share, 1, 1]
     return layer
 

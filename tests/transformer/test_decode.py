@@ -28,7 +28,7 @@ def test_decode_step_equals_the_hf_forward_across_folds() -> None:
     torch.testing.assert_close(torch.cat(got, 1), torch.cat(expected, 1), rtol=1e-5, atol=1e-5)
     layer = cache.layers[0]
     assert layer.prefix[0].shape[2] == FOLD_TOKENS and layer.tail[0].shape[2] == 6 + steps - FOLD_TOKENS
-    assert layer.prefix[0].is_contiguous() and layer.tail[0].is_contiguous()
+    assert layer.prefix[0].is_contiguous() and layer.tail[0].data_ptr() == layer.tail_buffer[0].data_ptr()
     assert cache.get_seq_length() == 6 + steps
 
 

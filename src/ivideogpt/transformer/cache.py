@@ -6,11 +6,13 @@ and contiguous:
   fork (`copy(repeats=n)`) moves the forked state's tokens here instead of copying them n times, so
   n candidates branched from one context read that context's keys once per step, not n times;
 - `prefix`: each row's own older tokens;
-- `tail`: each row's newest tokens, fewer than `FOLD_TOKENS`. A new token is appended to the tail
-  (a copy of at most `FOLD_TOKENS` tokens); a full tail is folded into the prefix (one copy of the
-  prefix every `FOLD_TOKENS` tokens, ~6% of what attention reads meanwhile).
-Stored tensors are never written in place (appends and folds make new ones), so states may share them.
-There is no maximum length.
+- `tail`: each row's newest tokens, fewer than `FOLD_TOKENS`: a view of a `FOLD_TOKENS`-long buffer
+  that a new token is written into; a full tail is folded into the prefix (one copy of the prefix
+  every `FOLD_TOKENS` tokens, ~6% of what attention reads meanwhile).
+Nothing a state can see is ever written in place: only the layer that made a tail buffer writes into
+it, and only past its own tail, which every view handed out (to HF's forward, to a copy) ends before.
+A copy (`select_rows()`) gets views, and its first append copies them into a buffer of its own.
+Everything else (prefix, shared part) is replaced, never modified. There is no maximum length.
 
 Why not one preallocated buffer: the filled part of a (B, heads, capacity, D) buffer is not
 contiguous across rows, and CPU batched matmuls copy such inputs first; in bf16 that made a
@@ -39,6 +41,7 @@ class SplitLayer(DynamicLayer):
         self.share = 1  # batch rows per row of `shared`
         self.prefix: tuple[Tensor, Tensor] | None = None  # keys, values (B, heads, P, D)
         self.tail: tuple[Tensor, Tensor] | None = None  # keys, values (B, heads, t, D), t < FOLD_TOKENS
+        self.tail_buffer: tuple[Tensor, Tensor] | None = None  # (B, heads, FOLD_TOKENS, D) under `tail`, if owned
 
     def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
         self.device, self.dtype = key_states.device, key_states.dtype
@@ -48,14 +51,30 @@ class SplitLayer(DynamicLayer):
         """Add (B, heads, q, D) keys and values after the cached ones."""
         if not self.is_initialized:
             self.lazy_initialization(keys, values)
+        held = 0 if self.tail is None else self.tail[0].shape[2]
+        if self._can_write_tail(keys, held):  # in place, past every view of the buffer handed out so far
+            for buffer, new in zip(self.tail_buffer, (keys, values)):
+                buffer[:, :, held : held + keys.shape[2]] = new
+            self._view_tail(held + keys.shape[2])
+            return
         if self.tail is not None:
             keys, values = torch.cat([self.tail[0], keys], 2), torch.cat([self.tail[1], values], 2)
         if keys.shape[2] < FOLD_TOKENS:
-            self.tail = (keys.contiguous(), values.contiguous())
+            self.tail_buffer = (_tail_buffer(keys), _tail_buffer(values))
+            self._view_tail(keys.shape[2])
             return
         if self.prefix is not None:
             keys, values = torch.cat([self.prefix[0], keys], 2), torch.cat([self.prefix[1], values], 2)
-        self.prefix, self.tail = (keys.contiguous(), values.contiguous()), None
+        self.prefix, self.tail, self.tail_buffer = (keys.contiguous(), values.contiguous()), None, None
+
+    def _view_tail(self, length: int) -> None:
+        self.tail = (self.tail_buffer[0][:, :, :length], self.tail_buffer[1][:, :, :length])
+
+    def _can_write_tail(self, keys: Tensor, held: int) -> bool:
+        """Whether `keys` fit in the owned tail buffer (an inference tensor only takes writes in inference mode)."""
+        buffer = None if self.tail_buffer is None else self.tail_buffer[0]
+        return (buffer is not None and held + keys.shape[2] < FOLD_TOKENS and buffer.shape[0] == keys.shape[0]
+                and buffer.dtype == keys.dtype and (torch.is_inference_mode_enabled() or not buffer.is_inference()))
 
     def parts(self) -> list[tuple[Tensor, Tensor, int]]:
         """The non-empty (keys, values, rows sharing each stored row) parts, oldest first."""
@@ -97,7 +116,7 @@ class SplitLayer(DynamicLayer):
         return sum(part[0].shape[2] for part in self.parts())
 
     def reset(self) -> None:
-        self.shared = self.prefix = self.tail = None
+        self.shared = self.prefix = self.tail = self.tail_buffer = None
         self.share = 1
         self.is_initialized = False
 
@@ -114,7 +133,7 @@ class SplitLayer(DynamicLayer):
         if not self.is_initialized:
             return new
         new.device, new.dtype = self.device, self.dtype
-        if indices is None and repeats == 1:  # stored tensors are never written in place: share them all
+        if indices is None and repeats == 1:  # share every tensor; the tail buffer stays this layer's
             new.shared, new.share, new.prefix, new.tail = self.shared, self.share, self.prefix, self.tail
             return new
         if indices is None:
@@ -141,6 +160,13 @@ class SplitLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: Tensor) -> None:
         self.__dict__.update(self.select_rows(indices).__dict__)
+
+
+def _tail_buffer(tokens: Tensor) -> Tensor:
+    """A (B, heads, FOLD_TOKENS, D) buffer starting with (B, heads, t, D) `tokens`."""
+    buffer = tokens.new_empty(*tokens.shape[:2], FOLD_TOKENS, tokens.shape[3])
+    buffer[:, :, : tokens.shape[2]] = tokens
+    return buffer
 
 
 class GrowingCache(DynamicCache):

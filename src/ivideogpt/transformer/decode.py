@@ -161,8 +161,8 @@ def attend(query: Tensor, stored: SplitLayer, scale: float) -> Tensor:
     batch, heads, _, dim = query.shape
     keys, values, shares = zip(*stored.parts())
     if kernel_applies(query, keys + values):
-        attended = decode_attention_kernel()(query.view(batch, heads, dim), list(keys), list(values), list(shares), scale)
-        return attended.view(batch, 1, heads * dim)
+        kernel = decode_attention_kernel()
+        return kernel(query.view(batch, heads, dim), list(keys), list(values), list(shares), scale).view(batch, 1, -1)
     rows_first = query.reshape(batch, heads, dim)
     scores = []
     for keys, _, share in stored.parts():

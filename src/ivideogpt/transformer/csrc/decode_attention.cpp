@@ -3,11 +3,12 @@
 // Why hand-written: a rollout step attends a single query to every cached token, which is a
 // matrix-vector product per head. PyTorch runs it as batched matmuls that read the bf16 cache at
 // ~16 GB/s on this project's 2-core machine (bf16 bmm output is also rounded before the softmax);
-// this kernel reads each key and value once, at the machine's memory speed (~36 GB/s measured,
-// benchmarks/rollout_throughput.py), with scores, softmax and weighted sum kept in fp32.
+// this kernel reads each key and value once, in one pass, at ~30-36 GB/s (benchmarks/README.md),
+// with scores, softmax and weighted sum kept in fp32.
 //
-// Parts are (stored rows, heads, tokens, D) with unit stride along D; any other strides. Part p's
-// stored row r serves batch rows r * shares[p] ... (r + 1) * shares[p] - 1 (forks share a context).
+// Parts are (stored rows, heads, tokens, D) with unit stride along D, keys laid out as their values;
+// any other strides. Part p's stored row r serves batch rows r * shares[p] ... (r + 1) * shares[p] - 1
+// (forks share a context).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -54,64 +55,75 @@ inline __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// One (row, head)'s running softmax: the largest score so far, the sum of exp(score - top), and the
+// weighted values, rescaled whenever `top` grows (the online softmax of flash attention).
+struct Running {
+  float top = -std::numeric_limits<float>::infinity();
+  float total = 0.f;
+  __m512 acc[kMaxChunks];
+};
+
+// Up to 16 consecutive tokens of one part: their scores, then their values, so each thread reads
+// keys and values as two interleaved streams and the scores never leave registers and L1.
+template <typename T>
+inline void attend_block(const __m512* q, const T* keys, const T* values, int64_t stride, int64_t tokens,
+                         int64_t chunks, Running& state) {
+  alignas(64) float block[kLanes];
+  for (int64_t j = 0; j < tokens; ++j) {
+    const T* key = keys + j * stride;
+    __m512 dot = _mm512_mul_ps(q[0], load16(key));
+    for (int64_t c = 1; c < chunks; ++c) dot = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dot);
+    block[j] = _mm512_reduce_add_ps(dot);
+  }
+  const __mmask16 valid = tokens == kLanes ? 0xffff : static_cast<__mmask16>((1u << tokens) - 1);
+  const __m512 scores = _mm512_maskz_load_ps(valid, block);
+  const float top = std::max(state.top, _mm512_mask_reduce_max_ps(valid, scores));
+  if (top > state.top) {  // exp16 clamps -inf (the first block) to exp(-87) ~ 0
+    const __m512 shrink = exp16(_mm512_set1_ps(state.top - top));
+    for (int64_t c = 0; c < chunks; ++c) state.acc[c] = _mm512_mul_ps(state.acc[c], shrink);
+    state.total *= _mm512_cvtss_f32(shrink);
+    state.top = top;
+  }
+  const __m512 weights = _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(scores, _mm512_set1_ps(top))));
+  state.total += _mm512_reduce_add_ps(weights);
+  _mm512_store_ps(block, weights);
+  for (int64_t j = 0; j < tokens; ++j) {
+    const __m512 weight = _mm512_set1_ps(block[j]);
+    const T* value = values + j * stride;
+    for (int64_t c = 0; c < chunks; ++c) state.acc[c] = _mm512_fmadd_ps(weight, load16(value + c * kLanes), state.acc[c]);
+  }
+}
+
 template <typename T>
 void attend(const torch::Tensor& query, const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
             const std::vector<int64_t>& shares, float scale, torch::Tensor& out) {
   const int64_t batch = query.size(0), heads = query.size(1), chunks = query.size(2) / kLanes;
-  int64_t total = 0, group = 1;
-  for (size_t p = 0; p < keys.size(); ++p) {
-    total += keys[p].size(2);
-    group = std::max(group, shares[p]);
-  }
+  const int64_t group = *std::max_element(shares.begin(), shares.end());
   const T* queries = query.data_ptr<T>();
   T* outputs = out.data_ptr<T>();
   at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(total);
-    __m512 q[kMaxChunks], acc[kMaxChunks];
+    __m512 q[kMaxChunks];
     for (int64_t task = begin; task < end; ++task) {
       // Group-major, then head, then the group's rows: consecutive tasks read the same shared part.
       const int64_t head = (task / group) % heads, row = (task / (heads * group)) * group + task % group;
       const T* q_row = queries + (row * heads + head) * chunks * kLanes;
       for (int64_t c = 0; c < chunks; ++c) q[c] = _mm512_mul_ps(load16(q_row + c * kLanes), _mm512_set1_ps(scale));
-
-      float top = -std::numeric_limits<float>::infinity();
-      int64_t at = 0;
+      Running state;
+      for (int64_t c = 0; c < chunks; ++c) state.acc[c] = _mm512_setzero_ps();
       for (size_t p = 0; p < keys.size(); ++p) {
         const torch::Tensor& k = keys[p];
-        const int64_t stride = k.stride(2);
-        const T* base = k.data_ptr<T>() + (row / shares[p]) * k.stride(0) + head * k.stride(1);
-        for (int64_t t = 0; t < k.size(2); ++t, ++at) {
-          const T* key = base + t * stride;
-          __m512 dot = _mm512_mul_ps(q[0], load16(key));
-          for (int64_t c = 1; c < chunks; ++c) dot = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dot);
-          scores[at] = _mm512_reduce_add_ps(dot);
-          top = std::max(top, scores[at]);
-        }
-      }
-
-      __m512 sum = _mm512_setzero_ps();
-      for (int64_t t = 0; t < total; t += kLanes) {
-        const __mmask16 valid = total - t >= kLanes ? 0xffff : static_cast<__mmask16>((1u << (total - t)) - 1);
-        const __m512 weight = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, scores.data() + t), _mm512_set1_ps(top)));
-        _mm512_mask_storeu_ps(scores.data() + t, valid, weight);
-        sum = _mm512_mask_add_ps(sum, valid, sum, weight);
-      }
-
-      for (int64_t c = 0; c < chunks; ++c) acc[c] = _mm512_setzero_ps();
-      at = 0;
-      for (size_t p = 0; p < values.size(); ++p) {
         const torch::Tensor& v = values[p];
-        const int64_t stride = v.stride(2);
-        const T* base = v.data_ptr<T>() + (row / shares[p]) * v.stride(0) + head * v.stride(1);
-        for (int64_t t = 0; t < v.size(2); ++t, ++at) {
-          const __m512 weight = _mm512_set1_ps(scores[at]);
-          const T* value = base + t * stride;
-          for (int64_t c = 0; c < chunks; ++c) acc[c] = _mm512_fmadd_ps(weight, load16(value + c * kLanes), acc[c]);
+        const int64_t offset = (row / shares[p]) * k.stride(0) + head * k.stride(1), stride = k.stride(2);
+        const T* key_base = k.data_ptr<T>() + offset;
+        const T* value_base = v.data_ptr<T>() + offset;
+        for (int64_t t = 0; t < k.size(2); t += kLanes) {
+          attend_block(q, key_base + t * stride, value_base + t * stride, stride, std::min(kLanes, k.size(2) - t),
+                       chunks, state);
         }
       }
-      const __m512 inverse = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+      const __m512 inverse = _mm512_set1_ps(1.f / state.total);
       T* out_row = outputs + (row * heads + head) * chunks * kLanes;
-      for (int64_t c = 0; c < chunks; ++c) store16(out_row + c * kLanes, _mm512_mul_ps(acc[c], inverse));
+      for (int64_t c = 0; c < chunks; ++c) store16(out_row + c * kLanes, _mm512_mul_ps(state.acc[c], inverse));
     }
   });
 }
@@ -135,6 +147,7 @@ torch::Tensor attend_parts(torch::Tensor query, std::vector<torch::Tensor> keys,
                   "parts must be (rows, heads, tokens, D) with contiguous D");
       TORCH_CHECK(part->size(0) * shares[p] == batch && part->size(2) == keys[p].size(2), "part rows times share != batch");
     }
+    TORCH_CHECK(keys[p].strides() == values[p].strides(), "a part's keys and values must be laid out alike");
     group = std::max(group, shares[p]);
   }
   TORCH_CHECK(tokens > 0, "the cache is empty");
