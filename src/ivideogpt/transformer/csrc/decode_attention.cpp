@@ -65,14 +65,16 @@ struct Running {
 
 // Up to 16 consecutive tokens of one part: their scores, then their values, so each thread reads
 // keys and values as two interleaved streams and the scores never leave registers and L1.
-template <typename T>
-inline void attend_block(const __m512* q, const T* keys, const T* values, int64_t stride, int64_t tokens,
-                         int64_t chunks, Running& state) {
+template <int64_t Chunks, typename T>
+inline void attend_block(const __m512* query, const T* keys, const T* values, int64_t stride, int64_t tokens,
+                         Running& state) {
+  __m512 q[Chunks];  // in registers: the head dim is a compile-time constant, so these loops unroll
+  for (int64_t c = 0; c < Chunks; ++c) q[c] = query[c];
   alignas(64) float block[kLanes];
   for (int64_t j = 0; j < tokens; ++j) {
     const T* key = keys + j * stride;
     __m512 dot = _mm512_mul_ps(q[0], load16(key));
-    for (int64_t c = 1; c < chunks; ++c) dot = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dot);
+    for (int64_t c = 1; c < Chunks; ++c) dot = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dot);
     block[j] = _mm512_reduce_add_ps(dot);
   }
   const __mmask16 valid = tokens == kLanes ? 0xffff : static_cast<__mmask16>((1u << tokens) - 1);
@@ -80,7 +82,7 @@ inline void attend_block(const __m512* q, const T* keys, const T* values, int64_
   const float top = std::max(state.top, _mm512_mask_reduce_max_ps(valid, scores));
   if (top > state.top) {  // exp16 clamps -inf (the first block) to exp(-87) ~ 0
     const __m512 shrink = exp16(_mm512_set1_ps(state.top - top));
-    for (int64_t c = 0; c < chunks; ++c) state.acc[c] = _mm512_mul_ps(state.acc[c], shrink);
+    for (int64_t c = 0; c < Chunks; ++c) state.acc[c] = _mm512_mul_ps(state.acc[c], shrink);
     state.total *= _mm512_cvtss_f32(shrink);
     state.top = top;
   }
@@ -90,42 +92,70 @@ inline void attend_block(const __m512* q, const T* keys, const T* values, int64_
   for (int64_t j = 0; j < tokens; ++j) {
     const __m512 weight = _mm512_set1_ps(block[j]);
     const T* value = values + j * stride;
-    for (int64_t c = 0; c < chunks; ++c) state.acc[c] = _mm512_fmadd_ps(weight, load16(value + c * kLanes), state.acc[c]);
+    for (int64_t c = 0; c < Chunks; ++c) {
+      state.acc[c] = _mm512_fmadd_ps(weight, load16(value + c * kLanes), state.acc[c]);
+    }
   }
 }
 
-template <typename T>
-void attend(const torch::Tensor& query, const std::vector<torch::Tensor>& keys, const std::vector<torch::Tensor>& values,
-            const std::vector<int64_t>& shares, float scale, torch::Tensor& out) {
-  const int64_t batch = query.size(0), heads = query.size(1), chunks = query.size(2) / kLanes;
+template <typename T, int64_t Chunks>
+void attend(const torch::Tensor& query, const std::vector<torch::Tensor>& keys,
+            const std::vector<torch::Tensor>& values, const std::vector<int64_t>& shares, float scale,
+            torch::Tensor& out) {
+  const int64_t batch = query.size(0), heads = query.size(1);
+  // One task per (group of rows sharing the widest-shared part, head). Within a task, rows that share
+  // a stored row go through each block of 16 tokens together, so the block is read from memory once
+  // and from L1 for the others: n forks of one context cost about one read of that context.
   const int64_t group = *std::max_element(shares.begin(), shares.end());
   const T* queries = query.data_ptr<T>();
   T* outputs = out.data_ptr<T>();
-  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
-    __m512 q[kMaxChunks];
+  at::parallel_for(0, batch / group * heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<__m512> q(group * Chunks);
+    std::vector<Running> states(group);
     for (int64_t task = begin; task < end; ++task) {
-      // Group-major, then head, then the group's rows: consecutive tasks read the same shared part.
-      const int64_t head = (task / group) % heads, row = (task / (heads * group)) * group + task % group;
-      const T* q_row = queries + (row * heads + head) * chunks * kLanes;
-      for (int64_t c = 0; c < chunks; ++c) q[c] = _mm512_mul_ps(load16(q_row + c * kLanes), _mm512_set1_ps(scale));
-      Running state;
-      for (int64_t c = 0; c < chunks; ++c) state.acc[c] = _mm512_setzero_ps();
+      const int64_t first_row = task / heads * group, head = task % heads;
+      for (int64_t r = 0; r < group; ++r) {
+        const T* q_row = queries + ((first_row + r) * heads + head) * Chunks * kLanes;
+        for (int64_t c = 0; c < Chunks; ++c) {
+          q[r * Chunks + c] = _mm512_mul_ps(load16(q_row + c * kLanes), _mm512_set1_ps(scale));
+          states[r].acc[c] = _mm512_setzero_ps();
+        }
+        states[r].top = -std::numeric_limits<float>::infinity();
+        states[r].total = 0.f;
+      }
       for (size_t p = 0; p < keys.size(); ++p) {
         const torch::Tensor& k = keys[p];
-        const torch::Tensor& v = values[p];
-        const int64_t offset = (row / shares[p]) * k.stride(0) + head * k.stride(1), stride = k.stride(2);
-        const T* key_base = k.data_ptr<T>() + offset;
-        const T* value_base = v.data_ptr<T>() + offset;
-        for (int64_t t = 0; t < k.size(2); t += kLanes) {
-          attend_block(q, key_base + t * stride, value_base + t * stride, stride, std::min(kLanes, k.size(2) - t),
-                       chunks, state);
+        const int64_t share = shares[p], tokens = k.size(2), stride = k.stride(2);
+        for (int64_t r0 = 0; r0 < group; r0 += share) {  // rows r0 .. r0 + share - 1 read one stored row
+          const int64_t offset = (first_row + r0) / share * k.stride(0) + head * k.stride(1);
+          const T* key_base = k.data_ptr<T>() + offset;
+          const T* value_base = values[p].data_ptr<T>() + offset;
+          for (int64_t t = 0; t < tokens; t += kLanes) {
+            for (int64_t r = r0; r < r0 + share; ++r) {
+              attend_block<Chunks>(&q[r * Chunks], key_base + t * stride, value_base + t * stride, stride,
+                                   std::min(kLanes, tokens - t), states[r]);
+            }
+          }
         }
       }
-      const __m512 inverse = _mm512_set1_ps(1.f / state.total);
-      T* out_row = outputs + (row * heads + head) * chunks * kLanes;
-      for (int64_t c = 0; c < chunks; ++c) store16(out_row + c * kLanes, _mm512_mul_ps(state.acc[c], inverse));
+      for (int64_t r = 0; r < group; ++r) {
+        const __m512 inverse = _mm512_set1_ps(1.f / states[r].total);
+        T* out_row = outputs + ((first_row + r) * heads + head) * Chunks * kLanes;
+        for (int64_t c = 0; c < Chunks; ++c) store16(out_row + c * kLanes, _mm512_mul_ps(states[r].acc[c], inverse));
+      }
     }
   });
+}
+
+// attend<T, Chunks> for the runtime head dim / 16 (1 .. kMaxChunks).
+template <typename T, int64_t Chunks = 1>
+void attend_any_dim(int64_t chunks, const torch::Tensor& query, const std::vector<torch::Tensor>& keys,
+                    const std::vector<torch::Tensor>& values, const std::vector<int64_t>& shares, float scale,
+                    torch::Tensor& out) {
+  if constexpr (Chunks <= kMaxChunks) {
+    if (chunks == Chunks) return attend<T, Chunks>(query, keys, values, shares, scale, out);
+    attend_any_dim<T, Chunks + 1>(chunks, query, keys, values, shares, scale, out);
+  }
 }
 
 }  // namespace
@@ -145,7 +175,8 @@ torch::Tensor attend_parts(torch::Tensor query, std::vector<torch::Tensor> keys,
       TORCH_CHECK(part->scalar_type() == query.scalar_type(), "cache and query dtypes differ");
       TORCH_CHECK(part->dim() == 4 && part->size(1) == heads && part->size(3) == dim && part->stride(3) == 1,
                   "parts must be (rows, heads, tokens, D) with contiguous D");
-      TORCH_CHECK(part->size(0) * shares[p] == batch && part->size(2) == keys[p].size(2), "part rows times share != batch");
+      TORCH_CHECK(part->size(0) * shares[p] == batch && part->size(2) == keys[p].size(2),
+                  "part rows times share != batch");
     }
     TORCH_CHECK(keys[p].strides() == values[p].strides(), "a part's keys and values must be laid out alike");
     group = std::max(group, shares[p]);
@@ -155,9 +186,9 @@ torch::Tensor attend_parts(torch::Tensor query, std::vector<torch::Tensor> keys,
   torch::Tensor q = query.contiguous();
   torch::Tensor out = torch::empty_like(q);
   if (q.scalar_type() == at::kBFloat16) {
-    attend<at::BFloat16>(q, keys, values, shares, static_cast<float>(scale), out);
+    attend_any_dim<at::BFloat16>(dim / kLanes, q, keys, values, shares, static_cast<float>(scale), out);
   } else {
-    attend<float>(q, keys, values, shares, static_cast<float>(scale), out);
+    attend_any_dim<float>(dim / kLanes, q, keys, values, shares, static_cast<float>(scale), out);
   }
   return out;
 }
