@@ -94,3 +94,20 @@ def test_switching_the_kernel_off_falls_back_with_a_warning(monkeypatch, caplog)
         assert decode_attention_kernel() is None
     decode_attention_kernel.cache_clear()
     assert "lacks AVX-512" in caplog.text
+
+
+def test_a_failed_build_falls_back_with_a_warning(monkeypatch, caplog) -> None:
+    from torch.utils import cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'ivideogpt_decode_attention'")
+
+    monkeypatch.setattr(cpp_extension, "load_inline", no_compiler)
+    monkeypatch.setattr(cpu_attention, "_unavailable_reason", lambda: None)  # as if the machine could build it
+    decode_attention_kernel.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert decode_attention_kernel() is None
+    finally:
+        decode_attention_kernel.cache_clear()
+    assert "build failed" in caplog.text and "Error building extension" in caplog.text
