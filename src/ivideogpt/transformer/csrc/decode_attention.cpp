@@ -55,6 +55,29 @@ inline __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// Lane j = the sum of v[j]'s lanes: 16 horizontal sums in 15 shuffle-and-add pairs, against ~8 ops
+// each one by one (the per-token sum was the kernel's largest cost once keys sit in cache).
+inline __m512 sum_each(const __m512* v) {
+  __m512 halves[8], quarters[4], eighths[2];
+  for (int i = 0; i < 8; ++i) {  // lanes 0-7: v[2i]'s two 256-bit halves added, lanes 8-15: v[2i+1]'s
+    halves[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                              _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {  // one 128-bit lane per vector
+    quarters[i] = _mm512_add_ps(_mm512_shuffle_f32x4(halves[2 * i], halves[2 * i + 1], 0x88),
+                                _mm512_shuffle_f32x4(halves[2 * i], halves[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {  // two floats per vector and 128-bit lane
+    eighths[i] = _mm512_add_ps(_mm512_shuffle_ps(quarters[2 * i], quarters[2 * i + 1], 0x88),
+                               _mm512_shuffle_ps(quarters[2 * i], quarters[2 * i + 1], 0xDD));
+  }
+  const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(eighths[0], eighths[1], 0x88),
+                                    _mm512_shuffle_ps(eighths[0], eighths[1], 0xDD));
+  // The shuffles leave vector j's sum in lane 4 * (j % 4) + j / 4, a 4x4 transpose: undo it.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, sums);
+}
+
 // One (row, head)'s running softmax: the largest score so far, the sum of exp(score - top), and the
 // weighted values, rescaled whenever `top` grows (the online softmax of flash attention).
 struct Running {
@@ -70,15 +93,19 @@ inline void attend_block(const __m512* query, const T* keys, const T* values, in
                          Running& state) {
   __m512 q[Chunks];  // in registers: the head dim is a compile-time constant, so these loops unroll
   for (int64_t c = 0; c < Chunks; ++c) q[c] = query[c];
-  alignas(64) float block[kLanes];
-  for (int64_t j = 0; j < tokens; ++j) {
+  __m512 dots[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) {
+    if (j >= tokens) {
+      dots[j] = _mm512_setzero_ps();
+      continue;
+    }
     const T* key = keys + j * stride;
-    __m512 dot = _mm512_mul_ps(q[0], load16(key));
-    for (int64_t c = 1; c < Chunks; ++c) dot = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dot);
-    block[j] = _mm512_reduce_add_ps(dot);
+    dots[j] = _mm512_mul_ps(q[0], load16(key));
+    for (int64_t c = 1; c < Chunks; ++c) dots[j] = _mm512_fmadd_ps(q[c], load16(key + c * kLanes), dots[j]);
   }
   const __mmask16 valid = tokens == kLanes ? 0xffff : static_cast<__mmask16>((1u << tokens) - 1);
-  const __m512 scores = _mm512_maskz_load_ps(valid, block);
+  const __m512 scores = sum_each(dots);
+  alignas(64) float block[kLanes];
   const float top = std::max(state.top, _mm512_mask_reduce_max_ps(valid, scores));
   if (top > state.top) {  // exp16 clamps -inf (the first block) to exp(-87) ~ 0
     const __m512 shrink = exp16(_mm512_set1_ps(state.top - top));
