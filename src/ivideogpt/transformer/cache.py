@@ -60,7 +60,7 @@ class SplitLayer(DynamicLayer):
         if self.tail is not None:
             keys, values = torch.cat([self.tail[0], keys], 2), torch.cat([self.tail[1], values], 2)
         if keys.shape[2] < FOLD_TOKENS:
-            self.tail_buffer = (_tail_buffer(keys), _tail_buffer(values))
+            self.tail_buffer = (padded(keys, FOLD_TOKENS), padded(values, FOLD_TOKENS))
             self._view_tail(keys.shape[2])
             return
         if self.prefix is not None:
@@ -162,9 +162,9 @@ class SplitLayer(DynamicLayer):
         self.__dict__.update(self.select_rows(indices).__dict__)
 
 
-def _tail_buffer(tokens: Tensor) -> Tensor:
-    """A (B, heads, FOLD_TOKENS, D) buffer starting with (B, heads, t, D) `tokens`."""
-    buffer = tokens.new_empty(*tokens.shape[:2], FOLD_TOKENS, tokens.shape[3])
+def padded(tokens: Tensor, capacity: int) -> Tensor:
+    """(B, heads, L, D) keys or values at the start of a zeroed (B, heads, capacity, D) buffer."""
+    buffer = tokens.new_zeros(*tokens.shape[:2], capacity, tokens.shape[3])
     buffer[:, :, : tokens.shape[2]] = tokens
     return buffer
 

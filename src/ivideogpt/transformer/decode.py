@@ -159,19 +159,20 @@ def attend(query: Tensor, stored: SplitLayer, scale: float) -> Tensor:
     are merged with their log-sum-exp, exactly as one softmax over all keys would.
     """
     batch, heads, _, dim = query.shape
-    keys, values, shares = zip(*stored.parts())
-    if kernel_applies(query, keys + values):
+    parts = stored.parts()
+    all_keys, all_values, shares = (list(column) for column in zip(*parts))
+    if kernel_applies(query, all_keys + all_values):
         kernel = decode_attention_kernel()
-        return kernel(query.view(batch, heads, dim), list(keys), list(values), list(shares), scale).view(batch, 1, -1)
+        return kernel(query.view(batch, heads, dim), all_keys, all_values, shares, scale).view(batch, 1, -1)
     rows_first = query.reshape(batch, heads, dim)
     scores = []
-    for keys, _, share in stored.parts():
+    for keys, _, share in parts:
         q = _to_groups(rows_first, share)  # (B / share * heads, share, D)
         scores.append(torch.bmm(q, keys.flatten(0, 1).transpose(1, 2)).float() * scale)  # (groups * heads, share, L)
     top = torch.stack([_to_rows(s.amax(-1), batch, heads) for s in scores]).amax(0)  # (B, heads)
     total = torch.zeros_like(top)
     output = torch.zeros(batch, heads, dim, device=query.device)
-    for s, (_, values, share) in zip(scores, stored.parts()):
+    for s, (_, values, share) in zip(scores, parts):
         weights = torch.exp(s - _to_groups(top.unsqueeze(-1), share))
         total = total + _to_rows(weights.sum(-1), batch, heads)
         output = output + _to_rows(torch.bmm(weights.to(values.dtype), values.flatten(0, 1)).float(), batch, heads)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ivideogpt.transformer.cache import GrowingCache
+from ivideogpt.transformer.cache import GrowingCache, padded
 
 CAPACITY_STEP = 256  # capacities are multiples of this, so rollouts of similar length share one captured graph
 
@@ -37,8 +37,8 @@ class StaticCache:
     @classmethod
     def from_growing(cls, cache: GrowingCache, capacity: int) -> "StaticCache":
         """The tokens of a `GrowingCache` (e.g. a prefill's) copied into buffers of `capacity` tokens."""
-        return cls([_padded(layer.keys, capacity) for layer in cache.layers],
-                   [_padded(layer.values, capacity) for layer in cache.layers], cache.get_seq_length())
+        return cls([padded(layer.keys, capacity) for layer in cache.layers],
+                   [padded(layer.values, capacity) for layer in cache.layers], cache.get_seq_length())
 
     @property
     def batch_size(self) -> int:
@@ -60,8 +60,8 @@ class StaticCache:
 
     def grown(self, capacity: int) -> "StaticCache":
         """A copy of the filled tokens in buffers of a larger `capacity`."""
-        return StaticCache([_padded(k[:, :, : self.length], capacity) for k in self.keys],
-                           [_padded(v[:, :, : self.length], capacity) for v in self.values], self.length)
+        return StaticCache([padded(k[:, :, : self.length], capacity) for k in self.keys],
+                           [padded(v[:, :, : self.length], capacity) for v in self.values], self.length)
 
     def copy(self, repeats: int = 1, indices: Tensor | None = None) -> "StaticCache":
         """An independent cache: rows `indices` (default all), each repeated `repeats` times in a row."""
@@ -86,10 +86,3 @@ class StaticCache:
         caches = [cache if cache.capacity == capacity else cache.grown(capacity) for cache in caches]
         return StaticCache([torch.cat(parts) for parts in zip(*(c.keys for c in caches))],
                            [torch.cat(parts) for parts in zip(*(c.values for c in caches))], caches[0].length)
-
-
-def _padded(tokens: Tensor, capacity: int) -> Tensor:
-    """(B, heads, L, D) keys or values at the start of a zeroed (B, heads, capacity, D) buffer."""
-    buffer = tokens.new_zeros(*tokens.shape[:2], capacity, tokens.shape[3])
-    buffer[:, :, : tokens.shape[2]] = tokens
-    return buffer
