@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 from typing import Any
 
 import torch
@@ -19,7 +21,25 @@ def on_cpu() -> bool:
 
 
 def process_state() -> Any:
-    """accelerate's `PartialState`: this process's rank, device and process group (created on first use)."""
+    """accelerate's `PartialState`: this process's rank, device and process group (created on first use,
+    and left when the interpreter exits, see `leave_process_group`)."""
     from accelerate import PartialState
 
-    return PartialState(cpu=on_cpu())
+    state = PartialState(cpu=on_cpu())
+    _leave_process_group_at_exit()
+    return state
+
+
+@functools.cache
+def _leave_process_group_at_exit() -> None:
+    atexit.register(leave_process_group)
+
+
+def leave_process_group() -> None:
+    """Destroy this process's process group, if it has one, while the interpreter is still whole.
+
+    Left to interpreter shutdown, gloo's worker threads can abort a process that has finished its
+    work ("terminate called without an active exception", exit -6), failing the whole launch.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

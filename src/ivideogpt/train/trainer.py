@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ivideogpt.configuration import config_to_dict, save_config
-from ivideogpt.launch import on_cpu
+from ivideogpt.launch import on_cpu, process_state
 from ivideogpt.media import video_grid, write_video
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train import sharding
@@ -300,6 +300,7 @@ def _build_accelerator(cfg: TrainConfig, objective: nn.Module) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False)
     sharding.forget()
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
+    process_state()  # joins a launch's process group here, so that it is left cleanly at exit
     accelerator = Accelerator(cpu=on_cpu(), mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.grad_accum, fsdp_plugin=plugin, kwargs_handlers=[ddp],
                               step_scheduler_with_optimizer=False)
