@@ -1,11 +1,13 @@
-"""The rollout's one-token path (`decode_step`) against the HF forward, across cache folds and weight changes."""
+"""The rollout's one-token path (`decode_step`) against the HF forward, across cache folds, weight changes
+and precisions; the sampling head's prepacked logits."""
 
 import torch
 from transformers.cache_utils import DynamicCache
 
 from ivideogpt.transformer import GrowingCache, transformer_tiny
 from ivideogpt.transformer.cache import FOLD_TOKENS
-from ivideogpt.transformer.decode import layer_weights
+from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, bf16_linear_kernel
+from ivideogpt.transformer.decode import head_logits, layer_weights
 
 
 def _model(**overrides):
@@ -63,3 +65,28 @@ def test_packed_weights_follow_weight_changes() -> None:
         reference = model.backbone(embeds[:, 4:], 4, cache.copy())
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_decode_step_follows_the_hf_forward() -> None:
+    model = _model().to(torch.bfloat16)
+    embeds = torch.randn(5, 12, 128, dtype=torch.bfloat16)  # 5 rows: a partial tile of the bf16 linear kernel
+    with torch.inference_mode():
+        reference, cache = DynamicCache(), GrowingCache(2)
+        model.backbone(embeds[:, :6], 0, reference)
+        model.backbone(embeds[:, :6], 0, cache)
+        for i in range(6, 12):
+            expected = model.backbone(embeds[:, i : i + 1], i, reference)
+            got = model.decode_step(embeds[:, i : i + 1], i, cache)
+            torch.testing.assert_close(got.float(), expected.float(), rtol=0.03, atol=0.03)
+    assert isinstance(layer_weights(model.core)[0].gate_up, PackedBf16Weight) == (bf16_linear_kernel() is not None)
+
+
+def test_head_logits_are_the_future_logits_and_follow_weight_changes() -> None:
+    model = _model()
+    hidden, k = torch.randn(3, 128), model.config.codebook_size
+    for _ in range(2):
+        with torch.inference_mode():
+            torch.testing.assert_close(head_logits(model.lm_head, k, k, hidden), model.future_logits(hidden),
+                                       rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            model.lm_head.weight.mul_(2.0)  # the second pass must see it

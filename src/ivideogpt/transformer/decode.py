@@ -4,8 +4,9 @@ It computes what `LlamaModel` computes for a single query token, with the same w
 - attends to each of the cache's contiguous parts (`transformer/cache.py`: shared by forked rows,
   each row's prefix, its tail) as one softmax, so the cache is read once and never concatenated
   (HF's forward, through `Cache.update`, wants all keys as one tensor: a copy of the whole cache
-  per token per layer); on CPU a hand-written kernel does it (`transformer/cpu_attention.py`);
-- runs q/k/v as one matmul and gate/up as one, on CPU with weights prepacked once for oneDNN.
+  per token per layer); on CPU a hand-written kernel does it (`transformer/cpu_kernels.py`);
+- runs q/k/v as one matmul and gate/up as one, on CPU with weights prepacked once: for oneDNN, or
+  in bf16 on a CPU with AVX512_BF16 for the hand-written linear kernel (~1.4x faster again).
   A batch-16 token step reads every weight once with only 16 rows to multiply, and unpacked
   matmuls re-pack the weight on every call: prepacked ones ran ~1.7x (fp32) to 2x (bf16) faster
   on this project's 2-core machine (`benchmarks/rollout_throughput.py`).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import torch
@@ -26,7 +28,8 @@ from torch import Tensor
 from transformers.models.llama.modeling_llama import LlamaModel, apply_rotary_pos_emb
 
 from ivideogpt.transformer.cache import GrowingCache, SplitLayer
-from ivideogpt.transformer.cpu_attention import decode_attention_kernel, kernel_applies
+from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, decode_attention_kernel,
+                                               kernel_applies, packs_for_bf16_kernel)
 from ivideogpt.transformer.static_cache import StaticCache
 
 PACK_ROWS = 16  # the batch size oneDNN lays the packed weights out for (any batch works)
@@ -36,17 +39,17 @@ PACK_ROWS = 16  # the batch size oneDNN lays the packed weights out for (any bat
 class LayerWeights:
     """One layer's matmuls, fused: q|k|v, o, gate|up, down (prepacked on CPU), and their biases."""
 
-    qkv: Tensor
+    qkv: Tensor | PackedBf16Weight
     qkv_bias: Tensor | None
-    o: Tensor
+    o: Tensor | PackedBf16Weight
     o_bias: Tensor | None
-    gate_up: Tensor
+    gate_up: Tensor | PackedBf16Weight
     gate_up_bias: Tensor | None
-    down: Tensor
+    down: Tensor | PackedBf16Weight
     down_bias: Tensor | None
 
 
-_PACKED: WeakKeyDictionary = WeakKeyDictionary()  # LlamaModel -> (weights' identity, [LayerWeights])
+_PACKED: WeakKeyDictionary = WeakKeyDictionary()  # module -> (its weights' identity, what was prepared from them)
 
 
 def decode_token(core: LlamaModel, embeds: Tensor, position: int, cache: GrowingCache) -> Tensor:
@@ -114,11 +117,23 @@ def run_layers(core: LlamaModel, embeds: Tensor, cos: Tensor, sin: Tensor,
 
 def layer_weights(core: LlamaModel) -> list[LayerWeights]:
     """The fused (and on CPU prepacked) weights of every layer, rebuilt when any parameter changed."""
-    identity = tuple((p.data_ptr(), p._version, p.dtype) for p in core.layers.parameters())
-    cached = _PACKED.get(core)
+    return _prepared(core, list(core.layers.parameters()), lambda: [_fuse(layer) for layer in core.layers])
+
+
+def head_logits(head: torch.nn.Linear, first: int, count: int, hidden: Tensor) -> Tensor:
+    """(..., H) hidden -> (..., count) logits of the head's outputs first .. first + count - 1 (sampling's
+    range), with those rows prepacked once (rebuilt when the weight changed)."""
+    weight = _prepared(head, [head.weight], lambda: pack(head.weight[first : first + count]), (first, count))
+    return linear(hidden, weight, None)
+
+
+def _prepared(owner: torch.nn.Module, parameters: list[Tensor], build: Callable[[], Any], extra: tuple = ()) -> Any:
+    """`build()`, remembered per `owner` until a parameter's storage, version or dtype (or `extra`) changes."""
+    identity = (*((p.data_ptr(), p._version, p.dtype) for p in parameters), *extra)
+    cached = _PACKED.get(owner)
     if cached is None or cached[0] != identity:
-        cached = (identity, [_fuse(layer) for layer in core.layers])
-        _PACKED[core] = cached
+        cached = (identity, build())
+        _PACKED[owner] = cached
     return cached[1]
 
 
@@ -126,8 +141,8 @@ def _fuse(layer: torch.nn.Module) -> LayerWeights:
     attention, mlp = layer.self_attn, layer.mlp
     qkv, o = (attention.q_proj, attention.k_proj, attention.v_proj), attention.o_proj
     gate_up, down = (mlp.gate_proj, mlp.up_proj), mlp.down_proj
-    return LayerWeights(_pack(torch.cat([m.weight for m in qkv])), _cat_bias(qkv), _pack(o.weight), o.bias,
-                        _pack(torch.cat([m.weight for m in gate_up])), _cat_bias(gate_up), _pack(down.weight),
+    return LayerWeights(pack(torch.cat([m.weight for m in qkv])), _cat_bias(qkv), pack(o.weight), o.bias,
+                        pack(torch.cat([m.weight for m in gate_up])), _cat_bias(gate_up), pack(down.weight),
                         down.bias)
 
 
@@ -135,16 +150,22 @@ def _cat_bias(modules: tuple[torch.nn.Linear, ...]) -> Tensor | None:
     return None if modules[0].bias is None else torch.cat([m.bias for m in modules])
 
 
-def _pack(weight: Tensor) -> Tensor:
-    """(out, in) weight -> prepacked for oneDNN on CPU; elsewhere the weight itself, detached (no copy)."""
+def pack(weight: Tensor) -> Tensor | PackedBf16Weight:
+    """(out, in) weight -> prepacked on CPU (for the bf16 linear kernel where it applies, else for oneDNN);
+    elsewhere the weight itself, detached (no copy)."""
     weight = weight.detach().contiguous()
+    if packs_for_bf16_kernel(weight):
+        return PackedBf16Weight(weight)
     if weight.device.type == "cpu" and torch.backends.mkldnn.is_available():
         return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
     return weight
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """`F.linear` for a plain or a prepacked (`_pack`) weight."""
+def linear(x: Tensor, weight: Tensor | PackedBf16Weight, bias: Tensor | None) -> Tensor:
+    """`F.linear` for a plain or a prepacked (`pack`) weight."""
+    if isinstance(weight, PackedBf16Weight):
+        out = bf16_linear_kernel()(x, weight)
+        return out if bias is None else out + bias
     if weight.is_mkldnn:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
@@ -153,7 +174,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 def attend(query: Tensor, stored: SplitLayer, scale: float) -> Tensor:
     """Softmax attention of (B, heads, 1, D) queries over every cached token -> (B, 1, heads * D).
 
-    On CPU this is one call of the hand-written kernel (`transformer/cpu_attention.py`). Elsewhere
+    On CPU this is one call of the hand-written kernel (`transformer/cpu_kernels.py`). Elsewhere
     each part's scores and weighted values come from batched matmuls over contiguous (rows * heads, L, D)
     views; a part shared by groups of r rows is read once for the r queries of each group. The parts
     are merged with their log-sum-exp, exactly as one softmax over all keys would.

@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ivideogpt.transformer.decode import layer_weights, static_decode_token
+from ivideogpt.transformer.decode import head_logits, layer_weights, static_decode_token
 from ivideogpt.transformer.model import WorldModelTransformer
 from ivideogpt.transformer.sampling import sample_tokens
 from ivideogpt.transformer.static_cache import StaticCache, round_capacity
@@ -54,7 +54,8 @@ def next_code(model: WorldModelTransformer, hidden: Tensor, j: int, inputs: Fram
     if inputs.forced is not None:
         code = inputs.forced[:, j]
     else:
-        code = sample_tokens(model.future_logits(hidden), temperature, top_k,
+        k = model.config.codebook_size  # the future codes' rows, as `model.future_logits`, prepacked
+        code = sample_tokens(head_logits(model.lm_head, k, k, hidden), temperature, top_k,
                              draws=None if inputs.draws is None else inputs.draws[j])
     embedded = model.embed((code + model.layout.future_offset)[:, None])
     return code, embedded if inputs.code_offset is None else embedded + inputs.code_offset

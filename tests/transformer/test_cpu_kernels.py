@@ -1,26 +1,29 @@
-"""The CPU decode-attention kernel against one softmax over the whole cache, its checks, and its fallback."""
+"""The CPU kernels: attention against one softmax over the whole cache, the bf16 linear against a float64
+matmul, their checks, and their fallback."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ivideogpt.transformer import cpu_attention
-from ivideogpt.transformer.cache import SplitLayer
-from ivideogpt.transformer.cpu_attention import decode_attention_kernel, kernel_applies
-from ivideogpt.transformer.decode import attend
+from ivideogpt.transformer import cpu_kernels
+from ivideogpt.transformer.cache import FOLD_TOKENS, SplitLayer
+from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, cpu_extension,
+                                               decode_attention_kernel, kernel_applies)
+from ivideogpt.transformer.decode import attend, linear, pack
 
 needs_kernel = pytest.mark.skipif(decode_attention_kernel() is None, reason="no AVX-512 or no C++ compiler here")
+needs_bf16_dot = pytest.mark.skipif(bf16_linear_kernel() is None, reason="no AVX512_BF16 (or no kernels) here")
 
 
 def _layer(batch: int, heads: int, dim: int, dtype: torch.dtype, share: int = 4) -> SplitLayer:
-    """A cache with all three parts: 5 tokens shared by groups of `share` rows, a 37-token prefix, a 3-token tail."""
+    """A cache with all three parts: 5 tokens shared by groups of `share` rows, a prefix, a 3-token tail."""
     def tokens(rows: int, count: int) -> torch.Tensor:
         return torch.randn(rows, heads, count, dim, dtype=dtype)
 
     layer = SplitLayer()
     layer.append(tokens(batch // share, 5), tokens(batch // share, 5))
     layer = layer.select_rows(repeats=share)
-    for count in (37, 2, 1):  # 37 appended at once fold into the prefix; 3 more stay in the tail
+    for count in (FOLD_TOKENS + 5, 2, 1):  # appended at once, these fold into the prefix; 3 more stay in the tail
         layer.append(tokens(batch, count), tokens(batch, count))
     assert [part[2] for part in layer.parts()] == [share, 1, 1]
     return layer
@@ -81,18 +84,18 @@ def test_unsupported_queries_use_pytorch_ops() -> None:
 
 
 def test_switching_the_kernel_off_falls_back_with_a_warning(monkeypatch, caplog) -> None:
-    monkeypatch.setenv(cpu_attention.SWITCH, "0")
-    decode_attention_kernel.cache_clear()
+    monkeypatch.setenv(cpu_kernels.SWITCH, "0")
+    cpu_extension.cache_clear()
     try:
-        assert decode_attention_kernel() is None
+        assert decode_attention_kernel() is None and bf16_linear_kernel() is None
         assert not kernel_applies(torch.randn(2, 2, 1, 64), [])
     finally:
-        monkeypatch.delenv(cpu_attention.SWITCH)
-        decode_attention_kernel.cache_clear()
+        monkeypatch.delenv(cpu_kernels.SWITCH)
+        cpu_extension.cache_clear()
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     with caplog.at_level("WARNING"):
         assert decode_attention_kernel() is None
-    decode_attention_kernel.cache_clear()
+    cpu_extension.cache_clear()
     assert "lacks AVX-512" in caplog.text
 
 
@@ -100,14 +103,46 @@ def test_a_failed_build_falls_back_with_a_warning(monkeypatch, caplog) -> None:
     from torch.utils import cpp_extension
 
     def no_compiler(*args, **kwargs):
-        raise RuntimeError("Error building extension 'ivideogpt_decode_attention'")
+        raise RuntimeError("Error building extension 'ivideogpt_cpu_kernels'")
 
     monkeypatch.setattr(cpp_extension, "load_inline", no_compiler)
-    monkeypatch.setattr(cpu_attention, "_unavailable_reason", lambda: None)  # as if the machine could build it
-    decode_attention_kernel.cache_clear()
+    monkeypatch.setattr(cpu_kernels, "_unavailable_reason", lambda: None)  # as if the machine could build it
+    cpu_extension.cache_clear()
     try:
         with caplog.at_level("WARNING"):
-            assert decode_attention_kernel() is None
+            assert decode_attention_kernel() is None and bf16_linear_kernel() is None
+            assert not isinstance(pack(torch.randn(48, 32, dtype=torch.bfloat16)), PackedBf16Weight)
     finally:
-        decode_attention_kernel.cache_clear()
+        cpu_extension.cache_clear()
     assert "build failed" in caplog.text and "Error building extension" in caplog.text
+
+
+@needs_bf16_dot
+@pytest.mark.parametrize("rows", [1, 8, 13, 16])
+@pytest.mark.parametrize(("columns", "inputs"), [(96, 64), (100, 32), (40, 768)])  # whole and padded groups
+def test_bf16_linear_is_a_float64_matmul_rounded_to_bf16(rows: int, columns: int, inputs: int) -> None:
+    torch.manual_seed(3)
+    weight = torch.randn(columns, inputs, dtype=torch.bfloat16)
+    x = torch.randn(rows, 1, inputs, dtype=torch.bfloat16)
+    packed = pack(weight)
+    assert isinstance(packed, PackedBf16Weight)
+    out = linear(x, packed, None)
+    expected = x.double() @ weight.double().t()
+    assert out.shape == (rows, 1, columns) and out.dtype == torch.bfloat16
+    # fp32 sums, then one rounding to bf16 (8 significant bits): within half a bf16 step of the exact value
+    torch.testing.assert_close(out.double(), expected, rtol=2**-8, atol=1e-4)
+
+
+@needs_bf16_dot
+def test_bf16_linear_adds_the_bias_and_rejects_a_wrong_width() -> None:
+    weight, bias = torch.randn(48, 64, dtype=torch.bfloat16), torch.randn(48, dtype=torch.bfloat16)
+    x = torch.randn(4, 64, dtype=torch.bfloat16)
+    torch.testing.assert_close(linear(x, pack(weight), bias), F.linear(x, weight, bias), rtol=2e-2, atol=2e-2)
+    with pytest.raises(RuntimeError, match="x has 32 inputs, the weight 64"):
+        cpu_extension().bf16_linear(torch.randn(4, 32, dtype=torch.bfloat16), PackedBf16Weight(weight).packed, 48)
+
+
+def test_only_bf16_cpu_weights_with_even_inputs_go_to_the_bf16_kernel() -> None:
+    assert not isinstance(pack(torch.randn(48, 64)), PackedBf16Weight)  # fp32: oneDNN's packing
+    assert not isinstance(pack(torch.randn(48, 63, dtype=torch.bfloat16)), PackedBf16Weight)  # odd inputs
+    assert isinstance(pack(torch.randn(48, 64, dtype=torch.bfloat16)), PackedBf16Weight) == (bf16_linear_kernel() is not None)

@@ -1,0 +1,125 @@
+"""The rollout's hand-written CPU kernels (`csrc/`), built on first use, or None where they can't be.
+
+- `decode_attention_kernel`: a token step's attention reads every cached key and value once; this
+  kernel does so at the machine's memory speed, ~2.4x faster than batched matmuls in bf16.
+- `bf16_linear_kernel`: a token step multiplies a few rows by every weight; with AVX512_BF16 this
+  kernel runs bf16 linears ~1.4x faster than oneDNN's packed ones (`benchmarks/README.md`).
+They need a CPU with AVX-512 and a C++ compiler: torch's extension tools compile them once (~40 s,
+cached in `$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`). Without them, or with
+`IVIDEOGPT_CPU_KERNEL=0`, the decode step uses PyTorch and oneDNN ops (same results up to rounding,
+slower), after one warning that says why.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("decode_attention.cpp", "decode_linear.cpp")]
+SWITCH = "IVIDEOGPT_CPU_KERNEL"  # "0" turns the kernels off
+DTYPES = (torch.float32, torch.bfloat16)
+MAX_HEAD_DIM = 256
+GROUP_COLUMNS = 48  # output columns per packed group of `decode_linear.cpp`
+
+AttendParts = Callable[[Tensor, list[Tensor], list[Tensor], list[int], float], Tensor]
+
+
+def kernel_applies(query: Tensor, cached: Sequence[Tensor]) -> bool:
+    """Whether the attention kernel handles (B, heads, 1, D) `query` over `cached` keys and values.
+
+    CPU, fp32 or bf16, D a multiple of 16 up to 256, and the cache in the query's dtype (under
+    autocast they can differ; PyTorch ops then cast as before).
+    """
+    dim = query.shape[-1]
+    return (query.device.type == "cpu" and query.dtype in DTYPES and dim % 16 == 0 and dim <= MAX_HEAD_DIM
+            and all(part.dtype == query.dtype for part in cached) and decode_attention_kernel() is not None)
+
+
+def decode_attention_kernel() -> AttendParts | None:
+    """`attend_parts(query (B, heads, D), keys, values, shares, scale) -> (B, heads, D)`, or None (logged once)."""
+    extension = cpu_extension()
+    return None if extension is None else extension.attend_parts
+
+
+class PackedBf16Weight:
+    """A bf16 (N, K) linear weight in `decode_linear.cpp`'s layout, for `bf16_linear`."""
+
+    def __init__(self, weight: Tensor) -> None:
+        columns, inputs = weight.shape
+        groups = -(-columns // GROUP_COLUMNS)
+        padded = F.pad(weight.detach().to(torch.bfloat16), (0, 0, 0, groups * GROUP_COLUMNS - columns))
+        self.packed = padded.view(groups, GROUP_COLUMNS, inputs // 2, 2).transpose(1, 2).contiguous()
+        self.shape = (columns, inputs)
+
+
+def bf16_linear_kernel() -> Callable[[Tensor, PackedBf16Weight], Tensor] | None:
+    """`linear(x (..., K) bf16, packed) -> (..., N) bf16` where this CPU has AVX512_BF16, else None."""
+    extension = cpu_extension()
+    if extension is None or not extension.has_bf16_dot():
+        return None
+
+    def linear(x: Tensor, weight: PackedBf16Weight) -> Tensor:
+        columns, inputs = weight.shape
+        out = extension.bf16_linear(x.reshape(-1, inputs), weight.packed, columns)
+        return out.view(*x.shape[:-1], columns)
+
+    return linear
+
+
+def packs_for_bf16_kernel(weight: Tensor) -> bool:
+    """Whether `weight` goes to `bf16_linear_kernel`: a bf16 CPU weight with an even number of inputs."""
+    return (weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and weight.shape[1] % 2 == 0
+            and bf16_linear_kernel() is not None)
+
+
+@functools.cache
+def cpu_extension() -> ModuleType | None:
+    """Both kernels' module, compiled on first use, or None (with one warning that says why)."""
+    why_not = _unavailable_reason()
+    if why_not is not None:
+        if os.environ.get(SWITCH) != "0":
+            log.warning("CPU kernels off (%s): rollouts use PyTorch ops, slower in bf16", why_not)
+        return None
+    from torch.utils import cpp_extension
+
+    log.info("loading the CPU kernels (compiled on first use per machine, ~40 s)")
+    try:
+        return cpp_extension.load_inline(
+            "ivideogpt_cpu_kernels", cpp_sources=[source.read_text() for source in SOURCES],
+            functions=["attend_parts", "bf16_linear", "has_bf16_dot"],
+            # -fopenmp: at::parallel_for is inline, so without it the kernels would run on one thread.
+            # The loader maps the libgomp torch already loaded (same soname): one thread pool for all.
+            # AVX512_BF16 is enabled per function (decode_linear.cpp), so the rest runs on any AVX-512 CPU.
+            extra_cflags=["-O3", "-mavx512f", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
+    except Exception as error:  # a failed compile or link: fall back, never fail a rollout
+        log.warning("CPU kernels off (build failed: %s): rollouts use PyTorch ops", error)
+        return None
+
+
+def _unavailable_reason() -> str | None:
+    if os.environ.get(SWITCH) == "0":
+        return f"{SWITCH}=0"
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return f"the CPU lacks AVX-512 ({torch.backends.cpu.get_cpu_capability()})"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler}) on PATH"
+    if shutil.which("ninja") is None:
+        # pip's ninja (a dependency) lands beside this interpreter, which need not be on PATH.
+        beside = Path(sys.executable).parent
+        if not (beside / "ninja").exists():
+            return "ninja is not on PATH (pip install ninja)"
+        os.environ["PATH"] = f"{beside}{os.pathsep}{os.environ.get('PATH', '')}"
+    return None
