@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ivideogpt.transformer import cpu_kernels
 from ivideogpt.transformer.cache import FOLD_TOKENS, SplitLayer
 from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, cpu_extension,
-                                               decode_attention_kernel, kernel_applies)
+                                               decode_attention_kernel, fused_ops_apply, kernel_applies)
 from ivideogpt.transformer.decode import attend, linear, pack
 
 needs_kernel = pytest.mark.skipif(decode_attention_kernel() is None, reason="no AVX-512 or no C++ compiler here")
@@ -146,3 +146,45 @@ def test_only_bf16_cpu_weights_with_even_inputs_go_to_the_bf16_kernel() -> None:
     assert not isinstance(pack(torch.randn(48, 64)), PackedBf16Weight)  # fp32: oneDNN's packing
     assert not isinstance(pack(torch.randn(48, 63, dtype=torch.bfloat16)), PackedBf16Weight)  # odd inputs
     assert isinstance(pack(torch.randn(48, 64, dtype=torch.bfloat16)), PackedBf16Weight) == (bf16_linear_kernel() is not None)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_layer_ops_equal_hf_modules(dtype: torch.dtype) -> None:
+    from transformers.activations import SiLUActivation
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
+
+    from ivideogpt.transformer.decode import rms_norm, split_rotate, swiglu
+
+    torch.manual_seed(4)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2**-7, "atol": 2**-7}
+    batch, heads, dim = 5, 3, 64
+    norm = LlamaRMSNorm(heads * dim, eps=1e-5).to(dtype)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(batch, 1, heads * dim, dtype=dtype)
+    assert fused_ops_apply(x, norm.weight)  # the fused ops, not decode.py's fallbacks, are under test
+    torch.testing.assert_close(rms_norm(norm, x), norm(x), **tolerance)
+
+    qkv = torch.randn(batch, 1, 3 * heads * dim, dtype=dtype)
+    angles = torch.rand(1, 1, dim // 2) * 6.0
+    cos, sin = torch.cat([angles.cos()] * 2, -1).to(dtype), torch.cat([angles.sin()] * 2, -1).to(dtype)
+    query, key, value = (part.view(batch, 1, heads, dim).transpose(1, 2) for part in qkv.chunk(3, dim=-1))
+    expected = (*apply_rotary_pos_emb(query, key, cos, sin), value)
+    for got, want in zip(split_rotate(qkv, cos, sin, dim), expected):
+        assert got.shape == (batch, heads, 1, dim)
+        torch.testing.assert_close(got, want, **tolerance)
+
+    gate_up = 4 * torch.randn(batch, 1, 2 * 96, dtype=dtype)  # large gates: exp's both tails
+    gate, up = gate_up.chunk(2, -1)
+    torch.testing.assert_close(swiglu(SiLUActivation(), gate_up), SiLUActivation()(gate) * up, **tolerance)
+
+
+@needs_kernel
+def test_fused_layer_ops_reject_what_they_cannot_read() -> None:
+    ops = cpu_extension()
+    with pytest.raises(RuntimeError, match="multiple of 16"):
+        ops.rms_norm(torch.randn(2, 24), torch.ones(24), 1e-5)
+    with pytest.raises(RuntimeError, match="D a multiple of 32"):
+        ops.split_rotate(torch.randn(2, 3 * 2 * 16), torch.ones(16), torch.ones(16), 2)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        ops.swiglu(torch.randn(2, 64, dtype=torch.float64))

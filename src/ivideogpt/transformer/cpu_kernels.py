@@ -4,6 +4,8 @@
   kernel does so at the machine's memory speed, ~2.4x faster than batched matmuls in bf16.
 - `bf16_linear_kernel`: a token step multiplies a few rows by every weight; with AVX512_BF16 this
   kernel runs bf16 linears ~1.4x faster than oneDNN's packed ones (`benchmarks/README.md`).
+- `cpu_extension().rms_norm / split_rotate / swiglu`: a layer's small ops, one call each instead of
+  HF's ~40 PyTorch ops per layer (`decode.py` calls them through `fused_ops_apply`).
 They need a CPU with AVX-512 and a C++ compiler: torch's extension tools compile them once (~40 s,
 cached in `$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`). Without them, or with
 `IVIDEOGPT_CPU_KERNEL=0`, the decode step uses PyTorch and oneDNN ops (same results up to rounding,
@@ -27,7 +29,10 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("decode_attention.cpp", "decode_linear.cpp")]
+CSRC = Path(__file__).with_name("csrc")
+# simd.h comes first so that its text is part of what torch hashes to decide a rebuild; the sources'
+# own `#include "simd.h"` then finds its guard defined.
+SOURCES = [CSRC / name for name in ("simd.h", "decode_attention.cpp", "decode_linear.cpp", "decode_ops.cpp")]
 SWITCH = "IVIDEOGPT_CPU_KERNEL"  # "0" turns the kernels off
 DTYPES = (torch.float32, torch.bfloat16)
 MAX_HEAD_DIM = 256
@@ -84,6 +89,14 @@ def packs_for_bf16_kernel(weight: Tensor) -> bool:
             and bf16_linear_kernel() is not None)
 
 
+def fused_ops_apply(*tensors: Tensor) -> bool:
+    """Whether `cpu_extension()`'s rms_norm / split_rotate / swiglu take these tensors: CPU, all fp32 or
+    all bf16 (the caller checks the widths each op needs)."""
+    dtype = tensors[0].dtype
+    return (all(t.device.type == "cpu" and t.dtype == dtype for t in tensors) and dtype in DTYPES
+            and cpu_extension() is not None)
+
+
 @functools.cache
 def cpu_extension() -> ModuleType | None:
     """Both kernels' module, compiled on first use, or None (with one warning that says why)."""
@@ -98,7 +111,8 @@ def cpu_extension() -> ModuleType | None:
     try:
         return cpp_extension.load_inline(
             "ivideogpt_cpu_kernels", cpp_sources=[source.read_text() for source in SOURCES],
-            functions=["attend_parts", "bf16_linear", "has_bf16_dot"],
+            functions=["attend_parts", "bf16_linear", "has_bf16_dot", "rms_norm", "split_rotate", "swiglu"],
+            extra_include_paths=[str(CSRC)],
             # -fopenmp: at::parallel_for is inline, so without it the kernels would run on one thread.
             # The loader maps the libgomp torch already loaded (same soname): one thread pool for all.
             # AVX512_BF16 is enabled per function (decode_linear.cpp), so the rest runs on any AVX-512 CPU.

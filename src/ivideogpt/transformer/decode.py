@@ -25,11 +25,13 @@ from weakref import WeakKeyDictionary
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers.models.llama.modeling_llama import LlamaModel, apply_rotary_pos_emb
+from transformers.activations import SiLUActivation
+from transformers.models.llama.modeling_llama import LlamaModel, LlamaRMSNorm, apply_rotary_pos_emb
 
 from ivideogpt.transformer.cache import GrowingCache, SplitLayer
-from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, decode_attention_kernel,
-                                               kernel_applies, packs_for_bf16_kernel)
+from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, cpu_extension,
+                                               decode_attention_kernel, fused_ops_apply, kernel_applies,
+                                               packs_for_bf16_kernel)
 from ivideogpt.transformer.static_cache import StaticCache
 
 PACK_ROWS = 16  # the batch size oneDNN lays the packed weights out for (any batch works)
@@ -103,16 +105,42 @@ def run_layers(core: LlamaModel, embeds: Tensor, cos: Tensor, sin: Tensor,
     hidden = embeds
     for index, (layer, weights) in enumerate(zip(core.layers, layer_weights(core))):
         attention = layer.self_attn
-        x = layer.input_layernorm(hidden)
-        shape = (x.shape[0], 1, -1, attention.head_dim)
-        query, key, value = (part.view(shape).transpose(1, 2)  # (B, heads, 1, D) each
-                             for part in linear(x, weights.qkv, weights.qkv_bias).chunk(3, dim=-1))
-        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        qkv = linear(rms_norm(layer.input_layernorm, hidden), weights.qkv, weights.qkv_bias)
+        query, key, value = split_rotate(qkv, cos, sin, attention.head_dim)  # (B, heads, 1, D) each
         attended = attend_layer(index, query, key, value)  # (B, 1, heads * D)
         hidden = hidden + linear(attended, weights.o, weights.o_bias)
-        gate, up = linear(layer.post_attention_layernorm(hidden), weights.gate_up, weights.gate_up_bias).chunk(2, -1)
-        hidden = hidden + linear(layer.mlp.act_fn(gate) * up, weights.down, weights.down_bias)
-    return core.norm(hidden)
+        gate_up = linear(rms_norm(layer.post_attention_layernorm, hidden), weights.gate_up, weights.gate_up_bias)
+        hidden = hidden + linear(swiglu(layer.mlp.act_fn, gate_up), weights.down, weights.down_bias)
+    return rms_norm(core.norm, hidden)
+
+
+def rms_norm(norm: LlamaRMSNorm, x: Tensor) -> Tensor:
+    """`norm(x)`, on CPU as one call of the fused op (`transformer/cpu_kernels.py`) where it applies."""
+    width = x.shape[-1]
+    if width % 16 == 0 and fused_ops_apply(x, norm.weight):
+        return cpu_extension().rms_norm(x.reshape(-1, width).contiguous(), norm.weight, norm.variance_epsilon).view(x.shape)
+    return norm(x)
+
+
+def split_rotate(qkv: Tensor, cos: Tensor, sin: Tensor, head_dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, 1, 3 * heads * D) fused projections -> query, key, value (B, heads, 1, D), query and key rotated."""
+    batch, heads = qkv.shape[0], qkv.shape[-1] // (3 * head_dim)
+    if head_dim % 32 == 0 and fused_ops_apply(qkv, cos, sin):
+        query, key, value = cpu_extension().split_rotate(qkv.reshape(batch, -1).contiguous(), cos.reshape(-1).contiguous(),
+                                                         sin.reshape(-1).contiguous(), heads)
+        return query, key, value
+    query, key, value = (part.view(batch, 1, heads, head_dim).transpose(1, 2) for part in qkv.chunk(3, dim=-1))
+    query, key = apply_rotary_pos_emb(query, key, cos, sin)
+    return query, key, value
+
+
+def swiglu(act_fn: torch.nn.Module, gate_up: Tensor) -> Tensor:
+    """(..., 2F) fused gate|up projections -> act_fn(gate) * up, one fused call for SiLU on CPU."""
+    if isinstance(act_fn, SiLUActivation | torch.nn.SiLU) and gate_up.shape[-1] % 32 == 0 and fused_ops_apply(gate_up):
+        width = gate_up.shape[-1]
+        return cpu_extension().swiglu(gate_up.reshape(-1, width).contiguous()).view(*gate_up.shape[:-1], width // 2)
+    gate, up = gate_up.chunk(2, -1)
+    return act_fn(gate) * up
 
 
 def layer_weights(core: LlamaModel) -> list[LayerWeights]:
