@@ -33,9 +33,10 @@ from ivideogpt.transformer.cache import SplitLayer
 from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, cpu_extension
 
 HIDDEN, FFN, HEADS, LAYERS, CODES = 768, 3072, 12, 12, 8192  # transformer_small, tokenizer_64's codebook
+Paths = dict[str, Callable[[], object]]  # a piece's path name -> one run of it over every layer
 
 
-def alternate(pair: dict[str, Callable[[], object]], seconds: float, rounds: int) -> dict[str, float]:
+def alternate(pair: Paths, seconds: float, rounds: int) -> dict[str, float]:
     """Median seconds of each callable, measured in `rounds` alternating turns of ~seconds / rounds."""
     turns: dict[str, list[float]] = {name: [] for name in pair}
     for _ in range(rounds):
@@ -44,7 +45,7 @@ def alternate(pair: dict[str, Callable[[], object]], seconds: float, rounds: int
     return {name: sorted(times)[len(times) // 2] for name, times in turns.items()}
 
 
-def linears(batch: int, layers: int) -> tuple[dict[str, Callable[[], object]], float]:
+def linears(batch: int, layers: int) -> tuple[Paths, float]:
     """Both paths over every linear of `layers` layers and the head; their FLOPs."""
     shapes = [(3 * HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (2 * FFN, HIDDEN), (HIDDEN, FFN)] * layers + [(CODES, HIDDEN)]
     weights = [torch.randn(n, k, dtype=torch.bfloat16) * 0.02 for n, k in shapes]
@@ -58,7 +59,7 @@ def linears(batch: int, layers: int) -> tuple[dict[str, Callable[[], object]], f
     return {"kernel": run(kernel), "oneDNN": run(onednn)}, sum(2 * batch * n * k for n, k in shapes)
 
 
-def attention(batch: int, layers: int, tokens: int, dtype: torch.dtype) -> tuple[dict[str, Callable[[], object]], float]:
+def attention(batch: int, layers: int, tokens: int, dtype: torch.dtype) -> tuple[Paths, float]:
     """Both paths over `layers` caches of `tokens` (a folded prefix and a 21-token tail); bytes read."""
     dim = HIDDEN // HEADS
     caches = []
@@ -81,7 +82,7 @@ def attention(batch: int, layers: int, tokens: int, dtype: torch.dtype) -> tuple
     return {"kernel": kernel, "batched matmuls": matmuls}, 2 * layers * batch * HIDDEN * tokens * itemsize
 
 
-def small_ops(batch: int, layers: int) -> dict[str, Callable[[], object]]:
+def small_ops(batch: int, layers: int) -> Paths:
     """Both paths over each layer's two RMSNorms, q/k/v split with rotation, and SwiGLU (bf16)."""
     dim, bf16 = HIDDEN // HEADS, torch.bfloat16
     norm = LlamaRMSNorm(HIDDEN).to(bf16)
@@ -107,14 +108,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=585, help="cached tokens (2 context + 8 future frames: 585 at the end)")
+    parser.add_argument("--tokens", type=int, default=585,
+                        help="cached tokens (2 context + 8 future frames: 585 at the end)")
     args = parser.parse_args()
     setup(args, "CPU kernels")
     if cpu_extension() is None:
         raise SystemExit("the CPU kernels are not available here (see the warning above)")
     layers, seconds, rounds = (2, 0.5, 2) if args.quick else (LAYERS, 4.0, 4)
-    peak, bandwidth = matmul_peak(torch.bfloat16, torch.device("cpu"), seconds / 2), read_bandwidth(torch.device("cpu"), seconds / 2)
-    print(f"this machine: bf16 matmul peak (2048x2048 mm) {peak / 1e9:.0f} GFLOP/s; memory read {bandwidth / 1e9:.1f} GB/s")
+    cpu = torch.device("cpu")
+    peak, bandwidth = matmul_peak(torch.bfloat16, cpu, seconds / 2), read_bandwidth(cpu, seconds / 2)
+    print(f"this machine: bf16 matmul peak (2048x2048 mm) {peak / 1e9:.0f} GFLOP/s; "
+          f"memory read {bandwidth / 1e9:.1f} GB/s")
     print(f"batch {args.batch}, {layers} layers of transformer_small, {args.tokens} cached tokens\n")
     rows = []
     if decode.bf16_linear_kernel() is not None:

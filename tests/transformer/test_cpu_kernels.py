@@ -145,7 +145,8 @@ def test_bf16_linear_adds_the_bias_and_rejects_a_wrong_width() -> None:
 def test_only_bf16_cpu_weights_with_even_inputs_go_to_the_bf16_kernel() -> None:
     assert not isinstance(pack(torch.randn(48, 64)), PackedBf16Weight)  # fp32: oneDNN's packing
     assert not isinstance(pack(torch.randn(48, 63, dtype=torch.bfloat16)), PackedBf16Weight)  # odd inputs
-    assert isinstance(pack(torch.randn(48, 64, dtype=torch.bfloat16)), PackedBf16Weight) == (bf16_linear_kernel() is not None)
+    packed = pack(torch.randn(48, 64, dtype=torch.bfloat16))
+    assert isinstance(packed, PackedBf16Weight) == (bf16_linear_kernel() is not None)
 
 
 @needs_kernel

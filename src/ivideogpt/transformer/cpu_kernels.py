@@ -6,7 +6,7 @@
   kernel runs bf16 linears ~1.4x faster than oneDNN's packed ones (`benchmarks/README.md`).
 - `cpu_extension().rms_norm / split_rotate / swiglu`: a layer's small ops, one call each instead of
   HF's ~40 PyTorch ops per layer (`decode.py` calls them through `fused_ops_apply`).
-They need a CPU with AVX-512 and a C++ compiler: torch's extension tools compile them once (~40 s,
+They need a CPU with AVX-512 and a C++ compiler: torch's extension tools compile them once (~30 s,
 cached in `$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`). Without them, or with
 `IVIDEOGPT_CPU_KERNEL=0`, the decode step uses PyTorch and oneDNN ops (same results up to rounding,
 slower), after one warning that says why.
@@ -107,7 +107,7 @@ def cpu_extension() -> ModuleType | None:
         return None
     from torch.utils import cpp_extension
 
-    log.info("loading the CPU kernels (compiled on first use per machine, ~40 s)")
+    log.info("loading the CPU kernels (compiled on first use per machine, ~30 s)")
     try:
         return cpp_extension.load_inline(
             "ivideogpt_cpu_kernels", cpp_sources=[source.read_text() for source in SOURCES],

@@ -118,7 +118,8 @@ def rms_norm(norm: LlamaRMSNorm, x: Tensor) -> Tensor:
     """`norm(x)`, on CPU as one call of the fused op (`transformer/cpu_kernels.py`) where it applies."""
     width = x.shape[-1]
     if width % 16 == 0 and fused_ops_apply(x, norm.weight):
-        return cpu_extension().rms_norm(x.reshape(-1, width).contiguous(), norm.weight, norm.variance_epsilon).view(x.shape)
+        flat = x.reshape(-1, width).contiguous()
+        return cpu_extension().rms_norm(flat, norm.weight, norm.variance_epsilon).view(x.shape)
     return norm(x)
 
 
@@ -126,8 +127,8 @@ def split_rotate(qkv: Tensor, cos: Tensor, sin: Tensor, head_dim: int) -> tuple[
     """(B, 1, 3 * heads * D) fused projections -> query, key, value (B, heads, 1, D), query and key rotated."""
     batch, heads = qkv.shape[0], qkv.shape[-1] // (3 * head_dim)
     if head_dim % 32 == 0 and fused_ops_apply(qkv, cos, sin):
-        query, key, value = cpu_extension().split_rotate(qkv.reshape(batch, -1).contiguous(), cos.reshape(-1).contiguous(),
-                                                         sin.reshape(-1).contiguous(), heads)
+        rotation = (cos.reshape(-1).contiguous(), sin.reshape(-1).contiguous())  # (D) each
+        query, key, value = cpu_extension().split_rotate(qkv.reshape(batch, -1).contiguous(), *rotation, heads)
         return query, key, value
     query, key, value = (part.view(batch, 1, heads, head_dim).transpose(1, 2) for part in qkv.chunk(3, dim=-1))
     query, key = apply_rotary_pos_emb(query, key, cos, sin)
@@ -136,8 +137,8 @@ def split_rotate(qkv: Tensor, cos: Tensor, sin: Tensor, head_dim: int) -> tuple[
 
 def swiglu(act_fn: torch.nn.Module, gate_up: Tensor) -> Tensor:
     """(..., 2F) fused gate|up projections -> act_fn(gate) * up, one fused call for SiLU on CPU."""
-    if isinstance(act_fn, SiLUActivation | torch.nn.SiLU) and gate_up.shape[-1] % 32 == 0 and fused_ops_apply(gate_up):
-        width = gate_up.shape[-1]
+    width = gate_up.shape[-1]
+    if isinstance(act_fn, SiLUActivation | torch.nn.SiLU) and width % 32 == 0 and fused_ops_apply(gate_up):
         return cpu_extension().swiglu(gate_up.reshape(-1, width).contiguous()).view(*gate_up.shape[:-1], width // 2)
     gate, up = gate_up.chunk(2, -1)
     return act_fn(gate) * up
