@@ -121,7 +121,7 @@ def main() -> None:
           f"memory read {bandwidth / 1e9:.1f} GB/s")
     print(f"batch {args.batch}, {layers} layers of transformer_small, {args.tokens} cached tokens\n")
     rows = []
-    if decode.bf16_linear_kernel() is not None:
+    if decode.bf16_linear_available():
         pair, flops = linears(args.batch, layers)
         times = alternate(pair, seconds, rounds)
         for name, t in times.items():

@@ -7,12 +7,12 @@ import torch.nn.functional as F
 
 from ivideogpt.transformer import cpu_kernels
 from ivideogpt.transformer.cache import FOLD_TOKENS, SplitLayer
-from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, cpu_extension,
+from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_available, cpu_extension,
                                                decode_attention_kernel, fused_ops_apply, kernel_applies)
 from ivideogpt.transformer.decode import attend, linear, pack
 
 needs_kernel = pytest.mark.skipif(decode_attention_kernel() is None, reason="no AVX-512 or no C++ compiler here")
-needs_bf16_dot = pytest.mark.skipif(bf16_linear_kernel() is None, reason="no AVX512_BF16 (or no kernels) here")
+needs_bf16_dot = pytest.mark.skipif(not bf16_linear_available(), reason="no AVX512_BF16 (or no kernels) here")
 
 
 def _layer(batch: int, heads: int, dim: int, dtype: torch.dtype, share: int = 4) -> SplitLayer:
@@ -87,7 +87,7 @@ def test_switching_the_kernel_off_falls_back_with_a_warning(monkeypatch, caplog)
     monkeypatch.setenv(cpu_kernels.SWITCH, "0")
     cpu_extension.cache_clear()
     try:
-        assert decode_attention_kernel() is None and bf16_linear_kernel() is None
+        assert decode_attention_kernel() is None and not bf16_linear_available()
         assert not kernel_applies(torch.randn(2, 2, 1, 64), [])
     finally:
         monkeypatch.delenv(cpu_kernels.SWITCH)
@@ -110,7 +110,7 @@ def test_a_failed_build_falls_back_with_a_warning(monkeypatch, caplog) -> None:
     cpu_extension.cache_clear()
     try:
         with caplog.at_level("WARNING"):
-            assert decode_attention_kernel() is None and bf16_linear_kernel() is None
+            assert decode_attention_kernel() is None and not bf16_linear_available()
             assert not isinstance(pack(torch.randn(48, 32, dtype=torch.bfloat16)), PackedBf16Weight)
     finally:
         cpu_extension.cache_clear()
@@ -146,7 +146,7 @@ def test_only_bf16_cpu_weights_with_even_inputs_go_to_the_bf16_kernel() -> None:
     assert not isinstance(pack(torch.randn(48, 64)), PackedBf16Weight)  # fp32: oneDNN's packing
     assert not isinstance(pack(torch.randn(48, 63, dtype=torch.bfloat16)), PackedBf16Weight)  # odd inputs
     packed = pack(torch.randn(48, 64, dtype=torch.bfloat16))
-    assert isinstance(packed, PackedBf16Weight) == (bf16_linear_kernel() is not None)
+    assert isinstance(packed, PackedBf16Weight) == (bf16_linear_available())
 
 
 @needs_kernel

@@ -6,7 +6,7 @@ from transformers.cache_utils import DynamicCache
 
 from ivideogpt.transformer import GrowingCache, transformer_tiny
 from ivideogpt.transformer.cache import FOLD_TOKENS
-from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, bf16_linear_kernel
+from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, bf16_linear_available
 from ivideogpt.transformer.decode import head_logits, layer_weights
 
 
@@ -78,7 +78,7 @@ def test_bf16_decode_step_follows_the_hf_forward() -> None:
             expected = model.backbone(embeds[:, i : i + 1], i, reference)
             got = model.decode_step(embeds[:, i : i + 1], i, cache)
             torch.testing.assert_close(got.float(), expected.float(), rtol=0.03, atol=0.03)
-    assert isinstance(layer_weights(model.core)[0].gate_up, PackedBf16Weight) == (bf16_linear_kernel() is not None)
+    assert isinstance(layer_weights(model.core)[0].gate_up, PackedBf16Weight) == (bf16_linear_available())
 
 
 def test_head_logits_are_the_future_logits_and_follow_weight_changes() -> None:

@@ -2,7 +2,7 @@
 
 - `decode_attention_kernel`: a token step's attention reads every cached key and value once; this
   kernel does so at the machine's memory speed, ~2.4x faster than batched matmuls in bf16.
-- `bf16_linear_kernel`: a token step multiplies a few rows by every weight; with AVX512_BF16 this
+- `bf16_linear`: a token step multiplies a few rows by every weight; with AVX512_BF16 this
   kernel runs bf16 linears ~1.4x faster than oneDNN's packed ones (`benchmarks/README.md`).
 - `cpu_extension().rms_norm / split_rotate / swiglu`: a layer's small ops, one call each instead of
   HF's ~40 PyTorch ops per layer (`decode.py` calls them through `fused_ops_apply`).
@@ -69,24 +69,23 @@ class PackedBf16Weight:
         self.shape = (columns, inputs)
 
 
-def bf16_linear_kernel() -> Callable[[Tensor, PackedBf16Weight], Tensor] | None:
-    """`linear(x (..., K) bf16, packed) -> (..., N) bf16` where this CPU has AVX512_BF16, else None."""
+def bf16_linear_available() -> bool:
+    """Whether the kernels are built and this CPU has AVX512_BF16, which `bf16_linear` needs."""
     extension = cpu_extension()
-    if extension is None or not extension.has_bf16_dot():
-        return None
+    return extension is not None and extension.has_bf16_dot()
 
-    def linear(x: Tensor, weight: PackedBf16Weight) -> Tensor:
-        columns, inputs = weight.shape
-        out = extension.bf16_linear(x.reshape(-1, inputs), weight.packed, columns)
-        return out.view(*x.shape[:-1], columns)
 
-    return linear
+def bf16_linear(x: Tensor, weight: PackedBf16Weight) -> Tensor:
+    """x (..., K) bf16 times a packed (N, K) weight -> (..., N) bf16 (where `bf16_linear_available`)."""
+    columns, inputs = weight.shape
+    out = cpu_extension().bf16_linear(x.reshape(-1, inputs), weight.packed, columns)
+    return out.view(*x.shape[:-1], columns)
 
 
 def packs_for_bf16_kernel(weight: Tensor) -> bool:
-    """Whether `weight` goes to `bf16_linear_kernel`: a bf16 CPU weight with an even number of inputs."""
+    """Whether `weight` goes to `bf16_linear`: a bf16 CPU weight with an even number of inputs."""
     return (weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and weight.shape[1] % 2 == 0
-            and bf16_linear_kernel() is not None)
+            and bf16_linear_available())
 
 
 def fused_ops_apply(*tensors: Tensor) -> bool:

@@ -29,7 +29,7 @@ from transformers.activations import SiLUActivation
 from transformers.models.llama.modeling_llama import LlamaModel, LlamaRMSNorm, apply_rotary_pos_emb
 
 from ivideogpt.transformer.cache import GrowingCache, SplitLayer
-from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear_kernel, cpu_extension,
+from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear, cpu_extension,
                                                decode_attention_kernel, fused_ops_apply, kernel_applies,
                                                packs_for_bf16_kernel)
 from ivideogpt.transformer.static_cache import StaticCache
@@ -193,7 +193,7 @@ def pack(weight: Tensor) -> Tensor | PackedBf16Weight:
 def linear(x: Tensor, weight: Tensor | PackedBf16Weight, bias: Tensor | None) -> Tensor:
     """`F.linear` for a plain or a prepacked (`pack`) weight."""
     if isinstance(weight, PackedBf16Weight):
-        out = bf16_linear_kernel()(x, weight)
+        out = bf16_linear(x, weight)
         return out if bias is None else out + bias
     if weight.is_mkldnn:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")

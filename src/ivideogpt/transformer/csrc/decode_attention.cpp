@@ -3,7 +3,7 @@
 // Why hand-written: a rollout step attends a single query to every cached token, which is a
 // matrix-vector product per head. PyTorch runs it as batched matmuls that read the bf16 cache at
 // ~16 GB/s on this project's 2-core machine (bf16 bmm output is also rounded before the softmax);
-// this kernel reads each key and value once, in one pass, at ~30-36 GB/s (benchmarks/README.md),
+// this kernel reads each key and value once, in one pass, at the machine's read speed (benchmarks/README.md),
 // with scores, softmax and weighted sum kept in fp32.
 //
 // Parts are (stored rows, heads, tokens, D) with unit stride along D, keys laid out as their values;
@@ -180,10 +180,8 @@ torch::Tensor attend_parts(torch::Tensor query, std::vector<torch::Tensor> keys,
   for (int64_t share : shares) TORCH_CHECK(group % share == 0, "each part's share must divide the largest");
   torch::Tensor q = query.contiguous();
   torch::Tensor out = torch::empty_like(q);
-  if (q.scalar_type() == at::kBFloat16) {
-    attend_any_dim<at::BFloat16>(dim / kLanes, q, keys, values, shares, static_cast<float>(scale), out);
-  } else {
-    attend_any_dim<float>(dim / kLanes, q, keys, values, shares, static_cast<float>(scale), out);
-  }
+  with_element_type(q, [&](auto element) {
+    attend_any_dim<decltype(element)>(dim / kLanes, q, keys, values, shares, static_cast<float>(scale), out);
+  });
   return out;
 }

@@ -81,7 +81,8 @@ torch::Tensor bf16_linear(torch::Tensor x, torch::Tensor packed, int64_t columns
   TORCH_CHECK(has_bf16_dot(), "this CPU lacks AVX512_BF16");
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kBFloat16 && x.device().is_cpu(), "x must be (M, K) bf16 on CPU");
   TORCH_CHECK(packed.dim() == 4 && packed.scalar_type() == at::kBFloat16 && packed.is_contiguous() &&
-              packed.size(2) == kGroup && packed.size(3) == 2, "packed must be a contiguous (G, K / 2, 48, 2) bf16 weight");
+              packed.size(2) == kGroup && packed.size(3) == 2,
+              "packed must be a contiguous (G, K / 2, 48, 2) bf16 weight");
   TORCH_CHECK(x.size(1) == 2 * packed.size(1), "x has ", x.size(1), " inputs, the weight ", 2 * packed.size(1));
   TORCH_CHECK(columns > (packed.size(0) - 1) * kGroup && columns <= packed.size(0) * kGroup, "columns out of range");
   const torch::Tensor input = x.contiguous();

@@ -20,7 +20,6 @@ constexpr int64_t kRowsPerTask = 8;  // 16-row batches: one task per thread
 template <typename T>
 void rms_norm_rows(const T* x, const T* weight, T* out, int64_t rows, int64_t width, float eps) {
   at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    alignas(64) T normalised[kLanes];
     for (int64_t r = begin; r < end; ++r) {
       const T* row = x + r * width;
       __m512 squares = _mm512_setzero_ps();
@@ -30,8 +29,8 @@ void rms_norm_rows(const T* x, const T* weight, T* out, int64_t rows, int64_t wi
       }
       const __m512 scale = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(squares) / width + eps));
       for (int64_t i = 0; i < width; i += kLanes) {
-        store16(normalised, _mm512_mul_ps(load16(row + i), scale));  // HF rounds here, then multiplies
-        store16(out + r * width + i, _mm512_mul_ps(load16(weight + i), load16(normalised)));
+        const __m512 normalised = rounded_as<T>(_mm512_mul_ps(load16(row + i), scale));  // as HF, before the weight
+        store16(out + r * width + i, _mm512_mul_ps(load16(weight + i), normalised));
       }
     }
   });
@@ -68,14 +67,14 @@ void split_rotate_rows(const T* qkv, const T* cos, const T* sin, T* q, T* k, T* 
 template <typename T>
 void swiglu_rows(const T* gate_up, T* out, int64_t rows, int64_t width) {
   at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    alignas(64) T activated[kLanes];
     for (int64_t r = begin; r < end; ++r) {
       const T* gate = gate_up + r * 2 * width;
       for (int64_t i = 0; i < width; i += kLanes) {
         const __m512 g = load16(gate + i);
-        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
-        store16(activated, silu);  // HF rounds the activation before the product
-        store16(out + r * width + i, _mm512_mul_ps(load16(activated), load16(gate + width + i)));
+        const __m512 exp_minus_g = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.f), exp_minus_g));
+        const __m512 activated = rounded_as<T>(silu);  // as HF, before the product
+        store16(out + r * width + i, _mm512_mul_ps(activated, load16(gate + width + i)));
       }
     }
   });

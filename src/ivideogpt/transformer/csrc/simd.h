@@ -25,6 +25,14 @@ inline void store16(at::BFloat16* p, __m512 x) {  // fp32 -> bf16, rounding to n
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
 }
 
+// x as T holds it: rounded to bf16 for bf16 (where HF's bf16 modules round an intermediate), unchanged for fp32.
+template <typename T>
+inline __m512 rounded_as(__m512 x) {
+  alignas(64) T stored[kLanes];
+  store16(stored, x);
+  return load16(stored);
+}
+
 // exp(x), x clamped to [-87, 88] (fp32's range): x = n ln2 + r, exp(r) by Cephes' polynomial, times 2^n.
 inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
