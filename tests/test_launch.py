@@ -1,5 +1,6 @@
 """A launch's processes leave their process group before the interpreter shuts down."""
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +19,29 @@ GATHER = textwrap.dedent("""
     assert [int(r) for r in ranks] == list(range(state.num_processes))
 """)
 
+# A finished FSDP2 model, garbage now, whose device mesh DTensor's caches keep alive: the mesh holds the
+# group, and with it gloo's threads, past `destroy_process_group` (exit 3 when they outlive leaving).
+FSDP_THEN_LEAVE = textwrap.dedent("""
+    import os, sys
+    import torch
+    from torch import nn
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from ivideogpt.launch import leave_process_group
+
+    def gloo_threads():
+        names = (open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task"))
+        return [name for name in names if "gloo" in name]
+
+    torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+    model = fully_shard(nn.Sequential(fully_shard(nn.Linear(4, 4)), nn.Linear(4, 1)), mesh=init_device_mesh("cpu", (1,)))
+    model(torch.randn(2, 4)).sum().backward()
+    assert gloo_threads(), "gloo started no threads: nothing to check"
+    del model
+    leave_process_group()
+    sys.exit(3 if gloo_threads() else 0)
+""")
+
 
 def test_leave_process_group_destroys_the_group_once(tmp_path: Path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -34,3 +58,10 @@ def test_processes_that_gathered_exit_cleanly(tmp_path: Path, run_processes) -> 
     # without an active exception" (exit -6); five clean launches in a row would then happen ~7% of the time.
     for _ in range(5):
         run_processes([script], processes=4)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="lists threads through /proc")
+def test_leaving_after_fsdp_ends_gloo_threads(tmp_path: Path, run_processes) -> None:
+    script = tmp_path / "fsdp_then_leave.py"
+    script.write_text(FSDP_THEN_LEAVE)
+    run_processes([script, tmp_path / "store"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
+import sys
 from typing import Any
 
 import torch
@@ -36,10 +38,30 @@ def _leave_process_group_at_exit() -> None:
 
 
 def leave_process_group() -> None:
-    """Destroy this process's process group, if it has one, while the interpreter is still whole.
+    """Destroy this process's process group, if it has one, and free it while the interpreter is still whole.
 
     Left to interpreter shutdown, gloo's worker threads can abort a process that has finished its
     work ("terminate called without an active exception", exit -6), failing the whole launch.
+    `destroy_process_group` alone does not end those threads: they live while anything holds the group.
     """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if not torch.distributed.is_available():
+        return
+    if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    _release_device_mesh_groups()
+    gc.collect()  # a finished FSDP model may still sit in unreachable cycles that hold the group
+
+
+def _release_device_mesh_groups() -> None:
+    """Drop the process groups that DTensor device meshes keep after the groups were destroyed.
+
+    Under FSDP2, torch 2.13 keeps each mesh alive in DTensor's sharding caches, and a mesh holds its
+    groups in `_pg_registry` (a private cache of group objects by name). No public call clears it, so
+    this one does, for every mesh there is.
+    """
+    device_mesh = sys.modules.get("torch.distributed.device_mesh")
+    if device_mesh is None:
+        return  # no mesh was ever made
+    for mesh in gc.get_objects():
+        if isinstance(mesh, device_mesh.DeviceMesh):
+            getattr(mesh, "_pg_registry", {}).clear()
