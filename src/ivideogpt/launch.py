@@ -23,12 +23,13 @@ def on_cpu() -> bool:
 
 
 def process_state() -> Any:
-    """accelerate's `PartialState`: this process's rank, device and process group (created on first use,
-    and left when the interpreter exits, see `leave_process_group`)."""
+    """accelerate's `PartialState`: this process's rank, device and process group (created on first use
+    when launched as several processes, and left when the interpreter exits, see `leave_process_group`)."""
     from accelerate import PartialState
 
     state = PartialState(cpu=on_cpu())
-    _leave_process_group_at_exit()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        _leave_process_group_at_exit()  # ~0.5 s at exit (a scan of every object), so only where there is a group
     return state
 
 
