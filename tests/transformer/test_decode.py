@@ -1,13 +1,16 @@
 """The rollout's one-token path (`decode_step`) against the HF forward, across cache folds, weight changes
 and precisions; the sampling head's prepacked logits."""
 
+import pytest
 import torch
 from transformers.cache_utils import DynamicCache
+
+from ivideogpt.transformer import decode
 
 from ivideogpt.transformer import GrowingCache, transformer_tiny
 from ivideogpt.transformer.cache import FOLD_TOKENS
 from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, bf16_linear_available
-from ivideogpt.transformer.decode import head_logits, layer_weights
+from ivideogpt.transformer.decode import cpu_layer_loop, head_logits, layer_weights
 
 
 def _model(**overrides):
@@ -79,6 +82,30 @@ def test_bf16_decode_step_follows_the_hf_forward() -> None:
             got = model.decode_step(embeds[:, i : i + 1], i, cache)
             torch.testing.assert_close(got.float(), expected.float(), rtol=0.03, atol=0.03)
     assert isinstance(layer_weights(model.core)[0].gate_up, PackedBf16Weight) == (bf16_linear_available())
+
+
+@pytest.mark.skipif(not bf16_linear_available(), reason="the C++ layer loop needs AVX512_BF16 and the CPU kernels")
+def test_cpu_layer_loop_gives_the_python_loops_results_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model().to(torch.bfloat16)
+    steps = FOLD_TOKENS + 4  # through a fold
+    embeds = torch.randn(2, 6 + steps, 128, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        context = GrowingCache(2)
+        model.backbone(embeds[:, :6], 0, context)
+        forked = context.copy(repeats=3)  # 6 rows: the context is a part shared by groups of 3
+        assert cpu_layer_loop(model.core, embeds[:, :1], forked) is not None
+        outputs, caches = [], []
+        for loop in (True, False):
+            if not loop:
+                monkeypatch.setattr(decode, "cpu_layer_loop", lambda *args: None)
+            cache = forked.copy()
+            rows = embeds.repeat_interleave(3, 0)
+            outputs.append(torch.cat([model.decode_step(rows[:, i : i + 1], i, cache) for i in range(6, 6 + steps)], 1))
+            caches.append(cache)
+    assert torch.equal(outputs[0], outputs[1])
+    for with_loop, without in zip(*(cache.layers for cache in caches)):
+        assert torch.equal(with_loop.keys, without.keys) and torch.equal(with_loop.values, without.values)
+    assert caches[0].get_seq_length() == 6 + steps
 
 
 def test_head_logits_are_the_future_logits_and_follow_weight_changes() -> None:

@@ -20,7 +20,8 @@ single-query attention ~8x slower than on contiguous keys (measured with the rol
 shapes). `transformers.DynamicCache` instead copies the whole cache at every token.
 
 The HF model writes through `update` (a prefill, or per-frame re-processing); rollouts append and
-attend through `append` / `parts` (`transformer/decode.py`), which never concatenate the parts.
+attend through `append` (or `reserve`, for keys written in place by the CPU layer loop) and `parts`
+(`transformer/decode.py`), which never concatenate the parts.
 """
 
 from __future__ import annotations
@@ -49,32 +50,44 @@ class SplitLayer(DynamicLayer):
 
     def append(self, keys: Tensor, values: Tensor) -> None:
         """Add (B, heads, q, D) keys and values after the cached ones."""
+        for slot, new in zip(self.reserve(keys.shape, keys.dtype, keys.device), (keys, values)):
+            slot.copy_(new)
+
+    def reserve(self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype,
+                device: torch.device) -> tuple[Tensor, Tensor]:
+        """Room for (B, heads, q, D) keys and values after the cached ones: views to write them into.
+
+        The cache counts them from now on, so the caller writes both before anything reads the cache
+        (the CPU layer loop of `transformer/decode.py` writes them from C++).
+        """
         if not self.is_initialized:
-            self.lazy_initialization(keys, values)
+            self.lazy_initialization(torch.empty(0, dtype=dtype, device=device), None)
+        count = shape[2]
         held = 0 if self.tail is None else self.tail[0].shape[2]
-        if self._can_write_tail(keys, held):  # in place, past every view of the buffer handed out so far
-            for buffer, new in zip(self.tail_buffer, (keys, values)):
-                buffer[:, :, held : held + keys.shape[2]] = new
-            self._view_tail(held + keys.shape[2])
-            return
-        if self.tail is not None:
-            keys, values = torch.cat([self.tail[0], keys], 2), torch.cat([self.tail[1], values], 2)
-        if keys.shape[2] < FOLD_TOKENS:
-            self.tail_buffer = (padded(keys, FOLD_TOKENS), padded(values, FOLD_TOKENS))
-            self._view_tail(keys.shape[2])
-            return
-        if self.prefix is not None:
-            keys, values = torch.cat([self.prefix[0], keys], 2), torch.cat([self.prefix[1], values], 2)
-        self.prefix, self.tail, self.tail_buffer = (keys.contiguous(), values.contiguous()), None, None
+        if self._can_write_tail(shape, dtype, held):  # in place, past every view of the buffer handed out so far
+            self._view_tail(held + count)
+            return self.tail[0][:, :, held:], self.tail[1][:, :, held:]
+        room = torch.empty(*shape, dtype=dtype, device=device)
+        old_tail = [] if self.tail is None else [self.tail]
+        if held + count < FOLD_TOKENS:  # a new buffer of this layer's own, the old tail copied into it
+            self.tail_buffer = tuple(padded(torch.cat([t[i] for t in old_tail] + [room], 2), FOLD_TOKENS)
+                                     for i in (0, 1))
+            self._view_tail(held + count)
+            return self.tail[0][:, :, held:], self.tail[1][:, :, held:]
+        parts = ([] if self.prefix is None else [self.prefix]) + old_tail  # fold: one new prefix with the room
+        self.prefix = tuple(torch.cat([part[i] for part in parts] + [room], 2) for i in (0, 1))
+        self.tail, self.tail_buffer = None, None
+        return self.prefix[0][:, :, -count:], self.prefix[1][:, :, -count:]
 
     def _view_tail(self, length: int) -> None:
         self.tail = (self.tail_buffer[0][:, :, :length], self.tail_buffer[1][:, :, :length])
 
-    def _can_write_tail(self, keys: Tensor, held: int) -> bool:
-        """Whether `keys` fit in the owned tail buffer (an inference tensor only takes writes in inference mode)."""
+    def _can_write_tail(self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype, held: int) -> bool:
+        """Whether `shape`'s tokens fit in the owned tail buffer (an inference tensor only takes writes in
+        inference mode)."""
         buffer = None if self.tail_buffer is None else self.tail_buffer[0]
-        return (buffer is not None and held + keys.shape[2] < FOLD_TOKENS and buffer.shape[0] == keys.shape[0]
-                and buffer.dtype == keys.dtype and (torch.is_inference_mode_enabled() or not buffer.is_inference()))
+        return (buffer is not None and held + shape[2] < FOLD_TOKENS and buffer.shape[0] == shape[0]
+                and buffer.dtype == dtype and (torch.is_inference_mode_enabled() or not buffer.is_inference()))
 
     def parts(self) -> list[tuple[Tensor, Tensor, int]]:
         """The non-empty (keys, values, rows sharing each stored row) parts, oldest first."""

@@ -6,6 +6,8 @@
   kernel runs bf16 linears ~1.4x faster than oneDNN's packed ones (`benchmarks/README.md`).
 - `cpu_extension().rms_norm / split_rotate / swiglu`: a layer's small ops, one call each instead of
   HF's ~40 PyTorch ops per layer (`decode.py` calls them through `fused_ops_apply`).
+- `cpu_extension().decode_layers`: all of a bf16 token step's layers with the kernels above, one call
+  (`decode.CpuLayerLoop`).
 They need a CPU with AVX-512 and a C++ compiler: torch's extension tools compile them once (~30 s,
 cached in `$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`). Without them, or with
 `IVIDEOGPT_CPU_KERNEL=0`, the decode step uses PyTorch and oneDNN ops (same results up to rounding,
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 CSRC = Path(__file__).with_name("csrc")
 # simd.h comes first so that its text is part of what torch hashes to decide a rebuild; the sources'
 # own `#include "simd.h"` then finds its guard defined.
-SOURCES = [CSRC / name for name in ("simd.h", "decode_attention.cpp", "decode_linear.cpp", "decode_ops.cpp")]
+SOURCES = [CSRC / name for name in ("simd.h", "decode_attention.cpp", "decode_linear.cpp", "decode_ops.cpp",
+                                    "decode_layers.cpp")]
 SWITCH = "IVIDEOGPT_CPU_KERNEL"  # "0" turns the kernels off
 DTYPES = (torch.float32, torch.bfloat16)
 MAX_HEAD_DIM = 256
@@ -110,7 +113,8 @@ def cpu_extension() -> ModuleType | None:
     try:
         return cpp_extension.load_inline(
             "ivideogpt_cpu_kernels", cpp_sources=[source.read_text() for source in SOURCES],
-            functions=["attend_parts", "bf16_linear", "has_bf16_dot", "rms_norm", "split_rotate", "swiglu"],
+            functions=["attend_parts", "bf16_linear", "has_bf16_dot", "rms_norm", "split_rotate", "swiglu",
+                       "decode_layers"],
             extra_include_paths=[str(CSRC)],
             # -fopenmp: at::parallel_for is inline, so without it the kernels would run on one thread.
             # The loader maps the libgomp torch already loaded (same soname): one thread pool for all.

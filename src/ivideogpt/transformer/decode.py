@@ -10,6 +10,7 @@ It computes what `LlamaModel` computes for a single query token, with the same w
   A batch-16 token step reads every weight once with only 16 rows to multiply, and unpacked
   matmuls re-pack the weight on every call: prepacked ones ran ~1.7x (fp32) to 2x (bf16) faster
   on this project's 2-core machine (`benchmarks/rollout_throughput.py`).
+- on CPU in bf16, runs every layer in one C++ call (`CpuLayerLoop`) when all the kernels apply.
 The packed copy (as large as the layers' weights) is rebuilt whenever a weight changes (training).
 `static_decode_token` runs the same layers against a `StaticCache` (fixed buffers, masked attention),
 the step a CUDA graph captures.
@@ -29,7 +30,7 @@ from transformers.activations import SiLUActivation
 from transformers.models.llama.modeling_llama import LlamaModel, LlamaRMSNorm, apply_rotary_pos_emb
 
 from ivideogpt.transformer.cache import GrowingCache, SplitLayer
-from ivideogpt.transformer.cpu_kernels import (PackedBf16Weight, bf16_linear, cpu_extension,
+from ivideogpt.transformer.cpu_kernels import (MAX_HEAD_DIM, PackedBf16Weight, bf16_linear, cpu_extension,
                                                decode_attention_kernel, fused_ops_apply, kernel_applies,
                                                packs_for_bf16_kernel)
 from ivideogpt.transformer.static_cache import StaticCache
@@ -62,6 +63,9 @@ def decode_token(core: LlamaModel, embeds: Tensor, position: int, cache: Growing
         raise ValueError(f"the cache holds {cache.get_seq_length()} tokens but the token is at position {position}")
     positions = torch.full((1, 1), position, dtype=torch.long, device=embeds.device)
     cos, sin = core.rotary_emb(embeds, positions)
+    loop = cpu_layer_loop(core, embeds, cache)
+    if loop is not None:
+        return loop.run(core, embeds, cos, sin, cache)
 
     def attend_cached(index: int, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         stored = cache.layers[index]
@@ -112,6 +116,75 @@ def run_layers(core: LlamaModel, embeds: Tensor, cos: Tensor, sin: Tensor,
         gate_up = linear(rms_norm(layer.post_attention_layernorm, hidden), weights.gate_up, weights.gate_up_bias)
         hidden = hidden + linear(swiglu(layer.mlp.act_fn, gate_up), weights.down, weights.down_bias)
     return rms_norm(core.norm, hidden)
+
+
+@dataclass
+class CpuLayerLoop:
+    """`run_layers` for a `GrowingCache` as one C++ call (`csrc/decode_layers.cpp`): the same kernels in
+    the same order, so the same results, without ~0.25 ms of Python per layer. The per-model arguments."""
+
+    norms: list[Tensor]  # every layer's input and post-attention RMSNorm weights
+    weights: list[Tensor]  # every layer's packed q|k|v, o, gate|up and down weights
+    columns: list[int]  # their output widths
+    heads: int
+    head_dim: int
+    scale: float
+    eps: float
+
+    def run(self, core: LlamaModel, embeds: Tensor, cos: Tensor, sin: Tensor, cache: GrowingCache) -> Tensor:
+        """`decode_token`'s result: (B, 1, H) embeddings -> (B, 1, H) final hidden states, the token cached."""
+        batch, _, width = embeds.shape
+        slots, keys, values, shares = [], [], [], []
+        for stored in cache.layers:
+            slots.append(stored.reserve((batch, self.heads, 1, self.head_dim), embeds.dtype, embeds.device))
+            parts = stored.parts()
+            keys.append([part[0] for part in parts])
+            values.append([part[1] for part in parts])
+            shares.append([part[2] for part in parts])
+        hidden = cpu_extension().decode_layers(
+            embeds.reshape(batch, width).contiguous(), [*self.norms, core.norm.weight], self.weights, self.columns,
+            cos.reshape(-1).contiguous(), sin.reshape(-1).contiguous(), self.heads, [slot[0] for slot in slots],
+            [slot[1] for slot in slots], keys, values, shares, self.scale, self.eps)
+        return hidden.view(batch, 1, width)
+
+
+_LOOPS: WeakKeyDictionary = WeakKeyDictionary()  # core -> (the layer_weights it was made from, its CpuLayerLoop)
+
+
+def cpu_layer_loop(core: LlamaModel, embeds: Tensor, cache: GrowingCache) -> CpuLayerLoop | None:
+    """The C++ layer loop where every kernel of `run_layers` applies (bf16 on a CPU with AVX512_BF16, a
+    bf16 cache), else None."""
+    if (embeds.device.type != "cpu" or embeds.dtype != torch.bfloat16
+            or any(stored.is_initialized and stored.dtype != torch.bfloat16 for stored in cache.layers)):
+        return None
+    layers = layer_weights(core)
+    cached = _LOOPS.get(core)
+    if cached is None or cached[0] is not layers:
+        cached = (layers, _build_layer_loop(core, layers))
+        _LOOPS[core] = cached
+    loop = cached[1]
+    if loop is None or core.norm.weight.dtype != torch.bfloat16 or core.norm.variance_epsilon != loop.eps:
+        return None
+    return loop
+
+
+def _build_layer_loop(core: LlamaModel, layers: list[LayerWeights]) -> CpuLayerLoop | None:
+    attention = core.layers[0].self_attn
+    heads, head_dim = core.config.num_attention_heads, attention.head_dim
+    norms = [norm for layer in core.layers for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
+    weights = [w for layer in layers for w in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+    biases = [b for layer in layers for b in (layer.qkv_bias, layer.o_bias, layer.gate_up_bias, layer.down_bias)]
+    applies = (all(isinstance(w, PackedBf16Weight) for w in weights) and all(b is None for b in biases)
+               and all(isinstance(layer.mlp.act_fn, SiLUActivation | torch.nn.SiLU) for layer in core.layers)
+               and all(norm.weight.dtype == torch.bfloat16 for norm in norms)
+               and len({norm.variance_epsilon for norm in norms}) == 1
+               and core.config.num_key_value_heads == heads and layers[0].qkv.shape[0] == 3 * heads * head_dim
+               and head_dim % 32 == 0 and head_dim <= MAX_HEAD_DIM and core.config.hidden_size % 16 == 0
+               and weights[2].shape[0] % 32 == 0 and hasattr(cpu_extension(), "decode_layers"))
+    if not applies:
+        return None
+    return CpuLayerLoop([norm.weight for norm in norms], [w.packed for w in weights], [w.shape[0] for w in weights],
+                        heads, head_dim, attention.scaling, norms[0].variance_epsilon)
 
 
 def rms_norm(norm: LlamaRMSNorm, x: Tensor) -> Tensor:
