@@ -169,6 +169,7 @@ def cpu_layer_loop(core: LlamaModel, embeds: Tensor, cache: GrowingCache) -> Cpu
 
 
 def _build_layer_loop(core: LlamaModel, layers: list[LayerWeights]) -> CpuLayerLoop | None:
+    """The loop's arguments for `core` with its prepared `layers`, or None where a kernel would not apply."""
     attention = core.layers[0].self_attn
     heads, head_dim = core.config.num_attention_heads, attention.head_dim
     norms = [norm for layer in core.layers for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
