@@ -13,7 +13,10 @@ kernel and its baseline alternated in one process (medians over repeats), with r
   (`decode_attention.cpp`) against batched matmuls per part; bytes/s as a fraction of the read
   bandwidth measured in the same run;
 - small ops: two RMSNorms, the q/k/v split with the rotary embedding and SwiGLU per layer; the fused
-  ops (`decode_ops.cpp`) against HF's modules.
+  ops (`decode_ops.cpp`) against HF's modules;
+- token steps: a frame's 17 bf16 token steps (`decode_step`, from a copy of a filled cache), every
+  layer in one C++ call (`decode_layers.cpp`, AVX512_BF16 only) against the Python loop over the
+  same kernels.
 The weights (~240 MB) and the cache (~340 MB) are larger than any cache level, as in a rollout.
 """
 
@@ -28,11 +31,12 @@ from _common import add_common_args, markdown_table, matmul_peak, median_seconds
 from transformers.activations import SiLUActivation
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from ivideogpt.transformer import decode
+from ivideogpt.transformer import GrowingCache, decode, transformer_small
 from ivideogpt.transformer.cache import SplitLayer
-from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, cpu_extension
+from ivideogpt.transformer.cpu_kernels import PackedBf16Weight, bf16_linear_available, cpu_extension
 
 HIDDEN, FFN, HEADS, LAYERS, CODES = 768, 3072, 12, 12, 8192  # transformer_small, tokenizer_64's codebook
+FRAME_TOKENS = 17  # a future frame's slot token and 4x4 codes
 Paths = dict[str, Callable[[], object]]  # a piece's path name -> one run of it over every layer
 
 
@@ -104,6 +108,27 @@ def small_ops(batch: int, layers: int) -> Paths:
     return {"fused": fused, "HF ops": hf_ops}
 
 
+def layer_loop(batch: int, layers: int, tokens: int) -> Paths:
+    """Both paths of a frame's bf16 token steps, `layers` layers of transformer_small, after `tokens` cached."""
+    model = transformer_small(num_layers=layers).build().to(torch.bfloat16).eval()
+    cache, bf16 = GrowingCache(layers), torch.bfloat16
+    with torch.inference_mode():
+        model.backbone(torch.randn(batch, tokens, HIDDEN, dtype=bf16), 0, cache)
+    embeds = torch.randn(batch, 1, HIDDEN, dtype=bf16)
+
+    def in_cpp() -> None:
+        with torch.inference_mode():
+            frame = cache.copy()
+            for position in range(tokens, tokens + FRAME_TOKENS):
+                model.decode_step(embeds, position, frame)
+
+    def in_python() -> None:
+        with mock.patch.object(decode, "cpu_layer_loop", lambda *args: None):
+            in_cpp()
+
+    return {"C++ loop": in_cpp, "Python loop": in_python}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
@@ -121,7 +146,7 @@ def main() -> None:
           f"memory read {bandwidth / 1e9:.1f} GB/s")
     print(f"batch {args.batch}, {layers} layers of transformer_small, {args.tokens} cached tokens\n")
     rows = []
-    if decode.bf16_linear_available():
+    if bf16_linear_available():
         pair, flops = linears(args.batch, layers)
         times = alternate(pair, seconds, rounds)
         for name, t in times.items():
@@ -139,6 +164,10 @@ def main() -> None:
     times = alternate(small_ops(args.batch, layers), seconds, rounds)
     for name, t in times.items():
         rows.append(["small ops, bf16", name, f"{t * 1e3:.2f}", "-", "-", f"{times['HF ops'] / t:.2f}x"])
+    if bf16_linear_available():
+        times = alternate(layer_loop(args.batch, layers, args.tokens), seconds, rounds)
+        for name, t in times.items():
+            rows.append(["a frame's token steps, bf16", name, f"{t * 1e3:.2f}", "-", "-", f"{times['Python loop'] / t:.2f}x"])
     print(markdown_table(["piece (all layers)", "path", "ms", "rate", "of the machine", "speed-up"], rows))
 
 
