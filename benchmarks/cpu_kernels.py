@@ -167,7 +167,8 @@ def main() -> None:
     if bf16_linear_available():
         times = alternate(layer_loop(args.batch, layers, args.tokens), seconds, rounds)
         for name, t in times.items():
-            rows.append(["a frame's token steps, bf16", name, f"{t * 1e3:.2f}", "-", "-", f"{times['Python loop'] / t:.2f}x"])
+            speed_up = f"{times['Python loop'] / t:.2f}x"
+            rows.append(["a frame's token steps, bf16", name, f"{t * 1e3:.2f}", "-", "-", speed_up])
     print(markdown_table(["piece (all layers)", "path", "ms", "rate", "of the machine", "speed-up"], rows))
 
 

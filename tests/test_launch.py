@@ -34,7 +34,8 @@ FSDP_THEN_LEAVE = textwrap.dedent("""
         return [name for name in names if "gloo" in name]
 
     torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
-    model = fully_shard(nn.Sequential(fully_shard(nn.Linear(4, 4)), nn.Linear(4, 1)), mesh=init_device_mesh("cpu", (1,)))
+    mesh = init_device_mesh("cpu", (1,))
+    model = fully_shard(nn.Sequential(fully_shard(nn.Linear(4, 4), mesh=mesh), nn.Linear(4, 1)), mesh=mesh)
     model(torch.randn(2, 4)).sum().backward()
     assert gloo_threads(), "gloo started no threads: nothing to check"
     del model
