@@ -64,20 +64,18 @@ class SplitLayer(DynamicLayer):
             self.lazy_initialization(torch.empty(0, dtype=dtype, device=device), None)
         count = shape[2]
         held = 0 if self.tail is None else self.tail[0].shape[2]
-        if self._can_write_tail(shape, dtype, held):  # in place, past every view of the buffer handed out so far
-            self._view_tail(held + count)
-            return self.tail[0][:, :, held:], self.tail[1][:, :, held:]
-        room = torch.empty(*shape, dtype=dtype, device=device)
-        old_tail = [] if self.tail is None else [self.tail]
-        if held + count < FOLD_TOKENS:  # a new buffer of this layer's own, the old tail copied into it
-            self.tail_buffer = tuple(padded(torch.cat([t[i] for t in old_tail] + [room], 2), FOLD_TOKENS)
-                                     for i in (0, 1))
-            self._view_tail(held + count)
-            return self.tail[0][:, :, held:], self.tail[1][:, :, held:]
-        parts = ([] if self.prefix is None else [self.prefix]) + old_tail  # fold: one new prefix with the room
-        self.prefix = tuple(torch.cat([part[i] for part in parts] + [room], 2) for i in (0, 1))
-        self.tail, self.tail_buffer = None, None
-        return self.prefix[0][:, :, -count:], self.prefix[1][:, :, -count:]
+        if not self._can_write_tail(shape, dtype, held):  # else in place, past every view of the buffer handed out
+            if held + count >= FOLD_TOKENS:  # fold: one new prefix, ending with the room for the new tokens
+                room = torch.empty(*shape, dtype=dtype, device=device)
+                parts = [part for part in (self.prefix, self.tail) if part is not None]
+                self.prefix = tuple(torch.cat([part[i] for part in parts] + [room], 2) for i in (0, 1))
+                self.tail, self.tail_buffer = None, None
+                return self.prefix[0][:, :, -count:], self.prefix[1][:, :, -count:]
+            none_held = torch.empty(shape[0], shape[1], 0, shape[3], dtype=dtype, device=device)
+            self.tail_buffer = tuple(padded(none_held if self.tail is None else self.tail[i], FOLD_TOKENS)
+                                     for i in (0, 1))  # this layer's own, the old tail copied into it
+        self._view_tail(held + count)
+        return self.tail[0][:, :, held:], self.tail[1][:, :, held:]
 
     def _view_tail(self, length: int) -> None:
         self.tail = (self.tail_buffer[0][:, :, :length], self.tail_buffer[1][:, :, :length])

@@ -181,7 +181,7 @@ def _build_layer_loop(core: LlamaModel, layers: list[LayerWeights]) -> CpuLayerL
                and len({norm.variance_epsilon for norm in norms}) == 1
                and core.config.num_key_value_heads == heads and layers[0].qkv.shape[0] == 3 * heads * head_dim
                and head_dim % 32 == 0 and head_dim <= MAX_HEAD_DIM and core.config.hidden_size % 16 == 0
-               and weights[2].shape[0] % 32 == 0 and hasattr(cpu_extension(), "decode_layers"))
+               and weights[2].shape[0] % 32 == 0)
     if not applies:
         return None
     return CpuLayerLoop([norm.weight for norm in norms], [w.packed for w in weights], [w.shape[0] for w in weights],
