@@ -111,3 +111,21 @@ def test_a_stride_encodes_every_kth_start_and_draws_round_down(setup) -> None:
         assert torch.equal(tokens[index]["future_ids"].long(), future_ids[0])
     with pytest.raises(ValueError, match="stride must be >= 1"):
         load_or_build(tokenizer, frames, cache_dir, stride=0)
+
+
+def test_an_unreadable_episode_is_left_out_and_the_others_keep_their_rows(setup) -> None:
+    frames, tokenizer, cache_dir = setup
+    assert [episode.episode_id for episode in frames.episodes][1] == "toy/episode_001"
+    (cache_dir.parent / "data" / "episode_001.npz").write_bytes(b"not an npz file")
+    cache = load_or_build(tokenizer, frames, cache_dir, batch_size=4)
+    assert cache.offsets.tolist() == [0, 6, 6, 12, 18] and len(cache) == 3 * 6
+    assert [cache.tensors[name].shape[0] for name in ("context_ids", "future_ids", "actions", "rewards")] == [18] * 4
+    assert cache.row(1, 0) is None and frames.report.counts["bad_at_read"] == 1
+    for number in (0, 2, 3):
+        item = frames.item(number, 5)
+        with torch.inference_mode():
+            context_ids, future_ids = tokenizer.encode(item["frames"][None, :1], item["frames"][None, 1:])
+        row = cache.row(number, 5)
+        assert torch.equal(cache.tensors["context_ids"][row].long(), context_ids[0])
+        assert torch.equal(cache.tensors["future_ids"][row].long(), future_ids[0])
+        assert torch.equal(cache.tensors["actions"][row], item["actions"])

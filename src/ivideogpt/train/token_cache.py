@@ -13,6 +13,8 @@ encoding, and resume stays exact.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -131,7 +133,8 @@ def encode_clips(tokenizer: nn.Module, dataset: SegmentDataset, stride: int = 1,
     tokenizer.eval()
     per_episode = clip_starts(dataset, stride)
     total = sum(len(starts) for starts in per_episode)
-    parts: dict[str, list[torch.Tensor]] = {}
+    id_dtype = torch.int16 if tokenizer.config.codebook_size <= 2**15 else torch.int32
+    rows = _Rows(total, {"context_ids": id_dtype, "future_ids": id_dtype})
     starts_kept, offsets = [], [0]
     with tqdm(total=total, desc="encoding tokens", unit="clip", dynamic_ncols=True) as bar:
         for number, starts in enumerate(per_episode):
@@ -145,25 +148,42 @@ def encode_clips(tokenizer: nn.Module, dataset: SegmentDataset, stride: int = 1,
                 batch = collate_segments(chunk, dataset.config.num_context).to(device)
                 with _autocast(device, precision):
                     context_ids, future_ids = tokenizer.encode(batch.context_frames, batch.future_frames)
-                _append(parts, "context_ids", context_ids)
-                _append(parts, "future_ids", future_ids)
-                for name in ("actions", "rewards"):
-                    if getattr(batch, name) is not None:
-                        _append(parts, name, getattr(batch, name))
+                rows.write({"context_ids": context_ids, "future_ids": future_ids, "actions": batch.actions,
+                            "rewards": batch.rewards})
             bar.update(len(starts))
+            release_freed_memory()
             starts_kept += starts if items else []
             offsets.append(len(starts_kept))
     tokenizer.train(was_training)
     if not starts_kept:
         raise DataError(f"no training clip could be read to build the token cache\n{dataset.report.summary()}")
-    id_dtype = torch.int16 if tokenizer.config.codebook_size <= 2**15 else torch.int32
-    tensors = {name: torch.cat(chunks) for name, chunks in parts.items()}
-    for name in ("context_ids", "future_ids"):
-        tensors[name] = tensors[name].to(id_dtype)
+    tensors = rows.filled()
     tensors["starts"] = torch.tensor(starts_kept, dtype=torch.int32)
     tensors["episode_offsets"] = torch.tensor(offsets, dtype=torch.int64)
     tensors["stride"] = torch.tensor(stride, dtype=torch.int64)
     return tensors
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the heap pages freed so far back to the OS (called once per encoded episode).
+
+    glibc keeps freed pages that lie below live allocations. Even with the ids written in place, the
+    batches' frames and activations left ~7 MB per Push-T episode behind; with this, encoding 120
+    episodes ends at 0.6 GB instead of 1.7 GB (3.8 GB before either fix). Dask trims its workers the
+    same way.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _autocast(device: torch.device | str, precision: str) -> torch.autocast:
@@ -176,8 +196,36 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[first : first + size]
 
 
-def _append(parts: dict[str, list[torch.Tensor]], name: str, tensor: torch.Tensor) -> None:
-    parts.setdefault(name, []).append(tensor.cpu())
+class _Rows:
+    """Encoded clips written into tensors sized for every clip up front.
+
+    Appending each batch's ids to lists and concatenating them at the end left thousands of small
+    kept tensors between the batches' large freed temporaries, memory glibc's allocator does not give
+    back: encoding 87k Push-T clips (91 per episode) grew by ~31 MB per episode, to 24 GB, and was
+    killed. One block per field, filled in place, also spares the final concatenation's copy.
+    """
+
+    def __init__(self, total: int, dtypes: dict[str, torch.dtype]) -> None:
+        self.total, self.dtypes, self.count = total, dtypes, 0
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def write(self, fields: dict[str, torch.Tensor | None]) -> None:
+        """Store the next rows of every field (fields that are None, e.g. absent rewards, are not stored)."""
+        rows = 0
+        for name, tensor in fields.items():
+            if tensor is None:
+                continue
+            if name not in self.tensors:
+                self.tensors[name] = torch.empty((self.total, *tensor.shape[1:]),
+                                                 dtype=self.dtypes.get(name, tensor.dtype))
+            rows = tensor.shape[0]
+            self.tensors[name][self.count : self.count + rows] = tensor
+        self.count += rows
+
+    def filled(self) -> dict[str, torch.Tensor]:
+        """The rows written so far (fewer than `total` when an episode could not be read)."""
+        return {name: tensor[: self.count].clone() if self.count < self.total else tensor
+                for name, tensor in self.tensors.items()}
 
 
 def _write_atomically(path: Path, tensors: dict[str, torch.Tensor]) -> None:
