@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from ivideogpt.configuration import ConfigError, load_config, parse_override, read_tree, save_config
 from ivideogpt.train.config import TrainConfig
-from ivideogpt.train.experiments import TokenizerExperiment, load_experiment, read_experiment
+from ivideogpt.train.checkpoint import resolve
+from ivideogpt.train.experiments import FROM_TOKENIZER, TokenizerExperiment, load_experiment, read_experiment
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -106,6 +108,17 @@ def test_shipped_recipes_load(name: str) -> None:
         expected = (500, "constant", 0.0) if kind == "tokenizer" else (5000, "cosine", 0.01)
         assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected
 
+
+
+def test_the_continued_reference_run_starts_from_the_shipped_model_and_holds_out_its_episodes() -> None:
+    root = CONFIGS.parent
+    continued = load_experiment("transformer", root / "docs" / "reference" / "continued" / "config.yaml")
+    shipped = read_experiment(resolve(root / "checkpoints" / "pusht"))
+    assert continued.tokenizer_checkpoint == continued.init_from == "checkpoints/pusht"
+    assert continued.data.heldout_episodes == shipped.data.heldout_episodes
+    assert (continued.data.seed, continued.data.val_fraction) == (shipped.data.seed, shipped.data.val_fraction)
+    decided_by_the_tokenizer = {name: getattr(continued.transformer, name) for name in FROM_TOKENIZER}
+    assert continued.transformer == dataclasses.replace(shipped.transformer, **decided_by_the_tokenizer)
 
 def test_field_docs_come_from_the_dataclass_source() -> None:
     from dataclasses import dataclass
