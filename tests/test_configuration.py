@@ -109,7 +109,6 @@ def test_shipped_recipes_load(name: str) -> None:
         assert (experiment.train.warmup_steps, experiment.train.schedule, experiment.train.weight_decay) == expected
 
 
-
 def test_the_continued_reference_run_starts_from_the_shipped_model_and_holds_out_its_episodes() -> None:
     root = CONFIGS.parent
     continued = load_experiment("transformer", root / "docs" / "reference" / "continued" / "config.yaml")
@@ -119,6 +118,7 @@ def test_the_continued_reference_run_starts_from_the_shipped_model_and_holds_out
     assert (continued.data.seed, continued.data.val_fraction) == (shipped.data.seed, shipped.data.val_fraction)
     decided_by_the_tokenizer = {name: getattr(continued.transformer, name) for name in FROM_TOKENIZER}
     assert continued.transformer == dataclasses.replace(shipped.transformer, **decided_by_the_tokenizer)
+
 
 def test_field_docs_come_from_the_dataclass_source() -> None:
     from dataclasses import dataclass

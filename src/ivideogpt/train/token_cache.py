@@ -151,7 +151,7 @@ def encode_clips(tokenizer: nn.Module, dataset: SegmentDataset, stride: int = 1,
                 rows.write({"context_ids": context_ids, "future_ids": future_ids, "actions": batch.actions,
                             "rewards": batch.rewards})
             bar.update(len(starts))
-            release_freed_memory()
+            _release_freed_memory()
             starts_kept += starts if items else []
             offsets.append(len(starts_kept))
     tokenizer.train(was_training)
@@ -173,7 +173,7 @@ def _malloc_trim() -> Any:
         return None
 
 
-def release_freed_memory() -> None:
+def _release_freed_memory() -> None:
     """Give the heap pages freed so far back to the OS (called once per encoded episode).
 
     glibc keeps freed pages that lie below live allocations. Even with the ids written in place, the
