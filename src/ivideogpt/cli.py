@@ -15,6 +15,7 @@ COMMANDS = {
     "data": "ivideogpt.commands.data",
     "train": "ivideogpt.commands.train",
     "demo": "ivideogpt.commands.demo",
+    "export": "ivideogpt.commands.export",
     "rl": "ivideogpt.commands.rl",
     "evaluate": "ivideogpt.commands.evaluate",
     "plan": "ivideogpt.commands.plan",

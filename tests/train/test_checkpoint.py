@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from train_toy import build_trainer
 
 from ivideogpt.train import checkpoint as ckpt
@@ -134,6 +135,38 @@ def test_export_model_copies_only_what_loading_needs(tmp_path) -> None:
     assert shipped == tmp_path / "shipped" / "step_000007" and ckpt.verify(shipped) is None
     assert sorted(p.name for p in shipped.iterdir()) == ["config.yaml", "manifest.json", "model.safetensors"]
     assert ckpt.resolve(tmp_path / "shipped") == shipped and list_checkpoints(tmp_path / "shipped") == [shipped]
+
+
+def _exportable_run(root: Path, step: int, fill: float) -> Path:
+    """A training run whose one checkpoint (`step`) has weights filled with `fill`."""
+    tmp = ckpt.begin(root / "checkpoints", step)
+    (tmp / "config.yaml").write_text("kind: tokenizer\n")
+    ckpt.save_tensors(tmp / "model.safetensors", {"w": torch.full((2,), fill)})
+    ckpt.write_json(tmp / ckpt.STATE, {"step": step})
+    ckpt.finish(root / "checkpoints", step)
+    return root
+
+
+def test_exporting_over_an_earlier_export_replaces_it_even_from_an_earlier_step(tmp_path: Path, capsys) -> None:
+    from ivideogpt.cli import main as cli
+
+    shipped = tmp_path / "shipped"
+    assert cli(["export", str(_exportable_run(tmp_path / "long", 9, 1.0)), str(shipped)]) == 0
+    assert cli(["export", str(_exportable_run(tmp_path / "short", 4, 2.0)), str(shipped)]) == 0
+    assert "step_000004" in capsys.readouterr().out
+    assert [path.name for path in ckpt.list_checkpoints(shipped)] == ["step_000004"]  # step 9 would win if left
+    assert torch.equal(load_file(ckpt.resolve(shipped) / "model.safetensors")["w"], torch.full((2,), 2.0))
+
+
+def test_exporting_into_a_training_run_is_refused_and_touches_nothing(tmp_path: Path, capsys) -> None:
+    from ivideogpt.cli import main as cli
+
+    target = _exportable_run(tmp_path / "target", 3, 0.0)
+    assert cli(["export", str(_exportable_run(tmp_path / "run", 5, 1.0)), str(target / "checkpoints")]) == 1
+    assert "training run's checkpoints (step_000003)" in capsys.readouterr().err
+    assert [path.name for path in ckpt.list_checkpoints(target / "checkpoints")] == ["step_000003"]
+    assert cli(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 1
+    assert "no valid checkpoint" in capsys.readouterr().err
 
 
 def test_an_exported_model_carries_its_training_data_metadata(tmp_path) -> None:

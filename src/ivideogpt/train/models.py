@@ -70,20 +70,31 @@ def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
     The copy is a checkpoint of its own (`dest/step_N`, manifest, `latest`), written atomically, so
     `load_model(dest)` rebuilds the model from it alone: the way to ship a trained model. The training
     data's metadata.json (action bounds, action repeat) is copied beside it as data_metadata.json.
+    An earlier export in `dest` is removed once the new one is in place: left there, one of a later
+    step would be the one `load_model` picks. A training run's checkpoints in `dest` are an error.
     """
-    source = ckpt.resolve(checkpoint)
+    source, dest = ckpt.resolve(checkpoint), Path(dest)
+    earlier = ckpt.list_checkpoints(dest)
+    trained = [path for path in earlier if (path / ckpt.STATE).is_file()]
+    if trained:
+        raise ckpt.CheckpointError(f"{dest} holds a training run's checkpoints ({trained[-1].name}); "
+                                   f"export to a directory of its own")
     step = ckpt.step_of(source) or 0
     data_metadata = training_data_metadata(source)
-    tmp = ckpt.begin(Path(dest), step)
+    tmp = ckpt.begin(dest, step)
     try:
         for name in ("config.yaml", "model.safetensors"):
             shutil.copy2(source / name, tmp / name)
         if data_metadata is not None:  # the action bounds and repeat travel with the model
             shutil.copy2(data_metadata, tmp / ckpt.DATA_METADATA)
-        return ckpt.finish(Path(dest), step)
+        exported = ckpt.finish(dest, step)
     except BaseException:
-        ckpt.abort(Path(dest), step)
+        ckpt.abort(dest, step)
         raise
+    for replaced in earlier:
+        if replaced != exported:
+            shutil.rmtree(replaced)
+    return exported
 
 
 def training_data_metadata(checkpoint: str | Path) -> Path | None:
