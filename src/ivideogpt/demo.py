@@ -77,9 +77,9 @@ class DemoConfig:
 # Named starting points for `ivideogpt demo --recipe NAME`; any flag given beside it wins.
 RECIPES: dict[str, dict[str, Any]] = {
     "cpu": {},  # DemoConfig's defaults: at most 15 minutes on 2 CPU cores
-    # The shipped reference model (checkpoints/pusht), data generation included: 16k tokenizer clips and
-    # 256k transformer samples. Its data has its own seed, so the cpu recipe's held-out episodes are new
-    # to it when the demo scores it.
+    # The reference recipe, data generation included: 16k tokenizer clips and 256k transformer samples
+    # (the shipped checkpoints/pusht is its model trained further: docs/training.md). Its data has its
+    # own seed, so the cpu recipe's held-out episodes are new to it when the demo scores it.
     "reference": {"out": "outputs/reference", "data": "data/pusht_reference", "episodes": 1000,
                   "test_episodes": 20, "seed": 1, "tokenizer_steps": 500, "tokenizer_batch": 32,
                   "transformer_steps": 4000, "transformer_batch": 64, "reference": "", "export": "checkpoints/pusht"},

@@ -1,8 +1,9 @@
 """`ivideogpt demo`: generate Push-T data, train a tiny world model, roll it out, report.
 
-`--recipe cpu` (the default) fits 15 minutes on 2 CPU cores; `--recipe reference` trains the shipped
-reference model (`checkpoints/pusht`: 256k transformer samples, ~1.5 h on one CPU core). Any other flag
-overrides the recipe's value.
+`--recipe cpu` (the default) fits 15 minutes on 2 CPU cores; `--recipe reference` trains the reference
+recipe's model (256k transformer samples, ~1.5 h on one CPU core) and exports it to `checkpoints/pusht`,
+where the shipped model is that one trained further (docs/training.md). Any other flag overrides the
+recipe's value.
 """
 
 from __future__ import annotations
