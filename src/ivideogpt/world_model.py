@@ -201,6 +201,17 @@ class WorldModel:
         return self._decode(future_ids, state.decoder_features)[:, 0]
 
     @torch.inference_mode()
+    def encode(self, context_frames: Tensor, future_frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Observed frames -> their codes (context (B, Tc, h, w), future (B, F, h', w')) in the world model's precision.
+
+        The future codes are what `score_step` takes to feed observed frames in place of predicted ones.
+        """
+        device = self._tok_device
+        with self._tokenizer_precision():
+            context_ids, future_ids = self.tokenizer.encode(context_frames.to(device), future_frames.to(device))
+        return context_ids.to(self.device), future_ids.to(self.device)
+
+    @torch.inference_mode()
     def score_step(self, codes: Tensor, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
         """Advance every rollout by a given frame (teacher forcing) through the same cached path as `step`.
 

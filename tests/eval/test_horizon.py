@@ -1,4 +1,4 @@
-"""Past the training horizon: extended and re-anchored rollouts scored by step beside copying."""
+"""Past the training horizon: extended, re-anchored and true-history rollouts scored by step beside copying."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ivideogpt.eval.horizon import horizon_curve, horizon_markdown, reanchored_rollout
+from ivideogpt.eval.horizon import horizon_curve, horizon_markdown, reanchored_rollout, true_history_rollout
 from ivideogpt.tokenizer import tokenizer_tiny
 from ivideogpt.transformer import transformer_tiny
 from ivideogpt.world_model import WorldModel
@@ -65,10 +65,25 @@ def test_a_real_world_model_rolls_out_past_any_horizon() -> None:
     world_model = WorldModel(tokenizer_tiny().build(), transformer_tiny(action_dim=2).build(), temperature=0.0)
     frames = torch.rand(2, 1 + 5, 3, 64, 64) * 2 - 1
     actions = torch.rand(2, 5, 2) * 2 - 1
-    result = horizon_curve(world_model, frames[:, :1], actions, frames[:, 1:], reanchor_every=2)
-    assert len(result["reanchored"]["psnr"]) == len(result["extended"]["psnr"]) == 5
+    result = horizon_curve(world_model, frames[:, :1], actions, frames[:, 1:], reanchor_every=2, true_history=True)
+    assert {len(result[name]["psnr"]) for name in ("extended", "reanchored", "true_history")} == {5}
+    assert "each frame from the true frames before it" in horizon_markdown(result)
     with pytest.raises(ValueError, match="must match truth"):
         horizon_curve(world_model, frames[:, :1], actions[:, :3], frames[:, 1:])
+
+
+def test_true_history_feeds_the_given_codes_after_each_one_step_prediction() -> None:
+    torch.manual_seed(0)
+    world_model = WorldModel(tokenizer_tiny().build(), transformer_tiny(action_dim=2).build(), temperature=0.0)
+    torch.nn.init.normal_(world_model.transformer.lm_head.weight, std=1.0)  # codes that depend on the history
+    context, actions = torch.rand(2, 1, 3, 64, 64) * 2 - 1, torch.rand(2, 4, 2) * 2 - 1
+    greedy, _ = world_model.rollout(context, actions)
+    own_codes = world_model.layout.split_future(world_model.state.ids, 1)  # (B, 4, h', w')
+    # fed its own greedy codes, every one-step prediction is the greedy rollout's frame
+    torch.testing.assert_close(true_history_rollout(world_model, context, actions, own_codes), greedy.float())
+    other = true_history_rollout(world_model, context, actions, torch.randint_like(own_codes, 16))
+    torch.testing.assert_close(other[:, 0], greedy[:, 0].float())  # the first step reads only the context
+    assert not torch.allclose(other[:, 1:], greedy[:, 1:].float())
 
 
 def test_evaluate_horizon_curve_command(tmp_path, monkeypatch, capsys) -> None:
@@ -86,10 +101,10 @@ def test_evaluate_horizon_curve_command(tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "out"
     argv = ["evaluate", "--checkpoint", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--protocol",
             "custom", "--context-frames", "1", "--horizon", "4", "--horizon-curve", "--reanchor-every", "2",
-            "--episodes", "ep[12].npz", "--clips-per-episode", "2", "--output", str(out)]
+            "--true-history", "--episodes", "ep[12].npz", "--clips-per-episode", "2", "--output", str(out)]
     assert cli.main(argv) == 0
     result = json.loads((out / "horizon.json").read_text())
-    assert result["clips"] == 4 and len(result["reanchored"]["psnr"]) == 4
+    assert result["clips"] == 4 and len(result["reanchored"]["psnr"]) == len(result["true_history"]["psnr"]) == 4
     assert "copy last frame" in capsys.readouterr().out
     assert cli.main(["evaluate", "--baseline", "copy-last-frame", *argv[3:]]) == 2
     assert "--horizon-curve needs --checkpoint" in capsys.readouterr().err

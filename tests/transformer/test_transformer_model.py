@@ -235,3 +235,24 @@ def test_future_only_loss_is_the_cross_entropy_over_future_codes() -> None:
     loss, logs = model.loss(ctx, fut, future_only=True)
     torch.testing.assert_close(loss, expected)
     assert not torch.allclose(model.loss(ctx, fut)[0], loss)  # the whole-vocabulary softmax differs
+
+
+@pytest.mark.parametrize("layout", ["slotted", "official"])
+@pytest.mark.parametrize("future_only", [False, True])
+def test_future_inputs_change_what_is_read_not_what_is_predicted(layout: str, future_only: bool) -> None:
+    torch.manual_seed(0)
+    model = TransformerConfig(**SMALL, num_layers=1, layout=layout).build().eval()  # no dropout
+    torch.nn.init.normal_(model.lm_head.weight, std=1.0)
+    ctx, fut = codes()
+    read = torch.randint(0, 16, fut.shape)
+    assert torch.equal(model(ctx, fut, future_only=True).targets.reshape(fut.shape), fut)  # frame-major order
+    out = model(ctx, read, future_only=future_only)  # logits from the swapped inputs
+    targets = model(ctx, fut, future_only=future_only).targets  # targets from the true codes
+    expected = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
+    loss, _ = model.loss(ctx, fut, future_only=future_only, future_inputs=read)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(model.loss(ctx, fut, future_only=future_only, future_inputs=fut)[0],
+                               model.loss(ctx, fut, future_only=future_only)[0])
+    assert not torch.allclose(loss, model.loss(ctx, read, future_only=future_only)[0])
+    with pytest.raises(ValueError, match="future_inputs must be shaped like future_ids"):
+        model.loss(ctx, fut, future_inputs=read[:, :2])

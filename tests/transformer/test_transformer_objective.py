@@ -65,3 +65,27 @@ def test_make_samples_shapes_and_mode_restored() -> None:
     assert set(samples) == {"prediction", "reconstruction"}
     assert all(v.shape == (2, 3, 3, 64, 64) and v.abs().max() <= 1 for v in samples.values())
     assert objective.transformer.training
+
+
+def test_history_sampling_reads_the_models_own_predictions_only_in_training() -> None:
+    torch.manual_seed(0)
+    tokenizer = tokenizer_tiny().build()
+    transformer = transformer_tiny(action_dim=2, reward_head=True).build()
+    torch.nn.init.normal_(transformer.lm_head.weight, std=1.0)  # argmax predictions differ from the codes
+    batch = make_batch()
+    plain = TransformerObjective(transformer, tokenizer)
+    swapped = TransformerObjective(transformer, tokenizer, TransformerObjectiveConfig(history_sampling=1.0))
+    context_ids, future_ids = tokenizer.encode(batch.context_frames, batch.future_frames)
+    with torch.no_grad():
+        own = transformer(context_ids, future_ids, batch.actions, future_only=True).logits.argmax(-1)
+    expected, _ = transformer.loss(context_ids, future_ids, batch.actions, batch.rewards[:, 1:],
+                                   future_inputs=own.reshape(future_ids.shape))
+    loss, logs = swapped.compute_loss(batch, step=0)
+    torch.testing.assert_close(loss, expected)
+    assert logs["history_swapped"] > 0
+    swapped.eval()  # validation scores the model on true histories, as plain training would
+    torch.testing.assert_close(swapped.compute_loss(batch, step=0)[0], plain.compute_loss(batch, step=0)[0])
+    none = TransformerObjective(transformer, tokenizer, TransformerObjectiveConfig(history_sampling=0.0))
+    torch.testing.assert_close(none.compute_loss(batch, step=0)[0], plain.compute_loss(batch, step=0)[0])
+    with pytest.raises(ValueError, match="history_sampling must be in"):
+        TransformerObjectiveConfig(history_sampling=1.5)

@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reanchor-every", type=int,
                         help="with --horizon-curve: also roll out restarting every K frames from the model's own "
                              "last frames (K: the horizon it was trained on)")
+    parser.add_argument("--true-history", action="store_true",
+                        help="with --horizon-curve: also predict each frame from the true frames before it; its "
+                             "lead over the one-sequence rollout is what the model's own errors cost as they feed back")
 
 
 def load_world_model(checkpoint_dir: Path, device: str) -> Any:
@@ -114,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
         if args.horizon_curve:
-            return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every)
+            return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every,
+                                  args.true_history)
         lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
         i3d = load_i3d(args.i3d, required=args.require_all)
         if lpips_model is not None:
@@ -171,12 +175,15 @@ def _controllability(predictor: Any, videos: list[Any], config: Any, out_dir: Pa
     return 0
 
 
-def _horizon_curve(predictor: Any, videos: list[Any], config: Any, out_dir: Path, reanchor_every: int | None) -> int:
-    """Greedy rollouts of every test clip (one sequence, and re-anchored) beside copying; writes horizon.json."""
+def _horizon_curve(predictor: Any, videos: list[Any], config: Any, out_dir: Path, reanchor_every: int | None,
+                   true_history: bool) -> int:
+    """Greedy rollouts of every test clip (one sequence, re-anchored, from the true history) beside copying;
+    writes horizon.json."""
     from ivideogpt.eval.horizon import horizon_curve, horizon_markdown
 
     world_model, clips = _greedy_clips(predictor, videos, config, "--horizon-curve")
-    results = horizon_curve(world_model, **clips, reanchor_every=reanchor_every, batch_size=config.batch_size)
+    results = horizon_curve(world_model, **clips, reanchor_every=reanchor_every, batch_size=config.batch_size,
+                            true_history=true_history)
     print(horizon_markdown(results, every=max(config.horizon // 8, 1)))
     _write_json(out_dir, "horizon.json", results, len(videos))
     return 0

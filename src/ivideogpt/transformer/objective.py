@@ -35,6 +35,9 @@ class TransformerObjectiveConfig:
     #   (the paper's); sampling reads only those, and the output layer costs half
     tokenizer_weight: float = 1.0  # weight of the tokenizer objective ("full" mode)
     monitor_transformer: bool = True  # "tokenizer" mode: still log the frozen transformer's ce
+    history_sampling: float = 0.0  # fraction of future input codes swapped for the model's own argmax
+    #   predictions (parallel scheduled sampling); rollouts read their own codes, and a model trained
+    #   only on true ones lets its errors compound from frame to frame (docs/training.md)
     sample_temperature: float = 1.0  # make_samples rollouts
     sample_top_k: int | None = 100
     sample_seed: int = 0
@@ -46,6 +49,9 @@ class TransformerObjectiveConfig:
         for name in ("reward_weight", "tokenizer_weight", "sample_temperature"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransformerObjectiveConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.history_sampling <= 1.0:
+            raise ValueError(f"TransformerObjectiveConfig.history_sampling must be in [0, 1], "
+                             f"got {self.history_sampling!r}")
 
 
 class TransformerObjective(nn.Module):
@@ -117,8 +123,27 @@ class TransformerObjective(nn.Module):
                 raise ValueError("the transformer has a reward head but the batch has no rewards "
                                  "(set reward_head=False or provide Batch.rewards)")
             rewards = batch.rewards[:, num_context:]
-        return model.loss(context_ids, future_ids, actions, rewards, reward_weight=self.config.reward_weight,
-                          future_only=self.config.future_only_softmax)
+        future_inputs = None
+        if self.config.history_sampling > 0 and model.training:
+            future_inputs = self._own_predictions(context_ids, future_ids, actions)
+        loss, logs = model.loss(context_ids, future_ids, actions, rewards, reward_weight=self.config.reward_weight,
+                                future_only=self.config.future_only_softmax, future_inputs=future_inputs)
+        if future_inputs is not None:
+            logs["history_swapped"] = (future_inputs != future_ids).float().mean()
+        return loss, logs
+
+    @torch.no_grad()
+    def _own_predictions(self, context_ids: Tensor, future_ids: Tensor, actions: Tensor | None) -> Tensor:
+        """`future_ids` with a `history_sampling` fraction of codes swapped for the model's teacher-forced argmax.
+
+        One extra forward pass without gradients (parallel scheduled sampling, Duckworth et al. 2019):
+        the model then learns to predict the true next frames from histories holding its own mistakes,
+        as in a rollout. The draw uses torch's global generator, which checkpoints save, so resume stays exact.
+        """
+        logits = self.transformer(context_ids, future_ids, actions, future_only=True).logits  # (B, n, K)
+        predicted = logits.argmax(-1).reshape(future_ids.shape)
+        swap = torch.rand(future_ids.shape, device=future_ids.device) < self.config.history_sampling
+        return torch.where(swap, predicted, future_ids)
 
     @torch.no_grad()
     def make_samples(self, batch: Batch) -> dict[str, Tensor]:
