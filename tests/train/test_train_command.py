@@ -52,7 +52,8 @@ def test_tokenizer_then_transformer_then_resume(workdir: Path) -> None:
 
     trm = ["train", "transformer", "--config", str(CONFIGS / "transformer_cpu.yaml"), *SHORT,
            "--tokenizer_checkpoint=runs/tok", "--transformer.hidden_size=32", "--transformer.ffn_size=64",
-           "--transformer.num_layers=1", "--train.max_steps=4", "--train.out_dir=runs/trm"]
+           "--transformer.num_layers=1", "--train.max_steps=4", "--train.out_dir=runs/trm",
+           "--objective.history_sampling=0.5"]  # its draws too must resume exactly
     assert cli(trm) == 0
     world_model = load_model("runs/trm")
     assert world_model.num_context == 2 and world_model.transformer.config.action_dim == 2
