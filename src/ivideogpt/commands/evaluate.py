@@ -6,6 +6,7 @@
         --horizon 8 --controllability     # greedy error under true / shuffled / zero actions
     ivideogpt evaluate --checkpoint checkpoints/pusht --data data/pusht_reference --episodes 'episode_00098*.npz' \
         --protocol custom --context-frames 1 --horizon 32 --horizon-curve --reanchor-every 8   # past training
+        # add --true-history: each frame also predicted from the true frames before it (what compounding costs)
 
 Writes results.json, results.md and sample grids (GIF/PNG) to --output; a rerun resumes.
 Launched as several processes (torchrun, accelerate launch), the protocol's videos are shared out
