@@ -196,7 +196,7 @@ class WorldModelTransformer(nn.Module):
 
     # --- training ---------------------------------------------------------------------------
     def forward(self, context_ids: Tensor, future_ids: Tensor, actions: Tensor | None = None,
-                future_only: bool = False) -> TransformerOutput:
+                future_only: bool = False, future_inputs: Tensor | None = None) -> TransformerOutput:
         """Teacher-forced predictions for a segment.
 
         context_ids: (B, Tc, h, w), future_ids: (B, Tf, h', w') codebook indices.
@@ -205,26 +205,31 @@ class WorldModelTransformer(nn.Module):
         of T actions, if given, is unused).
         `future_only`: logits over the K future codes only (what sampling reads) and targets as codebook
         indices, instead of logits over the whole vocabulary and targets as vocabulary ids.
+        `future_inputs`: codes shaped like `future_ids` that the model reads as the future frames
+        (e.g. its own predictions, `history_sampling`); the targets stay `future_ids`.
         """
         layout = self.layout
         tc, tf = context_ids.shape[1], future_ids.shape[1]
         ids = layout.build_ids(context_ids, future_ids)  # (B, L)
+        read = ids
+        if future_inputs is not None:
+            if future_inputs.shape != future_ids.shape:
+                raise ValueError(f"future_inputs must be shaped like future_ids {tuple(future_ids.shape)}, "
+                                 f"got {tuple(future_inputs.shape)}")
+            read = layout.build_ids(context_ids, future_inputs)
         actions = self.check_actions(actions, batch=ids.shape[0], frames=tc + tf)
-        hidden = self.backbone(self.embed(ids, actions, tc), num_context=tc)
+        hidden = self.backbone(self.embed(read, actions, tc), num_context=tc)
         target_index = layout.target_index(tc, tf, codes_only=future_only).to(ids.device)  # (n,)
-        targets = self._targets(ids, target_index, future_only)
-        head = self.future_logits if future_only else self.lm_head  # (B, n, K) or (B, n, V)
-        logits = head(hidden[:, target_index - 1])
+        targets = ids[:, target_index]
+        if future_only:
+            logits, targets = self.future_logits(hidden[:, target_index - 1]), targets - layout.future_offset
+        else:
+            logits = self.lm_head(hidden[:, target_index - 1])  # (B, n, V)
         rewards = None
         if self.reward_head is not None:
             last = layout.last_token_index(tc, tf)[tc:].to(ids.device)  # (Tf,)
             rewards = self.reward_head(hidden[:, last]).squeeze(-1)  # (B, Tf)
         return TransformerOutput(logits=logits, targets=targets, rewards=rewards)
-
-    def _targets(self, ids: Tensor, target_index: Tensor, future_only: bool) -> Tensor:
-        """Targets (B, n) at `target_index` of vocabulary ids (B, L): codebook indices with `future_only`."""
-        targets = ids[:, target_index]
-        return targets - self.layout.future_offset if future_only else targets
 
     def check_actions(self, actions: Tensor | None, batch: int, frames: int) -> Tensor | None:
         """Validate (B, T or T-1, A) actions for T frames; return the T-1 that lead into frames 1..T-1."""
@@ -248,25 +253,14 @@ class WorldModelTransformer(nn.Module):
 
         The softmax runs over the whole vocabulary, as in the paper, or with `future_only` over the K
         future codes only: what sampling reads, at half the output layer's cost.
-        `future_inputs`: codes shaped like `future_ids` that the model reads as the future frames
-        (e.g. its own predictions, `history_sampling`); the targets stay `future_ids`.
+        `future_inputs`: what the model reads as the future frames instead (see `forward`).
         """
         if future_ids.ndim != 4 or future_ids.shape[1] < 1:
             raise ValueError(f"the loss needs at least one future frame: future_ids (B, Tf>=1, h', w'), "
                              f"got {tuple(future_ids.shape)}")
-        if future_inputs is None:
-            out = self(context_ids, future_ids, actions, future_only=future_only)
-            targets = out.targets
-        else:
-            if future_inputs.shape != future_ids.shape:
-                raise ValueError(f"future_inputs must be shaped like future_ids {tuple(future_ids.shape)}, "
-                                 f"got {tuple(future_inputs.shape)}")
-            out = self(context_ids, future_inputs, actions, future_only=future_only)
-            tc, tf = context_ids.shape[1], future_ids.shape[1]
-            index = self.layout.target_index(tc, tf, codes_only=future_only).to(future_ids.device)
-            targets = self._targets(self.layout.build_ids(context_ids, future_ids), index, future_only)
-        ce = F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten())
-        logs = {"ce": ce.detach(), "accuracy": (out.logits.argmax(-1) == targets).float().mean()}
+        out = self(context_ids, future_ids, actions, future_only=future_only, future_inputs=future_inputs)
+        ce = F.cross_entropy(out.logits.flatten(0, 1).float(), out.targets.flatten())
+        logs = {"ce": ce.detach(), "accuracy": (out.logits.argmax(-1) == out.targets).float().mean()}
         loss = ce
         if out.rewards is not None and rewards is not None:
             if rewards.shape != out.rewards.shape:
