@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(DemoConfig):
         flag = "--" + field.name.replace("_", "-")
         default = f"(cpu recipe: {getattr(defaults, field.name)!r})"
+        text = f"{docs[field.name]} {default}" if field.name in docs else default
         parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=None, dest=field.name,
-                            help=f"{docs[field.name]} {default}" if field.name in docs else default)
+                            help=text.replace("%", "%%"))  # argparse formats help with %: a literal % must be doubled
 
 
 def run(args: argparse.Namespace) -> int:

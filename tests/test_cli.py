@@ -1,0 +1,35 @@
+"""The `ivideogpt` command: every subcommand's parser builds and prints its help."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ivideogpt.cli import build_parser, main
+
+
+def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command path, parser) for the parser and every subcommand below it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_subcommand_prints_its_help():
+    paths = []
+    for path, parser in _parsers(build_parser()):
+        text = parser.format_help()  # raises where a help string is not valid for argparse's % formatting
+        assert text.startswith("usage: ivideogpt"), path
+        paths.append(path)
+    assert ("demo",) in paths and ("plan",) in paths and ("data", "generate") in paths
+
+
+def test_demo_help_shows_the_recipe_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--precision" in text and "(cpu recipe: 'bf16')" in text and "35%" in text
