@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -17,6 +18,8 @@ from ivideogpt.eval.protocol import ProtocolConfig, run_protocol
 from ivideogpt.eval.report import LABEL_WIDTH, comparison_markdown, write_report
 from ivideogpt.eval.videos import load_test_videos
 from ivideogpt.perceptual import LPIPS, VGG16Features
+
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht"
 
 
 def test_report_files(make_videos, tmp_path) -> None:
@@ -80,6 +83,20 @@ def test_evaluate_command(tmp_path, no_weights, capsys: pytest.CaptureFixture) -
                "--protocol", "custom", "--context-frames", "1", "--horizon", "2", "--no-progress"]
     assert cli.main(missing) == 2
     assert "ivideogpt evaluate:" in capsys.readouterr().err
+
+
+def test_evaluate_feeds_an_action_conditioned_model_its_actions_unless_told(tmp_path, no_weights, capsys) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    Episode(frames, actions=rng.uniform(-1, 1, (4, 2)).astype(np.float32)).save(tmp_path / "data" / "ep0.npz")
+    argv = ["evaluate", "--checkpoint", str(SHIPPED), "--data", str(tmp_path / "data"), "--protocol", "custom",
+            "--context-frames", "1", "--horizon", "2", "--samples", "2", "--output", str(tmp_path / "out"),
+            "--no-progress"]
+    assert cli.main(argv) == 0  # no conditioning flag: the shipped (action-conditioned) model gets the actions
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert summary["protocol"]["action_conditioned"] is True
+    assert cli.main([*argv, "--action-free"]) == 2
+    assert "drop --action-free" in capsys.readouterr().err
 
 
 def test_protocol_clips_predictions(make_videos, tmp_path) -> None:

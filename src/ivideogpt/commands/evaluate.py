@@ -20,6 +20,7 @@ when they are missing those metrics are skipped with a message, unless --require
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context-frames", type=int, help="override the protocol's context frames")
     parser.add_argument("--horizon", type=int, help="override the protocol's number of predicted frames")
     conditioning = parser.add_mutually_exclusive_group()
-    conditioning.add_argument("--action-conditioned", dest="action_conditioned", action="store_true", default=None)
-    conditioning.add_argument("--action-free", dest="action_conditioned", action="store_false")
+    conditioning.add_argument("--action-conditioned", dest="action_conditioned", action="store_true", default=None,
+                              help="feed the episodes' recorded actions (the default for an action-conditioned model)")
+    conditioning.add_argument("--action-free", dest="action_conditioned", action="store_false",
+                              help="predict from the context frames alone (action-free models)")
     parser.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default: 0)")
     parser.add_argument("--max-videos", type=int, help="evaluate only the first N test videos")
     parser.add_argument("--episodes", default="*.npz", help="glob of the episode files under --data to use")
@@ -83,6 +86,19 @@ def load_world_model(checkpoint_dir: Path, device: str) -> Any:
     return WorldModelPredictor(world_model, name=Path(checkpoint_dir).resolve().name)
 
 
+def match_conditioning(config: Any, predictor: Any, asked: bool | None) -> Any:
+    """The protocol config with the recorded actions fed to an action-conditioned model unless the user
+    chose (such a model cannot predict without actions, so asking for an action-free run is an error)."""
+    world_model = getattr(predictor, "world_model", None)
+    action_dim = 0 if world_model is None else world_model.action_dim
+    if action_dim == 0 or config.action_conditioned:
+        return config
+    if asked is False:
+        raise ValueError(f"this world model is action-conditioned ({action_dim}-d actions) and cannot predict "
+                         "without them: drop --action-free")
+    return dataclasses.replace(config, action_conditioned=True)
+
+
 def _output_dir(args: argparse.Namespace) -> Path:
     if args.output is not None:
         return args.output
@@ -115,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if not videos:
             raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
+        config = match_conditioning(config, predictor, args.action_conditioned)
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
         if args.horizon_curve:
