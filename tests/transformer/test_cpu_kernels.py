@@ -117,6 +117,25 @@ def test_a_failed_build_falls_back_with_a_warning(monkeypatch, caplog) -> None:
     assert "build failed" in caplog.text and "Error building extension" in caplog.text
 
 
+def test_the_build_depends_on_the_code_not_on_where_it_is_checked_out(monkeypatch) -> None:
+    from torch.utils import cpp_extension
+
+    calls = []
+    monkeypatch.setattr(cpp_extension, "load_inline", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(cpu_kernels, "_unavailable_reason", lambda: None)
+    cpu_extension.cache_clear()
+    try:
+        cpu_extension()
+    finally:
+        cpu_extension.cache_clear()
+    (args, kwargs), = calls
+    # torch rebuilds whenever the hashed sources or arguments change: a path in them would make each
+    # checkout on a machine rebuild the kernels over the other's build
+    assert str(cpu_kernels.CSRC.parent) not in repr((args, kwargs))
+    assert all(cpu_kernels.LOCAL_INCLUDE not in source for source in kwargs["cpp_sources"])
+    assert "IVIDEOGPT_SIMD_H" in kwargs["cpp_sources"][0]
+
+
 @needs_bf16_dot
 @pytest.mark.parametrize("rows", [1, 8, 13, 16])
 @pytest.mark.parametrize(("columns", "inputs"), [(96, 64), (100, 32), (40, 768)])  # whole and padded groups

@@ -32,10 +32,12 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-# simd.h comes first so that its text is part of what torch hashes to decide a rebuild; the sources'
-# own `#include "simd.h"` then finds its guard defined.
+# simd.h comes first, as text, and the sources' own `#include "simd.h"` lines are dropped: what torch
+# hashes to decide a rebuild is then the code and flags alone, not this checkout's path (an include
+# path in the hash made every other checkout on the machine rebuild the kernels, ~30 s each switch).
 SOURCES = [CSRC / name for name in ("simd.h", "decode_attention.cpp", "decode_linear.cpp", "decode_ops.cpp",
                                     "decode_layers.cpp")]
+LOCAL_INCLUDE = '#include "simd.h"'
 SWITCH = "IVIDEOGPT_CPU_KERNEL"  # "0" turns the kernels off
 DTYPES = (torch.float32, torch.bfloat16)
 MAX_HEAD_DIM = 256
@@ -111,11 +113,11 @@ def cpu_extension() -> ModuleType | None:
 
     log.info("loading the CPU kernels (compiled on first use per machine, ~30 s)")
     try:
+        sources = [source.read_text().replace(LOCAL_INCLUDE, "") for source in SOURCES]
         return cpp_extension.load_inline(
-            "ivideogpt_cpu_kernels", cpp_sources=[source.read_text() for source in SOURCES],
+            "ivideogpt_cpu_kernels", cpp_sources=sources,
             functions=["attend_parts", "bf16_linear", "has_bf16_dot", "rms_norm", "split_rotate", "swiglu",
                        "decode_layers"],
-            extra_include_paths=[str(CSRC)],
             # -fopenmp: at::parallel_for is inline, so without it the kernels would run on one thread.
             # The loader maps the libgomp torch already loaded (same soname): one thread pool for all.
             # AVX512_BF16 is enabled per function (decode_linear.cpp), so the rest runs on any AVX-512 CPU.
