@@ -1,4 +1,4 @@
-"""The `ivideogpt` command: every subcommand's parser builds and prints its help."""
+"""The `ivideogpt` command: every subcommand's parser prints its help, and bad input is one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -33,3 +33,15 @@ def test_demo_help_shows_the_recipe_defaults(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--precision" in text and "(cpu recipe: 'bf16')" in text and "35%" in text
+
+
+def test_bad_input_is_one_line_naming_the_command(tmp_path, capsys, monkeypatch):
+    assert main(["describe", "no_such_preset"]) == 2
+    assert capsys.readouterr().err.startswith("ivideogpt describe: unknown preset 'no_such_preset'; choose one of")
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), str(tmp_path / "episode.npz"), "--out", str(tmp_path / "p.gif")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ivideogpt predict: ") and "Traceback" not in err
+    monkeypatch.setenv("IVIDEOGPT_TRACEBACK", "1")  # for bug reports: the error itself
+    with pytest.raises(KeyError):
+        main(["describe", "no_such_preset"])

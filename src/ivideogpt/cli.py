@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -37,9 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TRACEBACK = "IVIDEOGPT_TRACEBACK"  # "1": let errors of bad input raise with their traceback (for bug reports)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises: shown as one line naming the command, not as a traceback. Errors of other
+    types are bugs and keep their traceback."""
+    from ivideogpt.configuration import ConfigError
+    from ivideogpt.data.episode import EpisodeError
+    from ivideogpt.data.report import DataError
+    from ivideogpt.official.snapshot import SnapshotError
+    from ivideogpt.train.checkpoint import CheckpointError
+    from ivideogpt.train.trainer import NonFiniteLossError
+
+    return (ConfigError, EpisodeError, DataError, SnapshotError, CheckpointError, NonFiniteLossError,
+            FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError, ValueError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except user_errors() as error:
+        if os.environ.get(TRACEBACK) == "1":
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"ivideogpt {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -38,6 +38,23 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path: Path)
     assert read_losses(tmp_path) == {}  # the first log (step 5) found the NaN and stopped
 
 
+def test_an_update_that_breaks_the_weights_is_never_saved(tmp_path: Path) -> None:
+    trainer = build_trainer(tmp_path, steps=6, save_every=1, log_every=10)
+    step, updates = trainer.optimizer.step, []
+
+    def step_then_break_a_weight_on_the_second_update(*args, **kwargs):
+        step(*args, **kwargs)
+        updates.append(1)
+        if len(updates) == 2:  # a finite loss and gradient, but an update to inf (e.g. a huge learning rate)
+            next(trainer.model.parameters()).data.fill_(float("inf"))
+
+    trainer.optimizer.step = step_then_break_a_weight_on_the_second_update
+    with pytest.raises(NonFiniteLossError, match=r"weights became non-finite at step 1 .*step_000001"):
+        trainer.fit()
+    root = tmp_path / "checkpoints"
+    assert [p.name for p in ckpt.list_checkpoints(root)] == ["step_000001"]
+
+
 def test_gradient_accumulation_matches_a_full_batch(tmp_path: Path) -> None:
     build_trainer(tmp_path / "full", steps=4, dropout=0.0).fit()
     build_trainer(tmp_path / "accum", steps=4, dropout=0.0, grad_accum=4).fit()

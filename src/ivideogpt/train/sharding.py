@@ -68,6 +68,13 @@ def local(value: torch.Tensor) -> torch.Tensor:
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
+def own_shard(value: torch.Tensor) -> torch.Tensor:
+    """This process's part of a DTensor (a parameter under FSDP2), without communication; other tensors unchanged."""
+    from torch.distributed.tensor import DTensor
+
+    return value.to_local() if isinstance(value, DTensor) else value
+
+
 def _layer_classes(module: nn.Module) -> list[str]:
     """The layer classes Hugging Face models inside `module` declare as units (e.g. LlamaDecoderLayer)."""
     names: list[str] = []

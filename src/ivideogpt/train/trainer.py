@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or gradient norm became NaN/inf; training stopped before saving that state."""
+    """The loss, gradient norm or weights became NaN/inf; training stopped before saving that state."""
 
 
 class LossModule(nn.Module):
@@ -188,6 +188,13 @@ class Trainer:
         bad = ~torch.isfinite(value.detach().float()).all()
         self._bad_step = torch.where(bad & (self._bad_step == 0), self.step + 1, self._bad_step)
 
+    def _flag_non_finite_weights(self) -> None:
+        """Flag the last update if it left a NaN/inf in the weights (a finite loss and gradient can still
+        step into one, e.g. at a huge learning rate). One pass over the weights, so only before a save."""
+        finite = torch.stack([torch.isfinite(sharding.own_shard(p.detach())).all() for p in self.model.parameters()])
+        bad = ~finite.all()
+        self._bad_step = torch.where(bad & (self._bad_step == 0), self.step, self._bad_step)  # the update of step - 1
+
     def check_finite(self) -> None:
         """Raise NonFiniteLossError on every process if any process saw a NaN/inf since the start."""
         first = self.accelerator.gather(self._bad_step.reshape(1))
@@ -195,7 +202,7 @@ class Trainer:
         if bad:
             latest = ckpt.find_latest(self.io.root)
             raise NonFiniteLossError(
-                f"training stopped: the loss or gradient norm became non-finite at step {min(bad)} "
+                f"training stopped: the loss, gradient norm or weights became non-finite at step {min(bad)} "
                 f"(compute_loss(batch, step={min(bad)})); no checkpoint was written after it; "
                 f"last good checkpoint: {latest if latest is not None else 'none'}")
 
@@ -273,6 +280,7 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def save(self) -> Path:
         """Write a checkpoint of the current step (after checking that no NaN/inf was seen)."""
+        self._flag_non_finite_weights()
         self.check_finite()
         return self.io.save(self.step, self.model, self.optimizer, self.scheduler, self.config,
                             extra={"component": self.component, "train_loss": self.last_train},
