@@ -177,6 +177,16 @@ def test_errors(parts) -> None:
             world.step(bad)
     with pytest.raises(ValueError, match="cannot be split"):
         world.rollout(context(2, 1), torch.zeros(3, 2, 2))
+    with pytest.raises(ValueError, match=r"\(N, H, A\) with A = 2, got \(2, 2, 3\)"):
+        world.rollout(context(2, 1), torch.zeros(2, 2, 3))
+    nan = torch.tensor([[0.0, 0.0], [float("nan"), 0.0]])
+    with pytest.raises(ValueError, match=r"NaN or inf \(batch rows \[1\]\)"):
+        world.step(nan)
+    assert world.state.num_future == 0  # the refused step left the state as it was
+    with pytest.raises(ValueError, match="rollout actions contain NaN"):
+        world.rollout(context(2, 1), torch.stack([torch.zeros(2, 2), nan], dim=1))
+    with pytest.raises(ValueError, match="context actions contain NaN"):
+        world.reset(context(2, 2), nan[:, None])
     with pytest.raises(ValueError, match="do not match"):
         WorldModel(tokenizer, transformer_tiny(codebook_size=64).build())
 

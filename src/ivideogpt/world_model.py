@@ -278,8 +278,9 @@ class WorldModel:
         rows = contexts
         if actions is not None:
             actions = torch.as_tensor(actions)
-            if actions.ndim != 3:
-                raise ValueError(f"rollout actions must be (N, H, A), got {tuple(actions.shape)}")
+            if actions.ndim != 3 or actions.shape[-1] != self.action_dim:
+                raise ValueError(f"rollout actions must be (N, H, A) with A = {self.action_dim}, got {tuple(actions.shape)}")
+            _finite(actions.float(), "rollout actions")  # before any step: a refused rollout changes nothing
             horizon = actions.shape[1] if horizon is None else horizon
             if actions.shape[1] != horizon:
                 raise ValueError(f"actions cover {actions.shape[1]} steps but horizon={horizon}")
@@ -359,7 +360,7 @@ class WorldModel:
         if actions.shape != (batch, tc - 1, self.action_dim):
             raise ValueError(f"context actions must be shaped ({batch}, {tc - 1}, {self.action_dim}) "
                              f"(B, Tc-1, A), got {tuple(actions.shape)}")
-        return actions
+        return _finite(actions, "context actions")
 
     def _step_action(self, actions: Tensor | np.ndarray | None, batch: int) -> Tensor | None:
         if self.action_dim == 0:
@@ -372,7 +373,7 @@ class WorldModel:
         if actions.shape != (batch, self.action_dim):
             raise ValueError(f"step actions must be shaped ({batch}, {self.action_dim}) (B, A), "
                              f"got {tuple(actions.shape)}")
-        return actions
+        return _finite(actions, "step actions")
 
     def _history_embeds(self, state: RolloutState, rows: slice = slice(None)) -> Tensor:
         """(B, L, H) embeddings of every token so far (batch `rows`), actions included."""
@@ -445,3 +446,11 @@ def check_compatible(tokenizer: torch.nn.Module, transformer: WorldModelTransfor
     theirs = {key: facts.get(key) for key in mine}
     if mine != theirs:
         raise ValueError(f"tokenizer and transformer do not match: tokenizer has {theirs}, transformer expects {mine}")
+
+
+def _finite(actions: Tensor, what: str) -> Tensor:
+    """`actions`, refused when any is NaN/inf: it would poison every later frame of the rollout silently."""
+    if not bool(torch.isfinite(actions).all()):
+        rows = sorted({int(r) for r in (~torch.isfinite(actions)).nonzero()[:, 0].tolist()})
+        raise ValueError(f"{what} contain NaN or inf (batch rows {rows}); nothing was stepped")
+    return actions
