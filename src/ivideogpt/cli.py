@@ -42,8 +42,8 @@ TRACEBACK = "IVIDEOGPT_TRACEBACK"  # "1": let errors of bad input raise with the
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """What bad input raises: shown as one line naming the command, not as a traceback. Errors of other
-    types are bugs and keep their traceback."""
+    """What bad input (or a full disk, a missing file) raises: shown as one line naming the command, not as
+    a traceback. Errors of other types are bugs and keep their traceback."""
     from ivideogpt.configuration import ConfigError
     from ivideogpt.data.episode import EpisodeError
     from ivideogpt.data.report import DataError
@@ -52,7 +52,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ivideogpt.train.trainer import NonFiniteLossError
 
     return (ConfigError, EpisodeError, DataError, SnapshotError, CheckpointError, NonFiniteLossError,
-            FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError, ValueError)
+            OSError, KeyError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:

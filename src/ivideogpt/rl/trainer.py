@@ -276,9 +276,9 @@ class RLTrainer:
         return summary
 
     def save_agent(self) -> Path:
-        from safetensors.torch import save_file
+        from ivideogpt.train.checkpoint import save_tensors
 
         path = self.out_dir / "agent.safetensors"
-        save_file(self.agent.state_dict(), str(path.with_suffix(".tmp")))
+        save_tensors(path.with_suffix(".tmp"), self.agent.state_dict())
         path.with_suffix(".tmp").replace(path)
         return path

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -84,7 +85,10 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         shared = storage in seen and tensor.numel() > 0
         plain[name] = tensor.clone(memory_format=torch.contiguous_format) if shared else tensor.contiguous()
         seen.add(storage)
-    save_file(plain, str(path))
+    try:
+        save_file(plain, str(path))
+    except SafetensorError as error:  # how safetensors reports a failed write (a full disk): an OSError to callers
+        raise OSError(f"could not write {path}: {error}") from error
     _fsync(Path(path))
 
 
