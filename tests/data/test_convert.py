@@ -6,11 +6,13 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 import yaml
 
 from ivideogpt.cli import main
 from ivideogpt.data.config import DataConfig
 from ivideogpt.data.convert import convert
+from ivideogpt.data.episode import Episode
 from ivideogpt.data import load_episode
 from ivideogpt.data.stream import ShardStream
 from ivideogpt.data.sources import detect_format
@@ -105,3 +107,26 @@ def test_cli_convert_to_shards_that_stream(tmp_path, write_episodes):
     original = load_episode(tmp_path / "eps" / "run.1" / "episode_003.npz")
     (item,) = [i for i in items if i["key"].endswith("_003")]
     assert item["actions"].tolist() == original.actions.tolist() and item["rewards"].tolist() == list(range(6))
+
+
+def test_convert_never_overwrites_a_dataset_and_stops_on_a_failed_write(tmp_path, write_episodes, monkeypatch):
+    write_episodes(tmp_path / "eps", 3, length=6)
+    existing = tmp_path / "existing"
+    assert main(["data", "convert", "npz", str(tmp_path / "eps"), "--out", str(existing), "--quiet"]) == 0
+    before = (existing / "metadata.json").read_text()
+    # another conversion into it, even a failing one, is refused and changes nothing
+    for source in (tmp_path / "eps", tmp_path / "no_such_folder"):
+        assert main(["data", "convert", "npz", str(source), "--out", str(existing), "--quiet"]) == 2
+    assert (existing / "metadata.json").read_text() == before
+    with pytest.raises(FileNotFoundError, match="no_such_folder does not exist"):
+        convert("npz", tmp_path / "no_such_folder", tmp_path / "fresh", progress=False)
+    (tmp_path / "empty").mkdir()
+    assert convert("npz", tmp_path / "empty", tmp_path / "fresh", progress=False).used == 0
+    assert not (tmp_path / "fresh" / "metadata.json").exists()  # nothing converted: no dataset described
+    # a full disk is not a bad source episode: it stops the conversion instead of skipping every episode
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Episode, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        convert("npz", tmp_path / "eps", tmp_path / "full", progress=False)

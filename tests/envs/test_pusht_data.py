@@ -39,6 +39,15 @@ def test_generate_command_writes_episodes_and_metadata(tmp_path):
         np.testing.assert_array_equal(written.frames, episode.frames)
         np.testing.assert_array_equal(written.actions, episode.actions)
     assert json.loads((parallel / "metadata.json").read_text())["stats"]["episodes"] == 2
+    # generating again replaces generated data whole (no stale episode is left), and refuses other data
+    assert main(["data", "generate", "pusht", "--episodes", "1", "--steps", "10", "--out", str(parallel),
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in parallel.iterdir()) == ["episode_000000.npz", "metadata.json"]
+    converted = tmp_path / "converted"
+    assert main(["data", "convert", "npz", str(parallel), "--out", str(converted), "--quiet"]) == 0
+    assert main(["data", "generate", "pusht", "--episodes", "1", "--steps", "10", "--out", str(converted),
+                 "--quiet"]) == 2
+    assert json.loads((converted / "metadata.json").read_text())["converted_from"] == "npz"
 
 
 def test_scripted_policy_pushes_the_block_in_every_episode():

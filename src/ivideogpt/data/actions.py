@@ -93,6 +93,34 @@ def read_metadata_file(file: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def new_dataset_folder(folder: str | Path, replaces: str | None = None) -> Path:
+    """`folder` made ready for a new dataset, so that writing one never mixes with or overwrites another.
+
+    A missing or empty folder is used as is. One that holds a dataset (a metadata.json, episode files or
+    shards) is refused, unless `replaces` is given and its metadata.json says it was generated for an
+    env starting with `replaces` (data `ivideogpt data generate` made and can make again): then its
+    episode files and metadata.json are removed first, so no stale episode outlives the new dataset.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return folder
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder for a dataset")
+    metadata = read_metadata_file(folder / METADATA_FILE)
+    data_files = [*folder.rglob("*.npz"), *folder.glob("*.tar")]
+    if metadata is None and not data_files:
+        return folder
+    generated = (metadata is not None and replaces is not None and "converted_from" not in metadata
+                 and str(metadata.get("env", "")).startswith(replaces))
+    if not generated:
+        raise FileExistsError(f"{folder} already holds a dataset ({len(data_files)} episode or shard files"
+                              f"{', metadata.json' if metadata is not None else ''}); write to an empty or new "
+                              "folder, or remove this one first")
+    for path in [*folder.glob("episode_*.npz"), folder / METADATA_FILE]:
+        path.unlink(missing_ok=True)
+    return folder
+
+
 def write_metadata(folder: str | Path, metadata: dict[str, Any]) -> Path:
     """Write `folder/metadata.json` atomically."""
     folder = Path(folder)

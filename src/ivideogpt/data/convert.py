@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ivideogpt.data.actions import ActionBounds, write_metadata
+from ivideogpt.data.actions import ActionBounds, new_dataset_folder, write_metadata
 from ivideogpt.data.augment import center_square, crop_resize, to_uint8_frames
 from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.formats import DATA_FORMATS
@@ -77,9 +77,9 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
 
     if kind not in CONVERTIBLE:
         raise ValueError(f"cannot convert {kind!r}; choose one of {CONVERTIBLE}")
-    out = Path(out)
     report = DataReport()
     reader = make_reader(kind, Path(source), options)
+    out = new_dataset_folder(out)
     infos = reader.scan(report)
     if limit is not None:
         infos = infos[:limit]
@@ -92,13 +92,14 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
             if resolution is not None:
                 episode = Episode(frames=resize_frames(episode.frames, resolution), actions=episode.actions,
                                   rewards=episode.rewards, success=episode.success, states=episode.states)
-            if writer is not None:
-                writer.write(info.episode_id, episode)
-            else:
-                episode.save(out / episode_filename(info.episode_id))
         except (EpisodeError, OSError, ValueError) as error:
             report.skip(info.episode_id, f"{type(error).__name__}: {error}", "unreadable")
             continue
+        # a failed write (a full disk) is not the source's fault: it stops the conversion, as an OSError
+        if writer is not None:
+            writer.write(info.episode_id, episode)
+        else:
+            episode.save(out / episode_filename(info.episode_id))
         report.used += 1
         if episode.actions is not None:
             actions.append(episode.actions)
@@ -114,5 +115,6 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
         metadata["action_space_kind"] = "observed min/max"
     if report.skipped:
         metadata["skipped"] = [{"episode": w, "reason": r} for w, _, r in report.skipped[:100]]
-    write_metadata(out, metadata)
+    if report.used:  # metadata.json describes a dataset: none when nothing was converted
+        write_metadata(out, metadata)
     return report

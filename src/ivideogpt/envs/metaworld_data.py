@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ivideogpt.data.actions import write_metadata
+from ivideogpt.data.actions import new_dataset_folder, write_metadata
 from ivideogpt.data.episode import Episode
 
 # The corner2 camera placement the paper's Meta-World experiments use (mbrl/metaworld_env.py there).
@@ -107,7 +107,7 @@ def generate_metaworld(task: str, out: str | Path, episodes: int, resolution: in
         raise ValueError(f"episodes, steps and action_repeat must be >= 1, got {episodes}, {steps}, {action_repeat}")
     if steps * action_repeat > 500:
         raise ValueError(f"steps x action_repeat = {steps * action_repeat} exceeds Meta-World's 500-step limit")
-    out = Path(out)
+    out = new_dataset_folder(out, replaces="metaworld/")  # never mixes with, or leaves stale episodes of, other data
     env, tasks, policy = make_metaworld_env(task, resolution, camera, seed)
     successes = 0
     began = time.perf_counter()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ivideogpt.data.actions import write_metadata
+from ivideogpt.data.actions import new_dataset_folder, write_metadata
 from ivideogpt.data.episode import Episode
 
 PUSHT_ID = "gym_pusht/PushT-v0"
@@ -204,7 +204,7 @@ def generate_pusht(out: str | Path, episodes: int, resolution: int = 64, steps: 
 
     if episodes < 1 or steps < 1 or workers < 1:
         raise ValueError(f"episodes, steps and workers must be >= 1, got {episodes}, {steps} and {workers}")
-    out = Path(out)
+    out = new_dataset_folder(out, replaces=PUSHT_ID)  # never mixes with, or leaves stale episodes of, other data
     job = partial(_write_episode, out=out, resolution=resolution, steps=steps, seed=seed, action_repeat=action_repeat)
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:

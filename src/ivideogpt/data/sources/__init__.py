@@ -58,6 +58,8 @@ def detect_format(path: str | Path) -> str:
 def make_reader(format: str, path: str | Path, options: dict[str, Any] | None = None) -> EpisodeReader:
     """The reader for `format` ("auto" detects it) over `path`."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data path {path} does not exist")
     if format == "auto":
         format = detect_format(path)
     if format not in DATA_FORMATS:
