@@ -11,7 +11,8 @@ pytest.importorskip("gym_pusht")
 
 from ivideogpt.cli import main  # noqa: E402
 from ivideogpt.data import load_episode  # noqa: E402
-from ivideogpt.envs.pusht_data import PushTScriptedPolicy, make_pusht_env, rollout_pusht  # noqa: E402
+from ivideogpt.data.actions import new_dataset_folder  # noqa: E402
+from ivideogpt.envs.pusht_data import PUSHT_ID, PushTScriptedPolicy, make_pusht_env, rollout_pusht  # noqa: E402
 
 
 def test_generate_command_writes_episodes_and_metadata(tmp_path):
@@ -43,6 +44,13 @@ def test_generate_command_writes_episodes_and_metadata(tmp_path):
     assert main(["data", "generate", "pusht", "--episodes", "1", "--steps", "10", "--out", str(parallel),
                  "--quiet"]) == 0
     assert sorted(p.name for p in parallel.iterdir()) == ["episode_000000.npz", "metadata.json"]
+    interrupted = tmp_path / "interrupted"  # a generation stopped halfway leaves its marker, not final metadata
+    new_dataset_folder(interrupted, generated_for=PUSHT_ID)
+    episodes[1].save(interrupted / "episode_000005.npz")
+    assert "incomplete" in json.loads((interrupted / "metadata.json").read_text())
+    assert main(["data", "generate", "pusht", "--episodes", "1", "--steps", "10", "--out", str(interrupted),
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in interrupted.iterdir()) == ["episode_000000.npz", "metadata.json"]
     converted = tmp_path / "converted"
     assert main(["data", "convert", "npz", str(parallel), "--out", str(converted), "--quiet"]) == 0
     assert main(["data", "generate", "pusht", "--episodes", "1", "--steps", "10", "--out", str(converted),

@@ -93,31 +93,33 @@ def read_metadata_file(file: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def new_dataset_folder(folder: str | Path, replaces: str | None = None) -> Path:
+def new_dataset_folder(folder: str | Path, generated_for: str | None = None) -> Path:
     """`folder` made ready for a new dataset, so that writing one never mixes with or overwrites another.
 
     A missing or empty folder is used as is. One that holds a dataset (a metadata.json, episode files or
-    shards) is refused, unless `replaces` is given and its metadata.json says it was generated for an
-    env starting with `replaces` (data `ivideogpt data generate` made and can make again): then its
-    episode files and metadata.json are removed first, so no stale episode outlives the new dataset.
+    shards) is refused, unless `generated_for` is given and its metadata.json says it was generated for
+    an env starting with it (data `ivideogpt data generate` made and can make again): then its episode
+    files and metadata.json are removed first, so no stale episode outlives the new dataset. A generator
+    (`generated_for` given) finds a metadata.json marking the folder as its own until it writes the
+    final one, so a run interrupted halfway is replaced by the next one too.
     """
     folder = Path(folder)
-    if not folder.exists():
-        return folder
-    if not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder for a dataset")
     metadata = read_metadata_file(folder / METADATA_FILE)
-    data_files = [*folder.rglob("*.npz"), *folder.glob("*.tar")]
-    if metadata is None and not data_files:
-        return folder
-    generated = (metadata is not None and replaces is not None and "converted_from" not in metadata
-                 and str(metadata.get("env", "")).startswith(replaces))
-    if not generated:
-        raise FileExistsError(f"{folder} already holds a dataset ({len(data_files)} episode or shard files"
-                              f"{', metadata.json' if metadata is not None else ''}); write to an empty or new "
-                              "folder, or remove this one first")
-    for path in [*folder.glob("episode_*.npz"), folder / METADATA_FILE]:
-        path.unlink(missing_ok=True)
+    data_files = [*folder.rglob("*.npz"), *folder.glob("*.tar")] if folder.exists() else []
+    if metadata is not None or data_files:
+        generated = (metadata is not None and generated_for is not None and "converted_from" not in metadata
+                     and str(metadata.get("env", "")).startswith(generated_for))
+        if not generated:
+            raise FileExistsError(f"{folder} already holds a dataset ({len(data_files)} episode or shard files"
+                                  f"{', metadata.json' if metadata is not None else ''}); write to an empty or "
+                                  "new folder, or remove this one first")
+        for path in [*folder.glob("episode_*.npz"), folder / METADATA_FILE]:
+            path.unlink(missing_ok=True)
+    if generated_for is not None:
+        write_metadata(folder, {"format": "ivideogpt-episodes", "env": generated_for,
+                                "incomplete": "being generated; the final metadata.json replaces this one"})
     return folder
 
 

@@ -107,7 +107,7 @@ def generate_metaworld(task: str, out: str | Path, episodes: int, resolution: in
         raise ValueError(f"episodes, steps and action_repeat must be >= 1, got {episodes}, {steps}, {action_repeat}")
     if steps * action_repeat > 500:
         raise ValueError(f"steps x action_repeat = {steps * action_repeat} exceeds Meta-World's 500-step limit")
-    out = new_dataset_folder(out, replaces="metaworld/")  # never mixes with, or leaves stale episodes of, other data
+    out = new_dataset_folder(out, generated_for="metaworld/")  # no mixing, no stale episodes
     env, tasks, policy = make_metaworld_env(task, resolution, camera, seed)
     successes = 0
     began = time.perf_counter()

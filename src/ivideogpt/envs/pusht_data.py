@@ -204,7 +204,7 @@ def generate_pusht(out: str | Path, episodes: int, resolution: int = 64, steps: 
 
     if episodes < 1 or steps < 1 or workers < 1:
         raise ValueError(f"episodes, steps and workers must be >= 1, got {episodes}, {steps} and {workers}")
-    out = new_dataset_folder(out, replaces=PUSHT_ID)  # never mixes with, or leaves stale episodes of, other data
+    out = new_dataset_folder(out, generated_for=PUSHT_ID)  # no mixing, no stale episodes
     job = partial(_write_episode, out=out, resolution=resolution, steps=steps, seed=seed, action_repeat=action_repeat)
     began = time.perf_counter()
     with contextlib.ExitStack() as stack:
