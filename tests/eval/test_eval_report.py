@@ -56,8 +56,11 @@ def _write_episodes(root, lengths=(6, 6, 3)) -> None:
 
 def test_load_test_videos(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     _write_episodes(tmp_path)
+    good = (tmp_path / "ep0.npz").read_bytes()
+    (tmp_path / "ep3.npz").write_bytes(good[: len(good) // 2])  # truncated: skipped and named, not fatal
     videos = load_test_videos(tmp_path, clip_length=5)
     assert [v.id for v in videos] == ["ep0", "ep1"]
+    assert "1 unreadable episode file(s)" in caplog.text and "ep3.npz" in caplog.text
     assert videos[0].frames.shape == (5, 3, 16, 16) and videos[0].actions.shape == (5, 2)
     assert videos[0].frames.min() >= -1 and videos[0].frames.max() <= 1
     assert "skipped 1 episode" in caplog.text

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ivideogpt.data.actions import ActionBounds, read_metadata
+from ivideogpt.data.episode import EpisodeError
+from ivideogpt.data.sources.npz import load_episode
 from ivideogpt.frames import to_model
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,8 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
     """Clips of `clip_length` frames from every episode under `data_dir` matching `pattern` (sorted by path).
 
     One clip per episode is its first frames; more are spread evenly over the episode (the first
-    and the last `clip_length` frames included). Episodes shorter than `clip_length` are skipped and
-    counted in one log line. Actions are mapped to [-1, 1] with the bounds in the episode folder's
+    and the last `clip_length` frames included). Episodes shorter than `clip_length`, and files that
+    cannot be read (corrupt, truncated), are skipped and reported in a log line. Actions are mapped to [-1, 1] with the bounds in the episode folder's
     metadata.json, as the training data is.
     """
     if clips_per_episode < 1:
@@ -41,32 +43,38 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
     paths = sorted(data_dir.rglob(pattern)) if data_dir.is_dir() else []
     if not paths:
         raise FileNotFoundError(f"no episode files ({pattern}) under {data_dir}")
-    videos, short = [], 0
+    videos, short, unreadable = [], 0, []
     for path in paths:
         if max_videos is not None and len(videos) >= max_videos:
             break
-        with np.load(path) as data:
-            frames = data["frames"]
-            if frames.shape[0] < clip_length:
-                short += 1
-                continue
-            all_actions = data["actions"] if "actions" in data else None
-            last_start = frames.shape[0] - clip_length
-            starts = [0] if clips_per_episode == 1 else sorted(
-                set(np.linspace(0, last_start, clips_per_episode).round().astype(int).tolist()))
-            bounds = ActionBounds.from_metadata(read_metadata(path))
-            episode_id = str(path.relative_to(data_dir).with_suffix(""))
-            for start in starts:
-                if max_videos is not None and len(videos) >= max_videos:
-                    break
-                actions = None if all_actions is None else all_actions[start : start + clip_length]
-                if actions is not None and bounds is not None:
-                    actions = bounds.normalize(actions)
-                videos.append(TestVideo(
-                    id=episode_id if start == 0 else f"{episode_id}@{start}",
-                    frames=to_model(np.ascontiguousarray(frames[start : start + clip_length])),
-                    actions=None if actions is None
-                    else torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(clip_length, -1))))
+        try:
+            episode = load_episode(path)
+        except EpisodeError as error:  # a corrupt or truncated file: reported, the others evaluated
+            unreadable.append(f"{path.relative_to(data_dir)} ({error})")
+            continue
+        frames, all_actions = episode.frames, episode.actions
+        if frames.shape[0] < clip_length:
+            short += 1
+            continue
+        last_start = frames.shape[0] - clip_length
+        starts = [0] if clips_per_episode == 1 else sorted(
+            set(np.linspace(0, last_start, clips_per_episode).round().astype(int).tolist()))
+        bounds = ActionBounds.from_metadata(read_metadata(path))
+        episode_id = str(path.relative_to(data_dir).with_suffix(""))
+        for start in starts:
+            if max_videos is not None and len(videos) >= max_videos:
+                break
+            actions = None if all_actions is None else all_actions[start : start + clip_length]
+            if actions is not None and bounds is not None:
+                actions = bounds.normalize(actions)
+            videos.append(TestVideo(
+                id=episode_id if start == 0 else f"{episode_id}@{start}",
+                frames=to_model(np.ascontiguousarray(frames[start : start + clip_length])),
+                actions=None if actions is None
+                else torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(clip_length, -1))))
     if short:
         logger.warning("skipped %d episode(s) under %s shorter than %d frames", short, data_dir, clip_length)
+    if unreadable:
+        logger.warning("skipped %d unreadable episode file(s) under %s: %s", len(unreadable), data_dir,
+                       "; ".join(unreadable))
     return videos
