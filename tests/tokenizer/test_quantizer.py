@@ -58,6 +58,15 @@ def test_codebook_stats_ranges() -> None:
     assert 0 < usage <= 1 and 1 <= perplexity <= 64
 
 
+def test_nan_latents_reach_the_loss_instead_of_crashing_the_stats() -> None:
+    quantizer = FiniteScalarQuantizer((8, 5, 5, 5))
+    latents = torch.randn(2, 4, 3, 3)
+    latents[0, :, 1, 1] = float("nan")  # what a diverged encoder hands over
+    ids = quantizer(latents).ids
+    usage, perplexity = codebook_stats(ids, quantizer.codebook_size)  # ids of NaN are out of range: left out
+    assert 0 < usage <= 1 and torch.isfinite(perplexity)
+
+
 def test_lookup_is_chunk_independent(monkeypatch) -> None:
     from ivideogpt.tokenizer import quantizer as module
 

@@ -195,7 +195,10 @@ def codebook_stats(ids: torch.Tensor, codebook_size: int) -> tuple[torch.Tensor,
 
     usage is in (0, 1]; perplexity is in [1, min(codebook_size, ids.numel())].
     """
-    counts = torch.bincount(ids.detach().flatten(), minlength=codebook_size).float()
+    ids = ids.detach().flatten()
+    valid = (ids >= 0) & (ids < codebook_size)  # NaN latents quantize to no valid id: left out of the stats,
+    # so the NaN reaches the loss and training stops with a clear NonFiniteLossError instead of a crash here
+    counts = torch.bincount(ids.clamp(0, codebook_size - 1), weights=valid.float(), minlength=codebook_size)
     probs = counts / counts.sum().clamp_min(1.0)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
     return (counts > 0).float().mean(), entropy.exp()
