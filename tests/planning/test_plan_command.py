@@ -72,7 +72,7 @@ def test_training_action_facts_come_from_the_training_data(tmp_path, monkeypatch
     assert plan_command.resolve_action_repeat(None, None) == 1
 
 
-def test_plan_command_goal_lpips_fails_clearly_without_weights(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="VGG16 weights for LPIPS not found"):
-        cli.main(["plan", "--controllers", "oracle", "--objective", "goal", "--goal-metric", "lpips",
-                  "--lpips", str(tmp_path / "missing.pth"), "--out", str(tmp_path), *TINY])
+def test_plan_command_goal_lpips_fails_clearly_without_weights(tmp_path, capsys) -> None:
+    assert cli.main(["plan", "--controllers", "oracle", "--objective", "goal", "--goal-metric", "lpips",
+                     "--lpips", str(tmp_path / "missing.pth"), "--out", str(tmp_path), *TINY]) == 2
+    assert capsys.readouterr().err.startswith("ivideogpt plan: VGG16 weights for LPIPS not found")
