@@ -187,3 +187,16 @@ def test_an_exported_model_carries_its_training_data_metadata(tmp_path) -> None:
     assert training_data_metadata(tmp_path / "shipped") == shipped / DATA_METADATA
     assert '"action_repeat": 3' in (shipped / DATA_METADATA).read_text() and ckpt.verify(shipped) is None
     assert training_data_metadata(tmp_path / "run") is None
+
+
+def test_resolve_says_why_no_checkpoint_loads(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="nowhere: the path does not exist"):
+        ckpt.resolve(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"holds no step_\* checkpoint folder"):
+        ckpt.resolve(tmp_path / "empty")
+    build_trainer(tmp_path / "run", steps=2, save_every=2).fit()
+    weights = tmp_path / "run" / "checkpoints" / "step_000002" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as by a copy that stopped
+    with pytest.raises(CheckpointError, match=r"step_000002: .*model.safetensors has 100 bytes"):
+        ckpt.resolve(tmp_path / "run")

@@ -213,7 +213,18 @@ def resolve(target: str | Path) -> Path:
         found = find_latest(root)
         if found is not None:
             return found
-    raise CheckpointError(f"no valid checkpoint under {target}")
+    raise CheckpointError(f"no valid checkpoint under {target}: {_why_none(target)}")
+
+
+def _why_none(target: Path) -> str:
+    """Why `resolve` found nothing: the path is missing, holds no step_* folder, or each one's problem."""
+    if not target.exists():
+        return "the path does not exist"
+    candidates = sorted((p for root in (target / "checkpoints", target) if root.is_dir() for p in root.iterdir()
+                         if p.is_dir() and step_of(p) is not None), key=lambda p: step_of(p) or 0)
+    if not candidates:
+        return "it holds no step_* checkpoint folder (a run directory, its checkpoints/ or one step_* folder)"
+    return "; ".join(f"{p.name}: {verify(p)}" for p in candidates[-3:])
 
 
 def apply_retention(root: Path, keep_last: int) -> None:
