@@ -45,7 +45,7 @@ def test_predict_from_a_snapshot_folder(fixtures, tmp_path, monkeypatch, capsys,
     out = capsys.readouterr().out
     assert "t+1: PSNR" in out and "t+2: PSNR" in out and (tmp_path / "pred.gif").stat().st_size > 0
     assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "9"]) == 2
-    assert "has 4 frames to predict after 2 context frames" in capsys.readouterr().out
+    assert "ivideogpt predict: " in (err := capsys.readouterr().err) and "has 4 frames to predict after 2" in err
 
 
 @pytest.mark.slow

@@ -45,7 +45,8 @@ def test_truncated_weights_are_refused(fixtures, tmp_path, capsys) -> None:
     with pytest.raises(SnapshotError, match=r"diffusion_pytorch_model.safetensors \(100000 bytes\) is not a complete"):
         read_snapshot(snapshot)
     assert main(["import-official", str(snapshot), "--out", str(tmp_path / "out")]) == 2
-    assert "truncated or corrupt" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("ivideogpt import-official: ") and "truncated or corrupt" in err
     assert not (tmp_path / "out").exists()
 
 

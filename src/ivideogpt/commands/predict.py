@@ -27,23 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.data import EpisodeError, load_episode
+    from ivideogpt.data import load_episode
     from ivideogpt.eval.metrics import psnr
     from ivideogpt.frames import to_model, to_uint8
     from ivideogpt.media import side_by_side, write_video
     from ivideogpt.train import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model)  # bad input raises, reported in one line by `ivideogpt.cli`
     if not hasattr(model, "rollout"):
-        print(f"predict: {args.model} holds a {type(model).__name__}, not a world model")
-        return 2
+        raise ValueError(f"{args.model} holds a {type(model).__name__}, not a world model")
     model.temperature, model.top_k = args.temperature, args.top_k
-    try:
-        episode = load_episode(args.episode)
-        context, actions, horizon = _window(model, episode, args.start, args.horizon)
-    except (EpisodeError, ValueError) as error:
-        print(f"predict: {error}")
-        return 2
+    episode = load_episode(args.episode)
+    context, actions, horizon = _window(model, episode, args.start, args.horizon)
     frames = to_model(episode.frames[args.start: args.start + context + horizon])[None]  # (1, T, 3, H, W)
     context_actions = None if actions is None else actions[:, :context - 1]
     future_actions = None if actions is None else actions[:, context - 1:]
