@@ -187,6 +187,7 @@ def test_errors(parts) -> None:
         world.rollout(context(2, 1), torch.stack([torch.zeros(2, 2), nan], dim=1))
     with pytest.raises(ValueError, match="context actions contain NaN"):
         world.reset(context(2, 2), nan[:, None])
+    assert world.reset(context(2, 1).numpy()).batch_size == 2  # an array is taken like a tensor
     with pytest.raises(ValueError, match="do not match"):
         WorldModel(tokenizer, transformer_tiny(codebook_size=64).build())
 

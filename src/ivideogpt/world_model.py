@@ -147,14 +147,16 @@ class WorldModel:
 
     # --- the interactive API ----------------------------------------------------------------
     @torch.inference_mode()
-    def reset(self, context_frames: Tensor, actions: Tensor | None = None, seed: int | None = None) -> RolloutState:
-        """Start B rollouts from context frames (B, Tc, 3, H, W) in [-1, 1].
+    def reset(self, context_frames: Tensor | np.ndarray, actions: Tensor | None = None,
+              seed: int | None = None) -> RolloutState:
+        """Start B rollouts from context frames (B, Tc, 3, H, W) in [-1, 1] (a tensor or an array).
 
         actions: (B, Tc-1, A) actions between the context frames (action-conditioned models, Tc > 1; optional
         for the official layout, whose sequence has no actions between context frames).
         """
         if seed is not None:
             self.generator.manual_seed(seed)
+        context_frames = torch.as_tensor(context_frames)
         if context_frames.ndim != 5:
             raise ValueError(f"context_frames must be (B, Tc, 3, H, W), got {tuple(context_frames.shape)}")
         batch, tc = context_frames.shape[:2]
