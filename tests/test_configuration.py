@@ -80,6 +80,8 @@ def test_experiment_errors_are_clear(tmp_path: Path) -> None:
         load_experiment("tokenizer", None, ["data.resolution=32"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment("tokenizer", tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"^train.grad_clip must be > 0 or null"):  # the section named once
+        load_experiment("tokenizer", None, ["train.grad_clip=0"])
 
 
 def test_sections_can_include_another_file(tmp_path: Path) -> None:

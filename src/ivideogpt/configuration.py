@@ -121,7 +121,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{prefix or cls.__name__}: {error}") from error
+        where, message = prefix.rstrip(".") or cls.__name__, str(error)
+        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from error
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
