@@ -128,8 +128,12 @@ def write_metadata(folder: str | Path, metadata: dict[str, Any]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(metadata, stream, indent=2)
     target = folder / METADATA_FILE
-    os.replace(temporary, target)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(metadata, stream, indent=2)
+        os.replace(temporary, target)
+    except BaseException:  # a full disk: no stray temporary file left behind
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return target
