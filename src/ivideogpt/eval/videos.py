@@ -34,8 +34,8 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
 
     One clip per episode is its first frames; more are spread evenly over the episode (the first
     and the last `clip_length` frames included). Episodes shorter than `clip_length`, and files that
-    cannot be read (corrupt, truncated), are skipped and reported in a log line. Actions are mapped to [-1, 1] with the bounds in the episode folder's
-    metadata.json, as the training data is.
+    cannot be read (corrupt, truncated), are skipped and reported in a log line. Actions are mapped to
+    [-1, 1] with the bounds in the episode folder's metadata.json, as the training data is.
     """
     if clips_per_episode < 1:
         raise ValueError(f"clips_per_episode must be >= 1, got {clips_per_episode}")
