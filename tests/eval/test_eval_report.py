@@ -100,6 +100,14 @@ def test_evaluate_feeds_an_action_conditioned_model_its_actions_unless_told(tmp_
     assert summary["protocol"]["action_conditioned"] is True
     assert cli.main([*argv, "--action-free"]) == 2
     assert "drop --action-free" in capsys.readouterr().err
+    # data the model cannot take: named with the data, not as the rollout's internal shape error
+    wrong = tmp_path / "wrong"
+    Episode(frames[:, :32, :32], actions=rng.uniform(-1, 1, (4, 2)).astype(np.float32)).save(wrong / "size" / "e.npz")
+    Episode(frames, actions=rng.uniform(-1, 1, (4, 3)).astype(np.float32)).save(wrong / "actions" / "e.npz")
+    for folder, message in (("size", "have 32x32 frames; the world model takes 64x64"),
+                            ("actions", "have 3-d actions; the world model was trained on 2-d ones")):
+        assert cli.main([*argv[:4], str(wrong / folder), *argv[5:]]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_protocol_clips_predictions(make_videos, tmp_path) -> None:

@@ -99,6 +99,23 @@ def match_conditioning(config: Any, predictor: Any, asked: bool | None) -> Any:
     return dataclasses.replace(config, action_conditioned=True)
 
 
+def check_videos_fit(videos: list[Any], predictor: Any, config: Any, data: Path) -> None:
+    """Refuse test clips whose frame size or action width the world model does not take, naming both
+    (the rollout's own shape error would name neither the data nor the model)."""
+    world_model = getattr(predictor, "world_model", None)
+    if world_model is None:
+        return
+    size, frames = world_model.tokenizer.config.resolution, videos[0].frames
+    if tuple(frames.shape[-2:]) != (size, size):
+        raise ValueError(f"the episodes under {data} have {frames.shape[-1]}x{frames.shape[-2]} frames; "
+                         f"the world model takes {size}x{size} (resize them with `ivideogpt data convert "
+                         f"... --resolution {size}`)")
+    actions = videos[0].actions
+    if config.action_conditioned and actions is not None and actions.shape[-1] != world_model.action_dim:
+        raise ValueError(f"the episodes under {data} have {actions.shape[-1]}-d actions; the world model "
+                         f"was trained on {world_model.action_dim}-d ones")
+
+
 def _output_dir(args: argparse.Namespace) -> Path:
     if args.output is not None:
         return args.output
@@ -132,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
         config = match_conditioning(config, predictor, args.action_conditioned)
+        check_videos_fit(videos, predictor, config, args.data)
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
         if args.horizon_curve:
