@@ -12,6 +12,7 @@ from torch import nn
 
 from ivideogpt.eval import metrics
 from ivideogpt.eval.videos import TestVideo
+from ivideogpt.transformer.cpu_kernels import cpu_extension
 
 
 class StandInI3D(nn.Module):
@@ -46,6 +47,7 @@ def i3d_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture()
 def no_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No VGG16 or I3D file anywhere the loaders look."""
+    cpu_extension()  # built or loaded from the real ~/.cache first: under the moved HOME it would be rebuilt
     monkeypatch.setenv("IVIDEOGPT_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
