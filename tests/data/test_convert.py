@@ -120,6 +120,8 @@ def test_convert_never_overwrites_a_dataset_and_stops_on_a_failed_write(tmp_path
     assert (existing / "metadata.json").read_text() == before
     with pytest.raises(FileNotFoundError, match="no_such_folder does not exist"):
         convert("npz", tmp_path / "no_such_folder", tmp_path / "fresh", progress=False)
+    with pytest.raises(ValueError, match="unknown reader option.*imagekey; the readers take: .*image_key"):
+        convert("npz", tmp_path / "eps", tmp_path / "fresh", options={"imagekey": "rgb"}, progress=False)
     (tmp_path / "empty").mkdir()
     assert convert("npz", tmp_path / "empty", tmp_path / "fresh", progress=False).used == 0
     assert not (tmp_path / "fresh" / "metadata.json").exists()  # nothing converted: no dataset described

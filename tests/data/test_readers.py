@@ -152,3 +152,15 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def test_every_option_a_reader_reads_is_accepted():
+    """make_reader refuses unknown option keys (typos); a key some reader reads must never be refused."""
+    import re
+    from pathlib import Path
+
+    from ivideogpt.data import sources
+
+    read = {key for file in Path(sources.__file__).parent.glob("*.py")
+            for key in re.findall(r"options\.get\(\"([a-z_]+)\"", file.read_text())}
+    assert read and read <= set(sources.READER_OPTIONS), read - set(sources.READER_OPTIONS)

@@ -15,6 +15,9 @@ from ivideogpt.data.sources.base import EpisodeInfo, EpisodeReader, coerce_frame
 __all__ = ["EpisodeInfo", "EpisodeReader", "coerce_frames", "detect_format", "make_reader"]
 
 _SUFFIXES = {suffix: f.name for f in DATA_FORMATS.values() for suffix in f.suffixes}
+# Every option key some reader reads (docs/data.md); any other key is a typo that would be ignored silently.
+READER_OPTIONS = ("action_dim", "action_key", "alignment", "camera", "group", "image_key", "replay_buffer",
+                  "reward_key", "state_key", "success_key", "verify")
 
 
 def _file_format(path: Path) -> str | None:
@@ -58,6 +61,10 @@ def detect_format(path: str | Path) -> str:
 def make_reader(format: str, path: str | Path, options: dict[str, Any] | None = None) -> EpisodeReader:
     """The reader for `format` ("auto" detects it) over `path`."""
     path = Path(path)
+    unknown = sorted(set(options or {}) - set(READER_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reader option(s) {', '.join(unknown)}; the readers take: "
+                         f"{', '.join(READER_OPTIONS)}")
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
     if format == "auto":
