@@ -43,5 +43,5 @@ def test_bad_input_is_one_line_naming_the_command(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert err.startswith("ivideogpt predict: ") and "Traceback" not in err
     monkeypatch.setenv("IVIDEOGPT_TRACEBACK", "1")  # for bug reports: the error itself
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown preset"):
         main(["describe", "no_such_preset"])

@@ -52,7 +52,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ivideogpt.train.trainer import NonFiniteLossError
 
     return (ConfigError, EpisodeError, DataError, SnapshotError, CheckpointError, NonFiniteLossError,
-            OSError, KeyError, ValueError)
+            OSError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as error:
         if os.environ.get(TRACEBACK) == "1":
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"ivideogpt {args.command}: {message}", file=sys.stderr)
+        print(f"ivideogpt {args.command}: {error}", file=sys.stderr)
         return 2
 
 

@@ -27,7 +27,7 @@ PRESETS: dict[str, str] = {
 def get_preset(name: str) -> Any:
     """The config dataclass of preset `name`."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     module_name, function = PRESETS[name].split(":")
     return getattr(importlib.import_module(module_name), function)()
 

@@ -159,8 +159,8 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
 
     try:
         base = get_preset(preset)
-    except KeyError as error:
-        raise ConfigError(f"preset: {error.args[0]}") from error
+    except ValueError as error:
+        raise ConfigError(f"preset: {error}") from error
     if not isinstance(base, model_cls):
         names = [n for n in PRESETS if n.startswith(kind)]
         raise ConfigError(f"preset: {preset!r} is not a {kind} preset; choose one of {', '.join(names)}")
