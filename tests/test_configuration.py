@@ -80,6 +80,11 @@ def test_experiment_errors_are_clear(tmp_path: Path) -> None:
         load_experiment("tokenizer", None, ["data.resolution=32"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment("tokenizer", tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="is a folder; a YAML config file is expected"):
+        load_experiment("tokenizer", tmp_path)
+    (tmp_path / "episode.npz").write_bytes(b"PK\x03\x04\xff\xfe binary")
+    with pytest.raises(ConfigError, match="episode.npz is not valid YAML"):
+        load_experiment("tokenizer", tmp_path / "episode.npz")
     with pytest.raises(ConfigError, match=r"^train.grad_clip must be > 0 or null"):  # the section named once
         load_experiment("tokenizer", None, ["train.grad_clip=0"])
 
