@@ -371,11 +371,13 @@ class WorldModel:
             return None
         if actions is None:
             raise ValueError(f"this world model is action-conditioned: step needs actions ({batch}, {self.action_dim})")
-        actions = torch.as_tensor(actions, device=self.device).float()
+        actions = torch.as_tensor(actions)
         if actions.shape != (batch, self.action_dim):
             raise ValueError(f"step actions must be shaped ({batch}, {self.action_dim}) (B, A), "
                              f"got {tuple(actions.shape)}")
-        return _finite(actions, "step actions")
+        if actions.device.type == "cpu":  # checked where it costs no device sync, so a GPU step never waits on
+            _finite(actions, "step actions")  # the frame before it (`rollout` checks all its actions once)
+        return actions.to(self.device).float()
 
     def _history_embeds(self, state: RolloutState, rows: slice = slice(None)) -> Tensor:
         """(B, L, H) embeddings of every token so far (batch `rows`), actions included."""
