@@ -43,16 +43,13 @@ TRACEBACK = "IVIDEOGPT_TRACEBACK"  # "1": let errors of bad input raise with the
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """What bad input (or a full disk, a missing file) raises: shown as one line naming the command, not as
-    a traceback. Errors of other types are bugs and keep their traceback."""
-    from ivideogpt.configuration import ConfigError
-    from ivideogpt.data.episode import EpisodeError
+    a traceback. Errors of other types are bugs and keep their traceback. The project's ConfigError,
+    EpisodeError and SnapshotError are ValueErrors; these three are RuntimeErrors."""
     from ivideogpt.data.report import DataError
-    from ivideogpt.official.snapshot import SnapshotError
     from ivideogpt.train.checkpoint import CheckpointError
     from ivideogpt.train.trainer import NonFiniteLossError
 
-    return (ConfigError, EpisodeError, DataError, SnapshotError, CheckpointError, NonFiniteLossError,
-            OSError, ValueError)
+    return (DataError, CheckpointError, NonFiniteLossError, OSError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,11 +180,15 @@ def verify(path: Path, deep: bool = True) -> str | None:
 
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under `root` (size-checked), oldest first."""
+    return [p for p in _step_dirs(root) if verify(p, deep=False) is None]
+
+
+def _step_dirs(root: Path) -> list[Path]:
+    """Every step_* folder under `root`, complete or not, oldest first."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and step_of(p) is not None]
-    return sorted((p for p in found if verify(p, deep=False) is None), key=lambda p: step_of(p) or 0)
+    return sorted((p for p in root.iterdir() if p.is_dir() and step_of(p) is not None), key=lambda p: step_of(p) or 0)
 
 
 def find_latest(root: Path) -> Path | None:
@@ -220,8 +224,7 @@ def _why_none(target: Path) -> str:
     """Why `resolve` found nothing: the path is missing, holds no step_* folder, or each one's problem."""
     if not target.exists():
         return "the path does not exist"
-    candidates = sorted((p for root in (target / "checkpoints", target) if root.is_dir() for p in root.iterdir()
-                         if p.is_dir() and step_of(p) is not None), key=lambda p: step_of(p) or 0)
+    candidates = [*_step_dirs(target / "checkpoints"), *_step_dirs(target)]
     if not candidates:
         return "it holds no step_* checkpoint folder (a run directory, its checkpoints/ or one step_* folder)"
     return "; ".join(f"{p.name}: {verify(p)}" for p in candidates[-3:])
