@@ -33,6 +33,17 @@ def test_odd_sizes_are_padded_for_mp4(tmp_path) -> None:
     assert iio.imread(write_video(tmp_path / "v.mp4", frames), plugin="pyav").shape == (3, 10, 12, 3)
 
 
+@pytest.mark.parametrize("fps", [7.5, 10.0, 29.97])
+def test_fractional_frame_rates_are_written(tmp_path, fps: float) -> None:
+    import av
+
+    frames = np.zeros((3, 8, 8, 3), np.uint8)
+    with av.open(str(write_video(tmp_path / "v.mp4", frames, fps=fps))) as container:
+        assert float(container.streams.video[0].average_rate) == pytest.approx(fps, rel=1e-3)
+    with pytest.raises(ValueError, match="fps must be > 0"):
+        write_video(tmp_path / "v.gif", frames, fps=0)
+
+
 def test_header_notes_change_with_the_frame() -> None:
     video = np.zeros((2, 8, 40, 3), np.uint8)
     noted = with_header(video, ["a", "b"], 20, notes=["frame 0", "frame 1"])

@@ -226,3 +226,23 @@ def test_decode_latest_is_the_frame_step_returns(parts) -> None:
     world.reset(context(2, 2), torch.randn(2, 1, 2))
     with pytest.raises(ValueError, match="no future frame"):
         world.decode_latest()
+
+
+def test_to_the_same_device_keeps_the_model_and_its_random_stream(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 2, 2)
+    moved, kept = WorldModel(*parts, seed=4), WorldModel(*parts, seed=4)
+    assert moved.to("cpu") is moved and moved.to(torch.device("cpu")) is moved and moved.device.type == "cpu"
+    a = moved.rollout(ctx, actions, context_actions=ctx_actions)[0]
+    assert torch.equal(a, kept.rollout(ctx, actions, context_actions=ctx_actions)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_to_another_device_moves_modules_and_generator_and_stays_seeded(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 2, 2)
+    world = WorldModel(*map(copy.deepcopy, parts), seed=4)
+    world.reset(ctx, ctx_actions)
+    assert world.to("cuda") is world and world.state is None  # the CPU rollout cannot continue there
+    assert world.device.type == world.generator.device.type == "cuda"
+    assert next(world.tokenizer.parameters()).device.type == "cuda"
+    a = world.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0]
+    assert a.device.type == "cuda" and torch.equal(a, world.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10, codec: st
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
     if suffix != ".gif" and suffix not in ENCODERS:
         raise ValueError(f"video path must end in .gif or {', '.join(ENCODERS)}, got {path}")
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
@@ -48,7 +51,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10, codec: st
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     name = codec or ENCODERS[suffix]
     with _keeping_scheduling(), av.open(str(path), mode="w") as container:
-        stream = container.add_stream(name, rate=fps)
+        stream = container.add_stream(name, rate=Fraction(fps).limit_denominator(1001))  # PyAV takes no float
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
         stream.pix_fmt = "yuv420p"
         stream.options = _QUALITY.get(name, {})

@@ -133,6 +133,26 @@ class WorldModel:
         self.transformer.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         self.precision = precision
 
+    def to(self, device: str | torch.device) -> "WorldModel":
+        """Move both modules to `device` and return self, as `nn.Module.to` does: `load_model(path).to("cuda")`.
+
+        The sampling generator moves with them, seeded from the current one, so a seeded model stays
+        reproducible. A rollout in progress cannot follow (its cache lives on the old device): `reset` again.
+        """
+        device = torch.device(device)
+        here = self.device
+        if device.type == here.type and device.index in (None, here.index):
+            return self
+        seed = int(torch.randint(2**62, (), generator=self.generator, device=here))
+        self.tokenizer.to(device)
+        self.transformer.to(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.state = None
+        if self.frames is not None:
+            self.frames = FrameGenerator(self.transformer)  # graphs captured on the old device do not replay here
+        return self
+
     @property
     def device(self) -> torch.device:
         return self.transformer.lm_head.weight.device

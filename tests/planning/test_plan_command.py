@@ -43,6 +43,18 @@ def test_plan_command_with_world_model_checkpoint(tmp_path, monkeypatch, tiny_wo
                                      "precision": "fp32"}
 
 
+def test_load_world_model_puts_the_model_on_the_asked_device(monkeypatch, tiny_world_model) -> None:
+    from ivideogpt import train
+    from ivideogpt.world_model import WorldModel
+
+    moved_to: list[str] = []
+    monkeypatch.setattr(train, "load_model", lambda checkpoint: tiny_world_model)
+    monkeypatch.setattr(plan_command, "training_action_facts", lambda checkpoint: (None, None, None))
+    monkeypatch.setattr(WorldModel, "to", lambda self, device: moved_to.append(device) or self)
+    loaded = plan_command.load_world_model("ckpt", "cuda:1", context_frames=2)
+    assert moved_to == ["cuda:1"] and loaded.model is tiny_world_model
+
+
 def test_plan_command_needs_checkpoint_for_world_model(tmp_path) -> None:
     with pytest.raises(SystemExit, match="--checkpoint"):
         cli.main(["plan", "--out", str(tmp_path), *TINY])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -106,26 +108,30 @@ def test_restarts_do_not_break_backward() -> None:
     assert z.grad is not None and quantizer.embedding.weight.grad is not None
 
 
-def test_fsq_ids_cover_the_grid_and_round_trip() -> None:
-    quantizer = FiniteScalarQuantizer((8, 5, 3))
-    assert quantizer.codebook_size == 120 and quantizer.embed_dim == 3
+@pytest.mark.parametrize("levels", [(8, 5, 3), (2, 3, 4)])
+def test_fsq_ids_cover_the_grid_and_round_trip(levels: tuple[int, ...]) -> None:
+    quantizer = FiniteScalarQuantizer(levels)
+    size = math.prod(levels)
+    assert quantizer.codebook_size == size and quantizer.embed_dim == 3
     z = 1.5 * torch.randn(256, 3, 8, 8)
     out = quantizer(z)
     assert out.ids.shape == (256, 8, 8) and out.ids.dtype == torch.long
-    assert 0 <= out.ids.min() and out.ids.max() < 120
-    assert out.ids.unique().numel() == 120  # large random latents reach every grid point
+    assert 0 <= out.ids.min() and out.ids.max() < size
+    assert out.ids.unique().numel() == size  # large random latents reach every grid point
     torch.testing.assert_close(out.quantized, quantizer.lookup(out.ids))
-    for channel, levels in enumerate((8, 5, 3)):  # each channel takes exactly `levels` values in [-1, 1]
+    for channel, count in enumerate(levels):  # each channel takes exactly `count` values in [-1, 1]
         values = out.quantized[:, channel].unique()
-        assert values.numel() == levels and values.min() >= -1 and values.max() <= 1
+        assert values.numel() == count and values.min() >= -1 and values.max() <= 1
     assert out.commitment == 0 and out.codebook_loss == 0
+    assert quantizer(torch.zeros(1, 3, 1, 1)).ids.item() == quantizer.zero_id  # z = 0 is the grid's origin
 
 
-def test_fsq_is_straight_through_and_checks_channels() -> None:
-    quantizer = FiniteScalarQuantizer((8, 5, 5, 5))
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (2, 2, 3, 4)])
+def test_fsq_is_straight_through_and_checks_channels(levels: tuple[int, ...]) -> None:
+    quantizer = FiniteScalarQuantizer(levels)
     z = torch.randn(2, 4, 4, 4, requires_grad=True)
     quantizer(z).quantized.sum().backward()
-    assert z.grad is not None and z.grad.abs().sum() > 0
+    assert z.grad is not None and (z.grad.abs().sum(dim=(0, 2, 3)) > 0).all()  # every channel learns
     with pytest.raises(ValueError, match="needs 4 latent channels, got 3"):
         quantizer(torch.randn(2, 3, 4, 4))
     with pytest.raises(ValueError, match="levels must be integers >= 2"):

@@ -89,7 +89,7 @@ def cem_config(args: argparse.Namespace) -> Any:
 
 def load_world_model(checkpoint: str, device: str, context_frames: int | None = None, temperature: float = 1.0,
                      precision: str = "fp32") -> Any:
-    """Checkpoint directory -> `LoadedWorldModel` (model in eval mode, context length, data facts).
+    """Checkpoint directory -> `LoadedWorldModel` (model on `device` in eval mode, context length, data facts).
 
     The action bounds and action repeat come from the training data's metadata.json when it can be
     found; a model trained on normalised actions without it gets Push-T's own action box.
@@ -101,7 +101,7 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
     if not (hasattr(model, "reset") and hasattr(model, "step")):
         raise SystemExit(f"{checkpoint} does not hold an interactive world model (reset/step), "
                          f"got {type(model).__name__}")
-    model = model.to(device).eval() if hasattr(model, "eval") else model
+    model = model.to(device)
     if temperature < 0:
         raise SystemExit(f"--temperature must be >= 0, got {temperature}")
     model.temperature = temperature

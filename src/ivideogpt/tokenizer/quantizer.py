@@ -155,7 +155,9 @@ class FiniteScalarQuantizer(nn.Module):
         levels = self._levels.to(z.dtype)
         half = (levels - 1) / 2
         offset = (1 - self._levels % 2).to(z.dtype) / 2  # even level counts sit on half-integers, shifted to ints
-        shift = torch.atanh(offset / half)
+        # The shift maps z = 0 to the value 0. Two levels have no interior 0: the shift would be atanh(1) = inf
+        # and freeze the channel, so there z's sign picks the level instead.
+        shift = torch.where(self._levels > 2, torch.atanh(offset / half), 0.0)
         return torch.tanh(z + shift) * half - offset
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
