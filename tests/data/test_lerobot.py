@@ -157,3 +157,16 @@ def test_lerobot_cut_video_is_found_by_the_deep_check(tmp_path):
     report = decode_all(index, progress=False)
     assert (report.found, report.used) == (2, 1)
     assert [(where, kind) for where, kind, _ in report.skipped] == [("robot/episode_000001", "undecodable")]
+
+
+def test_lerobot_video_ending_before_an_episode_is_named(tmp_path):
+    from ivideogpt.data.episode import EpisodeError
+
+    _write_v30(tmp_path)
+    video = tmp_path / f"videos/{CAMERA}/chunk-000/file-000.mp4"
+    write_video(video, _frames(LENGTHS[0], 0), fps=FPS)  # the packed file lost the second episode's frames
+    reader = make_reader("lerobot", tmp_path)
+    infos = reader.scan(DataReport())
+    assert reader.load(infos[0]).frames.shape[0] == LENGTHS[0]
+    with pytest.raises(EpisodeError, match=r"no decodable frames between 0.550s and 1.350s"):
+        reader.load(infos[1])

@@ -57,7 +57,9 @@ def decode_frames(source: str | Path | bytes | BinaryIO, start: float | None = N
     finally:
         container.close()
     if not frames:
-        raise EpisodeError("video has no decodable frames")
+        window = "" if start is None and end is None else (  # e.g. a packed video that ends before an episode
+            f" between {start or 0:.3f}s and {'its end' if end is None else f'{end:.3f}s'}")
+        raise EpisodeError(f"video has no decodable frames{window}")
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
         raise EpisodeError(f"frames change size within the video: {sorted(shapes)}")
