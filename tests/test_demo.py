@@ -74,3 +74,18 @@ def test_demo_transformer_size_overrides_the_preset() -> None:
     assert wide["action_frequencies"] == DEMO_TRANSFORMER_OPTIONS["action_frequencies"]
     with pytest.raises(ValueError, match="multiple of 64"):
         recipe("cpu", transformer_width=100)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_scoring_helpers_take_a_model_on_the_gpu() -> None:
+    from ivideogpt.data.batch import Batch
+    from ivideogpt.demo import rollout_predictions, tokenizer_reconstruction
+    from ivideogpt.tokenizer import tokenizer_tiny
+    from ivideogpt.transformer import transformer_tiny
+    from ivideogpt.world_model import WorldModel
+
+    model = WorldModel(tokenizer_tiny().build(), transformer_tiny(action_dim=2, reward_head=True).build()).to("cuda")
+    batch = Batch(torch.rand(2, 3, 3, 64, 64) * 2 - 1, actions=torch.rand(2, 3, 2), num_context=1)
+    frames, rewards = rollout_predictions(model, batch, samples=2, seed=0)
+    assert frames.shape == (2, 2, 2, 3, 64, 64) and frames.device.type == rewards.device.type == "cpu"
+    assert tokenizer_reconstruction(model.tokenizer, batch).device.type == "cpu"

@@ -209,18 +209,20 @@ def rollout_predictions(world_model: Any, batch: Any, samples: int, seed: int, a
     for sample in range(samples):
         predicted, reward = world_model.rollout(batch.context_frames, actions, context_actions=context_actions,
                                                 seed=seed + sample)
-        frames.append(predicted)
-        rewards.append(reward if reward is not None else torch.zeros(predicted.shape[:2]))
+        frames.append(predicted.cpu())  # scored against the batch, which stays on the CPU
+        rewards.append(reward.cpu() if reward is not None else torch.zeros(predicted.shape[:2]))
     return torch.stack(frames), torch.stack(rewards)
 
 
 def tokenizer_reconstruction(tokenizer: Any, batch: Any) -> torch.Tensor:
     """Future frames encoded and decoded by the tokenizer (B, H, 3, h, w): the best a rollout could draw."""
+    device = next(tokenizer.parameters()).device
+    context, future = batch.context_frames.to(device), batch.future_frames.to(device)
     with torch.inference_mode():
-        context_ids, features = tokenizer.encode_context(batch.context_frames)
-        future_ids = tokenizer.encode_future(batch.future_frames, features)
-        decoder_features = tokenizer.context_decoder_features(context_ids, batch.context_frames)
-        return tokenizer.decode_future(future_ids, decoder_features).clamp(-1, 1)
+        context_ids, features = tokenizer.encode_context(context)
+        future_ids = tokenizer.encode_future(future, features)
+        decoder_features = tokenizer.context_decoder_features(context_ids, context)
+        return tokenizer.decode_future(future_ids, decoder_features).clamp(-1, 1).cpu()
 
 
 def sample_scores(batch: Any, predicted: torch.Tensor) -> dict[str, Any]:

@@ -140,8 +140,10 @@ class WorldModel:
         reproducible. A rollout in progress cannot follow (its cache lives on the old device): `reset` again.
         """
         device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" means the current device, as for nn.Module.to
+            device = torch.device("cuda", torch.cuda.current_device())
         here = self.device
-        if device.type == here.type and device.index in (None, here.index):
+        if device == here:
             return self
         seed = int(torch.randint(2**62, (), generator=self.generator, device=here))
         self.tokenizer.to(device)

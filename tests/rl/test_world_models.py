@@ -48,3 +48,34 @@ def test_mbpo_with_tiny_world_model():
     assert len(twin.model_buffer.segments) == len(mbpo.model_buffer.segments) == 8
     for mine, theirs in zip(mbpo.model_buffer.segments, twin.model_buffer.segments):
         assert np.array_equal(mine.frames, theirs.frames) and np.array_equal(mine.rewards, theirs.rewards)
+
+
+def test_a_sampler_state_from_another_device_kind_reseeds_deterministically():
+    from ivideogpt.rl.world_models import build_world_model
+
+    model = build_world_model(2, "tokenizer_tiny", "transformer_tiny", seed=0)
+    generator = model.world_model.generator
+    state = dict(model.state_dict(), generator=torch.arange(16, dtype=torch.uint8))  # a CUDA generator's layout
+    draws = []
+    for saved in (state, state, dict(state, generator=torch.arange(1, 17, dtype=torch.uint8))):
+        model.load_state_dict(saved)  # `--resume --device cpu` of a run saved on a GPU
+        draws.append(torch.rand(4, generator=generator))
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    own = model.state_dict()["generator"]  # the same device kind: restored exactly
+    expected = torch.rand(4, generator=generator)
+    model.load_state_dict(dict(state, generator=own))
+    assert torch.equal(torch.rand(4, generator=generator), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_tokenizer_trained_with_a_discriminator_keeps_it_on_the_model_device():
+    from ivideogpt.presets import get_preset
+    from ivideogpt.rl.imagination import WorldModelAdapter
+    from ivideogpt.rl.world_models import _rl_transformer_config
+    from ivideogpt.tokenizer.objective import TokenizerObjectiveConfig
+
+    tokenizer = get_preset("tokenizer_tiny").build().cuda()
+    transformer = _rl_transformer_config(get_preset("transformer_tiny"), 2).build().cuda()
+    adapter = WorldModelAdapter.from_modules(tokenizer, transformer,
+                                             tokenizer_loss=TokenizerObjectiveConfig(discriminator=True))
+    assert {p.device.type for p in adapter.tokenizer_objective.parameters()} == {"cuda"}

@@ -68,6 +68,8 @@ class GoalImageObjective:
         cost = self.pixel_weight * (frames.float() - goal).square().mean(dim=(-3, -2, -1))  # (N, H)
         if self.perceptual is not None and self.perceptual_weight > 0:
             flat = frames.flatten(0, 1).float()  # (N*H, 3, h, w)
+            if isinstance(self.perceptual, torch.nn.Module):
+                self.perceptual.to(frames.device)  # no-op after the first call
             with torch.no_grad():
                 dist = torch.cat([self.perceptual(part, goal.expand_as(part)) for part in flat.split(self.chunk)])
             cost = cost + self.perceptual_weight * dist.view(frames.shape[:2]).to(cost.dtype)

@@ -3,6 +3,7 @@ for `ivideogpt.world_model.WorldModel` and its objectives, and the batched imagi
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -70,6 +71,7 @@ class WorldModelAdapter:
         if transformer.reward_head is None or transformer.config.action_dim == 0:
             raise ValueError("MBPO needs an action-conditioned transformer with a reward head")
         tokenizer_objective = TokenizerObjective(tokenizer.config, tokenizer, perceptual=None, loss=tokenizer_loss)
+        tokenizer_objective.to(next(tokenizer.parameters()).device)  # a discriminator it builds starts on the CPU
         transformer_objective = TransformerObjective(transformer, tokenizer)
         world_model = WorldModel(tokenizer, transformer, seed=seed)
         return cls(world_model, tokenizer_objective, transformer_objective, num_context, lr, weight_decay)
@@ -111,7 +113,18 @@ class WorldModelAdapter:
         self.world_model.transformer.load_state_dict(state["transformer"])
         self.tokenizer_opt.load_state_dict(state["tokenizer_opt"])
         self.transformer_opt.load_state_dict(state["transformer_opt"])
-        self.world_model.generator.set_state(state["generator"])
+        self._restore_generator(state["generator"])
+
+    def _restore_generator(self, saved: torch.Tensor) -> None:
+        """Restore the rollout sampler's RNG. A state saved on another device kind (`--device` changed on resume)
+        has another layout (a CPU generator's state is 5,056 bytes, a CUDA one's 16): the sampler is then seeded
+        from a hash of it instead, so the resumed run stays deterministic."""
+        generator = self.world_model.generator
+        if saved.numel() == generator.get_state().numel():
+            generator.set_state(saved)
+            return
+        digest = hashlib.sha256(saved.cpu().numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 @dataclass
