@@ -44,6 +44,9 @@ def test_predict_from_a_snapshot_folder(fixtures, tmp_path, monkeypatch, capsys,
     assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "2", "--out", "pred.gif"]) == 0
     out = capsys.readouterr().out
     assert "t+1: PSNR" in out and "t+2: PSNR" in out and (tmp_path / "pred.gif").stat().st_size > 0
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "2", "--out", "bf16.mp4",
+                "--device", "cpu", "--precision", "bf16"]) == 0
+    assert "t+2: PSNR" in capsys.readouterr().out and (tmp_path / "bf16.mp4").stat().st_size > 0
     assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "9"]) == 2
     assert "ivideogpt predict: " in (err := capsys.readouterr().err) and "has 4 frames to predict after 2" in err
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from ivideogpt.commands.plan import add_precision_argument
+
 HELP = "predict future frames of an episode with a world model (checkpoint or released snapshot)"
 
 
@@ -22,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
     parser.add_argument("--top-k", type=int, default=100, help="sample among the k most likely codes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device to roll out on (e.g. cuda)")
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)  # bad input raises, reported in one line by `ivideogpt.cli`
     if not hasattr(model, "rollout"):
         raise ValueError(f"{args.model} holds a {type(model).__name__}, not a world model")
+    model.to(args.device).set_precision(args.precision)
     model.temperature, model.top_k = args.temperature, args.top_k
     episode = load_episode(args.episode)
     context, actions, horizon = _window(model, episode, args.start, args.horizon)
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     future_actions = None if actions is None else actions[:, context - 1:]
     predicted, _ = model.rollout(frames[:, :context], future_actions, horizon=horizon,
                                  context_actions=context_actions, seed=args.seed)
+    predicted = predicted.cpu()
     truth = frames[:, context:]
     for t in range(horizon):
         print(f"t+{t + 1}: PSNR {float(psnr(predicted[:, t], truth[:, t])):.2f} dB")
