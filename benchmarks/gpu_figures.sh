@@ -9,6 +9,8 @@
 #   benchmarks/gpu_figures.sh reference   # the reference recipe end to end (`ivideogpt demo --recipe
 #                                         # reference`), timed; needs data/pusht_reference (generate it
 #                                         # where gym-pusht is installed: docs/training.md)
+#   benchmarks/gpu_figures.sh tests       # the tests marked `cuda` (skipped on machines without CUDA,
+#                                         # so CI never runs them): ~1 minute
 #   benchmarks/gpu_figures.sh --quick speed reference   # CPU smoke run of the same commands, ~2 minutes
 #   REFERENCE_FLAGS="--transformer-layers 4 --transformer-width 256" benchmarks/gpu_figures.sh reference
 #                                         # any `ivideogpt demo` flags on top of the reference recipe
@@ -73,12 +75,19 @@ reference() {
   return 0
 }
 
+tests() {
+  local files
+  mapfile -t files < <(grep -rl --include="test_*.py" "pytest.mark.cuda" tests)
+  run tests.log 300 "$py" -m pytest -q -rs -p no:cacheprovider -m cuda "${files[@]}"
+}
+
 for part in "${parts[@]}"; do
   : > "$results/$part.log"  # each part's log holds this run only
   case $part in
     speed) speed ;;
     reference) reference ;;
-    *) echo "unknown part '$part' (speed, reference)" >&2; exit 2 ;;
+    tests) tests ;;
+    *) echo "unknown part '$part' (speed, reference, tests)" >&2; exit 2 ;;
   esac
 done
 echo "[gpu_figures] done; results in $results"

@@ -16,6 +16,16 @@ SRC = Path(ivideogpt.__file__).resolve().parents[1]  # the code under test, for 
 torch.set_num_threads(int(os.environ.get("IVIDEOGPT_TEST_THREADS", "2")))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped where no CUDA device is (CI); `benchmarks/gpu_figures.sh tests` runs them."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -76,7 +76,7 @@ def test_demo_transformer_size_overrides_the_preset() -> None:
         recipe("cpu", transformer_width=100)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_scoring_helpers_take_a_model_on_the_gpu() -> None:
     from ivideogpt.data.batch import Batch
     from ivideogpt.demo import rollout_predictions, tokenizer_reconstruction

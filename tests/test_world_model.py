@@ -236,7 +236,7 @@ def test_to_the_same_device_keeps_the_model_and_its_random_stream(parts) -> None
     assert torch.equal(a, kept.rollout(ctx, actions, context_actions=ctx_actions)[0])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_to_another_device_moves_modules_and_generator_and_stays_seeded(parts) -> None:
     ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 2, 2)
     world = WorldModel(*map(copy.deepcopy, parts), seed=4)
@@ -246,3 +246,16 @@ def test_to_another_device_moves_modules_and_generator_and_stays_seeded(parts) -
     assert next(world.tokenizer.parameters()).device.type == "cuda"
     a = world.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0]
     assert a.device.type == "cuda" and torch.equal(a, world.rollout(ctx, actions, context_actions=ctx_actions, seed=1)[0])
+
+
+@pytest.mark.cuda
+def test_cuda_graph_frames_sample_the_tokens_of_the_kept_cache(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 3, 2)
+    ids = {}
+    for mode in ("kept", "static"):
+        world = WorldModel(*map(copy.deepcopy, parts), cache=mode).to("cuda")
+        frames, rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=7)
+        assert frames.device.type == rewards.device.type == "cuda"
+        ids[mode] = world.state.ids
+    assert world.frames.captured  # the static rollout replayed captured graphs
+    assert torch.equal(ids["static"], ids["kept"])

@@ -67,7 +67,7 @@ def test_a_sampler_state_from_another_device_kind_reseeds_deterministically():
     assert torch.equal(torch.rand(4, generator=generator), expected)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_a_tokenizer_trained_with_a_discriminator_keeps_it_on_the_model_device():
     from ivideogpt.presets import get_preset
     from ivideogpt.rl.imagination import WorldModelAdapter
