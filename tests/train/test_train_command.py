@@ -62,7 +62,7 @@ def test_tokenizer_then_transformer_then_resume(workdir: Path) -> None:
     # a copy of the run that "crashed" after step 2, resumed from its directory alone
     shutil.copytree(workdir / "runs/trm", workdir / "runs/crashed")
     shutil.rmtree(workdir / "runs/crashed/checkpoints/step_000004")
-    assert cli(["train", "transformer", "--resume", "runs/crashed", "--train.out_dir=runs/crashed"]) == 0
+    assert cli(["train", "transformer", "--resume", "runs/crashed"]) == 0  # continues there, not in runs/trm
     assert _train_losses(workdir / "runs/crashed") == _train_losses(workdir / "runs/trm")
     assert list(_train_losses(workdir / "runs/crashed")) == [1, 2, 3, 4]
 

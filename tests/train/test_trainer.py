@@ -75,6 +75,29 @@ def test_resume_in_process_reproduces_the_same_losses(tmp_path: Path) -> None:
     assert read_losses(tmp_path / "split", "val") == read_losses(tmp_path / "straight", "val")
 
 
+def test_resume_follows_the_schedule_and_optimizer_settings_given_on_resume(tmp_path: Path) -> None:
+    from ivideogpt.train.optim import lr_factor
+
+    def learning_rates(out: Path) -> dict[int, float]:
+        records = [json.loads(line) for line in (out / "losses.jsonl").read_text().splitlines()]
+        return {r["step"]: r["lr"] for r in records if r["split"] == "train"}
+
+    build_trainer(tmp_path / "straight", steps=8, save_every=5).fit()
+    build_trainer(tmp_path / "longer", steps=6, save_every=5).fit(until=5)
+    build_trainer(tmp_path / "longer", steps=8, save_every=5, resume="latest").fit()  # a cosine run made longer
+    straight, longer = learning_rates(tmp_path / "straight"), learning_rates(tmp_path / "longer")
+    assert [longer[step] for step in (6, 7, 8)] == pytest.approx([straight[step] for step in (6, 7, 8)])
+    build_trainer(tmp_path / "tuned", steps=8, save_every=5).fit(until=5)
+    tuned = build_trainer(tmp_path / "tuned", steps=8, save_every=5, resume="latest", lr=1e-4, weight_decay=0.5,
+                          betas=(0.8, 0.9))
+    expected = 1e-4 * lr_factor(5, tuned.cfg)
+    assert [group["lr"] for group in tuned.optimizer.param_groups] == pytest.approx([expected] * 2)
+    assert sorted(group["weight_decay"] for group in tuned.optimizer.param_groups) == [0.0, 0.5]
+    assert {group["betas"] for group in tuned.optimizer.param_groups} == {(0.8, 0.9)}
+    tuned.fit()
+    assert learning_rates(tmp_path / "tuned")[6] == pytest.approx(expected)
+
+
 def test_sample_gifs_and_tensorboard(tmp_path: Path) -> None:
     import imageio.v3 as iio
 

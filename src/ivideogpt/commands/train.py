@@ -3,14 +3,16 @@
 Every field of the experiment config can be overridden with a dotted flag, e.g.
 `--train.lr=1e-4 --data.root=/datasets --tokenizer.codebook_size=512`; unknown keys and wrong
 types are errors. `--resume` continues the run in `train.out_dir` from its latest valid
-checkpoint; `--resume PATH` continues from a checkpoint or run directory, reading its saved
-config (overrides still apply, e.g. a larger `--train.max_steps`). Several processes:
+checkpoint; `--resume PATH` continues from a checkpoint or run directory, in that run directory, reading its
+saved config (overrides still apply from the resumed step on, e.g. a larger `--train.max_steps` or
+another `--train.lr`). Several processes:
 `accelerate launch --multi_gpu --num_processes N -m ivideogpt train ...` (or torchrun).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import Any
 
@@ -29,7 +31,7 @@ def _options_parser(kind: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="experiment YAML (e.g. configs/tokenizer_cpu.yaml)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
-                        help="continue the run in train.out_dir, or the checkpoint / run directory PATH")
+                        help="continue the run in train.out_dir, or the one in the checkpoint / run directory PATH")
     return parser
 
 
@@ -64,7 +66,10 @@ def load(kind: str, config: str | None, resume: str | None, overrides: list[str]
         raise ConfigError("--resume without a PATH needs --config to know train.out_dir; "
                           "or pass the run directory: --resume runs/NAME")
     source = ckpt.resolve(resume)
-    return load_experiment(kind, source / "config.yaml", [*overrides, f"train.resume={source}"])
+    # The run continues in the folder it is resumed from, not wherever its saved config says it began (a copied
+    # or moved run would write into the original); an explicit --train.out_dir still wins.
+    in_place = [f"train.out_dir={json.dumps(str(source.parent.parent))}"] if source.parent.name == "checkpoints" else []
+    return load_experiment(kind, source / "config.yaml", [*in_place, *overrides, f"train.resume={source}"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,6 +112,7 @@ class CheckpointIO:
         if state["data_position"]["batch_size"] != cfg.batch_size:
             log.warning("train.batch_size changed from %s to %s: the data order differs from an uninterrupted run",
                         state["data_position"]["batch_size"], cfg.batch_size)
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         if sharding.has_sharded_optimizer(path):
             sharding.load_optimizer(model, optimizer, path / "optimizer")
         elif sharding.is_sharded(acc):
@@ -121,6 +122,7 @@ class CheckpointIO:
             meta = ckpt.read_json(path / "optimizer.json")
             optimizer.load_state_dict(ckpt.optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta))
         scheduler.load_state_dict(state["scheduler"])
+        _apply_settings(optimizer, scheduler, settings)
         last = state.get("last_val")
         self.last_val = (last["step"], last["loss"]) if last else None
         rng_file = path / "rng" / f"rank{acc.process_index}.json"
@@ -129,6 +131,22 @@ class CheckpointIO:
                         path, acc.process_index, state.get("world_size"))
             return state, None
         return state, ckpt.read_json(rng_file)
+
+
+def _apply_settings(optimizer: Any, scheduler: Any, settings: list[dict[str, Any]]) -> None:
+    """Put this run's optimizer settings (`settings`: each group's hyperparameters as built from the config) back
+    over the ones a checkpoint restored, and set the learning rate of the restored step from this run's schedule.
+
+    A checkpoint stores the old run's lr, betas, weight decay and the scheduler's base lr; without this, overrides
+    given on --resume (train.lr, train.max_steps of a cosine schedule, ...) would be ignored, silently. With the
+    same config it rewrites the same values, so a resumed run still matches an uninterrupted one exactly.
+    """
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
+    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def resume_target(cfg: TrainConfig, root: Path | None = None) -> Path | None:
