@@ -1,5 +1,7 @@
 """Gymnasium wrappers around the world model: spaces, shapes, dtypes, seeding, truncation, vector batching."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -62,3 +64,15 @@ def test_vector_env_batches_and_autoresets(world: WorldModel) -> None:
     assert env.step(env.action_space.sample())[3].all()
     obs, reward, _, truncated, _ = env.step(env.action_space.sample())  # next-step autoreset
     assert not truncated.any() and (reward == 0).all() and world.state.num_future == 0
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_actions_of_another_shape_are_refused_not_reshaped(world: WorldModel, vector: bool) -> None:
+    env = WorldModelVectorEnv(world, pool(), num_envs=4) if vector else WorldModelEnv(world, pool())
+    env.reset(seed=0)
+    expected = (4, 2) if vector else (2,)
+    for shape in ([(2, 4), (8,)] if vector else [(2, 1), (1, 2)]):  # e.g. (A, N) instead of (N, A)
+        wrong = np.zeros(shape, np.float32)
+        with pytest.raises(ValueError, match=re.escape(f"action space's shape {expected}, got {wrong.shape}")):
+            env.step(wrong)
+    assert env.step(np.zeros(expected, np.float32))[0].shape[-3:] == (64, 64, 3)

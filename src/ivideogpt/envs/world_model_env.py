@@ -47,6 +47,15 @@ class _Pool:
         return self.frames[index], None if self.actions is None else self.actions[index]
 
 
+def _as_actions(actions: Any, space: spaces.Space) -> torch.Tensor:
+    """`actions` as a float32 tensor of exactly `space`'s shape; any other shape is refused, never reshaped
+    (a transposed (A, N) batch would otherwise scramble its rows silently)."""
+    array = np.asarray(actions, dtype=np.float32)
+    if array.shape != space.shape:
+        raise ValueError(f"actions must have the action space's shape {space.shape}, got {array.shape}")
+    return torch.from_numpy(array)
+
+
 def _action_space(world_model: WorldModel, low: float, high: float) -> spaces.Space:
     if world_model.action_dim == 0:
         return spaces.Discrete(1)  # action-free model: the only action is "continue"
@@ -92,7 +101,7 @@ class WorldModelEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         actions = None
         if self.world_model.action_dim:
-            actions = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, -1)
+            actions = _as_actions(action, self.action_space)[None]
         frames, rewards = self.world_model.step(actions)
         self._t += 1
         self._obs = to_uint8(frames[0])
@@ -152,7 +161,7 @@ class WorldModelVectorEnv(VectorEnv):
             return obs, np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), info
         batch = None
         if self.world_model.action_dim:
-            batch = torch.as_tensor(np.asarray(actions, dtype=np.float32)).reshape(n, -1)
+            batch = _as_actions(actions, self.action_space)
         frames, rewards = self.world_model.step(batch)
         self._t += 1
         truncated = np.full(n, self._t >= self.horizon)
