@@ -9,13 +9,13 @@ environment's action space; converters write the observed min and max.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ivideogpt.files import atomic_file
 
 METADATA_FILE = "metadata.json"
 
@@ -127,13 +127,7 @@ def write_metadata(folder: str | Path, metadata: dict[str, Any]) -> Path:
     """Write `folder/metadata.json` atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
     target = folder / METADATA_FILE
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(metadata, stream, indent=2)
-        os.replace(temporary, target)
-    except BaseException:  # a full disk: no stray temporary file left behind
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(target, "w") as stream:  # a full disk: no stray temporary file left behind
+        json.dump(metadata, stream, indent=2)
     return target

@@ -16,12 +16,12 @@ code writes (key aliases such as `image`/`obs`/`action`, channel-first frames, T
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ivideogpt.files import atomic_file
 
 
 class EpisodeError(ValueError):
@@ -91,11 +91,5 @@ class Episode:
         for name in ("actions", "rewards", "success", "states"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez_compressed(stream, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as stream:
+            np.savez_compressed(stream, **arrays)

@@ -26,6 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ivideogpt.files import as_new_file
+
 MANIFEST = "manifest.json"
 STATE = "trainer_state.json"
 DATA_METADATA = "data_metadata.json"  # the training data's metadata.json, shipped with an exported model
@@ -89,6 +91,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         save_file(plain, str(path))
     except SafetensorError as error:  # how safetensors reports a failed write (a full disk): an OSError to callers
         raise OSError(f"could not write {path}: {error}") from error
+    as_new_file(path)  # safetensors writes 0600
     _fsync(Path(path))
 
 
