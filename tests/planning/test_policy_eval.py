@@ -74,3 +74,19 @@ def test_evaluate_policy_command(tmp_path, monkeypatch, capsys, tiny_world_model
     assert "pearson" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="controllers"):
         cli.main(["evaluate-policy", "--checkpoint", "ckpt", "--controllers", "oracle", "--out", str(tmp_path)])
+
+
+def test_a_model_needing_an_exact_context_count_starts_from_the_first_frame_repeated(tiny_world_model,
+                                                                                      monkeypatch) -> None:
+    tokenizer = type(tiny_world_model.tokenizer)
+    monkeypatch.setattr(tokenizer, "fixed_context_frames", property(lambda self: 2))  # as a released tokenizer
+    env = ImaginedPushT(tiny_world_model, action_low=np.zeros(2), action_high=np.full(2, 512.0))
+    try:
+        obs, _ = env.reset(seed=3, options=NEAR_GOAL)
+        state = env.model.state
+        assert state.num_context == 2 and state.actions.shape == (1, 1, 2)
+        hold = np.asarray(NEAR_GOAL["reset_to_state"][:2]) / 256.0 - 1  # the agent's position, normalised
+        np.testing.assert_allclose(state.actions[0, 0].cpu().numpy(), hold, atol=1e-5)
+        assert env.step(np.full(2, 256.0))[0]["pixels"].shape == obs["pixels"].shape
+    finally:
+        env.close()

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from ivideogpt.data.actions import ActionBounds
-from ivideogpt.frames import to_model, to_uint8
+from ivideogpt.frames import to_uint8
+from ivideogpt.planning.dynamics import context_from_history
 from ivideogpt.planning.experiment import PlanSettings, start_options
 from ivideogpt.planning.loop import Controller, run_episode
-from ivideogpt.planning.pusht import coverage, make_pusht
+from ivideogpt.planning.pusht import agent_position, coverage, make_pusht
 from ivideogpt.media import side_by_side, write_video
 from ivideogpt.world_model import WorldModel
 
@@ -51,13 +52,23 @@ class ImaginedPushT:
         return self.start_env.unwrapped
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
+        """Start from the simulator's first frame, as the planner does: a model that needs an exact context count
+        (a released tokenizer) sees it repeated with a hold-still action between the copies."""
         obs, info = self.start_env.reset(seed=seed, options=options)
-        self.model.reset(to_model(obs["pixels"])[None, None].to(self.model.device), seed=seed)  # (1, 1, 3, h, w)
+        fixed = self.model.tokenizer.fixed_context_frames
+        context = context_from_history([obs["pixels"]], [], fixed or 1,
+                                       fill_action=agent_position(self.start_env) if fixed else None)
+        actions = None if context.actions is None else self._model_actions(context.actions.numpy())[None]
+        self.model.reset(context.frames[None], actions, seed=seed)  # (1, Tc, 3, h, w)
         return {"pixels": obs["pixels"]}, info
 
+    def _model_actions(self, actions: np.ndarray) -> torch.Tensor:
+        """Raw env actions (..., A) as the model saw them in training (normalised when bounds are known)."""
+        actions = np.asarray(actions, np.float32) if self.bounds is None else self.bounds.normalize(actions)
+        return torch.as_tensor(actions, dtype=torch.float32)
+
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
-        action = np.asarray(action, np.float32) if self.bounds is None else self.bounds.normalize(action)
-        frames, rewards = self.model.step(torch.as_tensor(action)[None].to(self.model.device))
+        frames, rewards = self.model.step(self._model_actions(action)[None])
         reward = 0.0 if rewards is None else float(rewards[0])
         return {"pixels": to_uint8(frames[0])}, reward, False, False, {}
 
