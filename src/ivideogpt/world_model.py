@@ -372,7 +372,7 @@ class WorldModel:
 
     def _context_actions(self, actions: Tensor | None, batch: int, tc: int) -> Tensor | None:
         if self.action_dim == 0:
-            if actions is not None:
+            if not _no_actions(actions):
                 raise ValueError("this world model is action-free (action_dim=0) but context actions were given")
             return None
         if actions is None:
@@ -388,7 +388,7 @@ class WorldModel:
 
     def _step_action(self, actions: Tensor | np.ndarray | None, batch: int) -> Tensor | None:
         if self.action_dim == 0:
-            if actions is not None:
+            if not _no_actions(actions):
                 raise ValueError("this world model is action-free (action_dim=0); call step() without actions")
             return None
         if actions is None:
@@ -472,6 +472,11 @@ def check_compatible(tokenizer: torch.nn.Module, transformer: WorldModelTransfor
     theirs = {key: facts.get(key) for key in mine}
     if mine != theirs:
         raise ValueError(f"tokenizer and transformer do not match: tokenizer has {theirs}, transformer expects {mine}")
+
+
+def _no_actions(actions: Tensor | np.ndarray | None) -> bool:
+    """None or zero-width actions (..., 0): all an action-free model may be given (a (B, H, 0) batch is valid)."""
+    return actions is None or tuple(np.shape(actions))[-1:] == (0,)
 
 
 def _finite(actions: Tensor, what: str) -> Tensor:

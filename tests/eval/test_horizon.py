@@ -108,3 +108,25 @@ def test_evaluate_horizon_curve_command(tmp_path, monkeypatch, capsys) -> None:
     assert "copy last frame" in capsys.readouterr().out
     assert cli.main(["evaluate", "--baseline", "copy-last-frame", *argv[3:]]) == 2
     assert "--horizon-curve needs --checkpoint" in capsys.readouterr().err
+
+
+def test_an_action_free_model_gets_a_horizon_curve_on_videos_without_actions(tmp_path, monkeypatch, capsys) -> None:
+    from ivideogpt import cli
+    from ivideogpt.commands import evaluate
+    from ivideogpt.data.episode import Episode
+    from ivideogpt.eval.predictors import WorldModelPredictor
+
+    rng = np.random.default_rng(0)
+    for number in range(2):
+        Episode(frames=rng.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)).save(tmp_path / "data" / f"ep{number}.npz")
+    world_model = WorldModel(tokenizer_tiny().build(), transformer_tiny().build())  # action-free
+    monkeypatch.setattr(evaluate, "load_world_model", lambda path, device: WorldModelPredictor(world_model))
+    argv = ["evaluate", "--checkpoint", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--protocol",
+            "custom", "--context-frames", "2", "--horizon", "4", "--clips-per-episode", "1"]
+    assert cli.main([*argv, "--horizon-curve", "--reanchor-every", "2", "--true-history",
+                     "--output", str(tmp_path / "curve")]) == 0
+    result = json.loads((tmp_path / "curve" / "horizon.json").read_text())
+    assert result["clips"] == 2 and len(result["reanchored"]["psnr"]) == len(result["true_history"]["psnr"]) == 4
+    capsys.readouterr()
+    assert cli.main([*argv, "--controllability", "--output", str(tmp_path / "control")]) == 2
+    assert "this one is action-free" in capsys.readouterr().err  # no actions to follow or ignore

@@ -182,10 +182,13 @@ def _greedy_clips(predictor: Any, videos: list[Any], config: Any, flag: str) -> 
     world_model = getattr(predictor, "world_model", None)
     if world_model is None:
         raise ValueError(f"{flag} needs --checkpoint (a world model), not a baseline")
-    if any(video.actions is None for video in videos):
-        raise ValueError(f"{flag} needs test episodes with actions")
     frames = torch.stack([video.frames for video in videos])
-    actions = torch.stack([video.actions for video in videos])
+    if world_model.action_dim == 0:  # zero-width actions: an action-free model rolls out without any
+        actions = frames.new_zeros(*frames.shape[:2], 0)
+    elif any(video.actions is None for video in videos):
+        raise ValueError(f"{flag} needs test episodes with actions for an action-conditioned model")
+    else:
+        actions = torch.stack([video.actions for video in videos])
     tc, horizon = config.context_frames, config.horizon
     world_model.temperature = 0.0
     return world_model, {"context": frames[:, :tc], "actions": actions[:, tc - 1 : tc - 1 + horizon],
@@ -205,6 +208,8 @@ def _controllability(predictor: Any, videos: list[Any], config: Any, out_dir: Pa
     from ivideogpt.eval.controllability import controllability, controllability_markdown
 
     world_model, clips = _greedy_clips(predictor, videos, config, "--controllability")
+    if world_model.action_dim == 0:
+        raise ValueError("--controllability measures how a model follows its actions; this one is action-free")
     results = controllability(world_model, **clips, batch_size=config.batch_size)
     print(controllability_markdown(results))
     _write_json(out_dir, "controllability.json", results, len(videos))
