@@ -187,7 +187,8 @@ def test_frames_are_resized_to_the_resolution(tmp_path, make_episode):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"num_context": 0}, "num_context"), ({"sampled_future": 4}, "sampled_future"),
+    ({"num_context": 0}, "num_context"), ({"num_context": 4}, "at least one future frame"),
+    ({"sampled_future": 4}, "sampled_future"),
     ({"crop_scale": (0.9, 0.5)}, "crop_scale"), ({"val_fraction": 1.0}, "val_fraction"),
     ({"exclude_sources": ["nope"]}, "exclude_sources")])
 def test_config_validation_names_the_field(kwargs, field):

@@ -133,9 +133,9 @@ class DataConfig:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
         if self.segment_length < 1:
             raise ValueError(f"segment_length must be >= 1, got {self.segment_length}")
-        if not 1 <= self.num_context <= self.segment_length:
-            raise ValueError(f"num_context must be in [1, segment_length={self.segment_length}], "
-                             f"got {self.num_context}")
+        if not 1 <= self.num_context < self.segment_length:
+            raise ValueError(f"num_context must be in [1, segment_length - 1 = {self.segment_length - 1}] (a segment "
+                             f"is its context frames, then at least one future frame), got {self.num_context}")
         if not 0 <= self.sampled_future <= self.segment_length - self.num_context:
             raise ValueError(f"sampled_future must be in [0, segment_length - num_context = "
                              f"{self.segment_length - self.num_context}], got {self.sampled_future}")
