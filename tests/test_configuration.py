@@ -127,6 +127,14 @@ def test_the_continued_reference_run_starts_from_the_shipped_model_and_holds_out
     assert continued.transformer == dataclasses.replace(shipped.transformer, **decided_by_the_tokenizer)
 
 
+def test_starting_from_weights_of_another_architecture_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.chdir(CONFIGS.parent)  # the continued run names checkpoints/pusht relative to the repository
+    wider = load_experiment("transformer", Path("docs/reference/continued/config.yaml"),
+                            ["transformer.hidden_size=64", "transformer.ffn_size=256", "transformer.num_heads=1"])
+    with pytest.raises(ValueError, match=r"pusht/step_\d+ does not fit this WorldModelTransformer .*\) there, \("):
+        wider.build_objective()
+
+
 def test_field_docs_come_from_the_dataclass_source() -> None:
     from dataclasses import dataclass
 

@@ -280,6 +280,20 @@ def load_weights(module: nn.Module, checkpoint: Path) -> None:
     module.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=True)
 
 
+def weights_for(module: nn.Module, checkpoint: str | Path, prefix: str) -> dict[str, torch.Tensor]:
+    """`read_weights` of the checkpoint `checkpoint` resolves to, refused (ValueError) where a tensor's shape differs
+    from `module`'s: a checkpoint of another architecture, named by the first tensors that differ."""
+    path = resolve(checkpoint)
+    state, own = read_weights(path, prefix), module.state_dict()
+    wrong = [f"{name} {tuple(tensor.shape)} there, {tuple(own[name].shape)} here" for name, tensor in state.items()
+             if name in own and own[name].shape != tensor.shape]
+    if wrong:
+        more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+        raise ValueError(f"{path} does not fit this {type(module).__name__} (another architecture: compare its "
+                         f"config.yaml): {'; '.join(wrong[:3])}{more}")
+    return state
+
+
 def read_weights(checkpoint: Path, prefix: str) -> dict[str, torch.Tensor]:
     """The tensors of `checkpoint/model.safetensors` under `prefix` (e.g. "tokenizer."), the prefix removed."""
     state = load_file(str(Path(checkpoint) / "model.safetensors"))

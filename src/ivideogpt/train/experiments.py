@@ -51,7 +51,7 @@ class TokenizerExperiment:
 
         objective = TokenizerObjective(self.tokenizer, loss=self.objective)
         if initialise and self.init_from:
-            objective.tokenizer.load_state_dict(ckpt.read_weights(ckpt.resolve(self.init_from), "tokenizer."))
+            objective.tokenizer.load_state_dict(ckpt.weights_for(objective.tokenizer, self.init_from, "tokenizer."))
         return objective
 
 
@@ -122,7 +122,7 @@ class TransformerExperiment:
                                                future_grid=tuple(facts["future_tokens"]))
         transformer = self.transformer.build()
         if initialise and self.init_from:
-            transformer.load_pretrained(ckpt.read_weights(ckpt.resolve(self.init_from), "transformer."))
+            transformer.load_pretrained(ckpt.weights_for(transformer, self.init_from, "transformer."))
         tokenizer_objective = None
         if self.objective.mode != "transformer":
             from ivideogpt.tokenizer.objective import TokenizerObjective
