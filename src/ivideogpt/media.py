@@ -25,6 +25,14 @@ _QUALITY = {"libx264": {"crf": "18"}, "libvpx-vp9": {"crf": "20", "b": "0"}}
 HEADER = 14  # pixels of one line of labels
 
 
+def check_video_path(path: str | Path) -> Path:
+    """`path` as a Path if `write_video` can write its format (ValueError otherwise): check before the work."""
+    path = Path(path)
+    if path.suffix.lower() != ".gif" and path.suffix.lower() not in ENCODERS:
+        raise ValueError(f"video path must end in .gif or {', '.join(ENCODERS)}, got {path}")
+    return path
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 10, codec: str | None = None) -> Path:
     """Encode uint8 (T, H, W, 3) frames; the format follows the suffix.
 
@@ -32,12 +40,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10, codec: st
     whose wheels bundle ffmpeg; odd sizes are padded by one edge pixel (4:2:0 chroma wants even
     ones). `codec` names another PyAV encoder for those containers (e.g. `libsvtav1`).
     """
-    path = Path(path)
+    path = check_video_path(path)
     suffix = path.suffix.lower()
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    if suffix != ".gif" and suffix not in ENCODERS:
-        raise ValueError(f"video path must end in .gif or {', '.join(ENCODERS)}, got {path}")
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":

@@ -122,3 +122,14 @@ def test_reward_alignment_option(tmp_path):
     np.savez(tmp_path / "c.npz", frames=frames, rewards=np.arange(3.0))
     with pytest.raises(EpisodeError, match="rewards: 3 entries for 5 frames"):
         load_episode(tmp_path / "c.npz", alignment="after_action")
+
+
+def test_a_video_given_as_an_episode_is_named_as_such(tmp_path):
+    from ivideogpt.media import write_video
+
+    video = write_video(tmp_path / "clip.mp4", np.zeros((3, 16, 16, 3), np.uint8))
+    with pytest.raises(EpisodeError, match=r"not an \.npz archive \(videos become episodes with `ivideogpt data "
+                                           r"convert video"):
+        load_episode(video)
+    with pytest.raises(EpisodeError, match="cannot read npz: FileNotFoundError"):
+        load_episode(tmp_path / "missing.npz")

@@ -49,6 +49,11 @@ def test_predict_from_a_snapshot_folder(fixtures, tmp_path, monkeypatch, capsys,
     assert "t+2: PSNR" in capsys.readouterr().out and (tmp_path / "bf16.mp4").stat().st_size > 0
     assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--horizon", "9"]) == 2
     assert "ivideogpt predict: " in (err := capsys.readouterr().err) and "has 4 frames to predict after 2" in err
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--out", "pred.png"]) == 2
+    output = capsys.readouterr()
+    assert "must end in .gif or .mp4" in output.err and "PSNR" not in output.out  # refused before the rollout
+    assert cli(["predict", str(fixtures / name), "episodes/e0.npz", "--start", "4"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("from index 4")  # no horizon was asked for
 
 
 @pytest.mark.slow

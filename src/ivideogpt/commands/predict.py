@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("episode", help="episode .npz file (frames, and actions for action-conditioned models)")
     parser.add_argument("--start", type=int, default=0, help="index of the first context frame")
     parser.add_argument("--horizon", type=int, help="frames to predict (default: the rest of the episode)")
-    parser.add_argument("--out", default="prediction.gif", help="video file (.gif or .mp4)")
+    parser.add_argument("--out", default="prediction.gif", help="video file (.gif, .mp4, .mkv, .webm or .avi)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
     parser.add_argument("--top-k", type=int, default=100, help="sample among the k most likely codes")
     parser.add_argument("--seed", type=int, default=0)
@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from ivideogpt.data import load_episode
     from ivideogpt.eval.metrics import psnr
     from ivideogpt.frames import to_model, to_uint8
-    from ivideogpt.media import side_by_side, write_video
+    from ivideogpt.media import check_video_path, side_by_side, write_video
     from ivideogpt.train import load_model
 
+    check_video_path(args.out)  # before the rollout, not after it
     model = load_model(args.model)  # bad input raises, reported in one line by `ivideogpt.cli`
     if not hasattr(model, "rollout"):
         raise ValueError(f"{args.model} holds a {type(model).__name__}, not a world model")
@@ -71,8 +72,9 @@ def _window(model, episode, start: int, horizon: int | None) -> tuple[int, "torc
     available = len(episode) - start - context
     horizon = available if horizon is None else horizon
     if start < 0 or horizon < 1 or horizon > available:
+        asked = "" if horizon == available else f"; asked for {horizon}"
         raise ValueError(f"an episode of {len(episode)} frames has {max(available, 0)} frames to predict after "
-                         f"{context} context frames from index {start}; asked for {horizon}")
+                         f"{context} context frames from index {start}{asked}")
     if not model.action_dim:
         return context, None, horizon
     if episode.action_dim != model.action_dim:

@@ -106,6 +106,9 @@ def read_npz_episode(source: str | Path | Any, options: dict[str, Any] | None = 
         with np.load(source, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except READ_ERRORS as error:
+        if isinstance(error, ValueError) and not zipfile.is_zipfile(source):  # numpy suggests unpickling: never it
+            raise EpisodeError("not an .npz archive (videos become episodes with `ivideogpt data convert video "
+                               "SRC --out DIR`, docs/data.md)") from error
         raise EpisodeError(f"cannot read npz: {type(error).__name__}: {error}") from error
     return episode_from_arrays(arrays, options)
 
