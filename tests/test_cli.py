@@ -45,3 +45,15 @@ def test_bad_input_is_one_line_naming_the_command(tmp_path, capsys, monkeypatch)
     monkeypatch.setenv("IVIDEOGPT_TRACEBACK", "1")  # for bug reports: the error itself
     with pytest.raises(ValueError, match="unknown preset"):
         main(["describe", "no_such_preset"])
+
+
+def test_notes_of_the_package_reach_stderr(capsys):
+    import logging
+
+    assert main(["describe", "tokenizer_tiny"]) == 0
+    capsys.readouterr()
+    logging.getLogger("ivideogpt.train.trainer").info("resuming from runs/x at step 3")
+    assert capsys.readouterr().err == "resuming from runs/x at step 3\n"
+    main(["describe", "tokenizer_tiny"])  # every call keeps one handler
+    logging.getLogger("ivideogpt").info("once")
+    assert capsys.readouterr().err == "once\n"

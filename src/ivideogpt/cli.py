@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+from typing import TextIO
 
 COMMANDS = {
     "describe": "ivideogpt.commands.describe",
@@ -52,8 +54,33 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (DataError, CheckpointError, NonFiniteLossError, OSError, ValueError)
 
 
+class _StderrNow(logging.StreamHandler):
+    """A handler writing to whatever `sys.stderr` is when a record arrives (as Python's own last-resort handler
+    does), so a caller that swaps stderr (a test, a notebook) still gets the notes and never a closed stream."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+def show_notes() -> None:
+    """The package's notes (resuming from which step, a token cache reused, kernels compiling) reach stderr, one
+    line each; without a handler Python would show only its warnings."""
+    logger = logging.getLogger("ivideogpt")
+    if not any(isinstance(handler, _StderrNow) for handler in logger.handlers):
+        handler = _StderrNow()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_notes()
     try:
         return int(args.handler(args) or 0)
     except user_errors() as error:
