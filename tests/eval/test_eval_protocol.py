@@ -141,3 +141,19 @@ def test_world_model_adapter(tiny_world_model, tmp_path) -> None:
     config = ProtocolConfig(context_frames=2, horizon=2, samples=3, action_conditioned=True)
     run = run_protocol(predictor, [video], config, tmp_path, progress=False)
     assert run.records[0]["samples"] == 3 and np.isfinite(run.summary["metrics"]["psnr"]["mean"])
+
+
+def test_results_of_a_step_checkpoint_go_beside_the_checkpoints_not_into_one() -> None:
+    from argparse import Namespace
+    from pathlib import Path
+
+    from ivideogpt.commands.evaluate import _output_dir
+
+    def default(checkpoint: str | None, baseline: str | None = None) -> Path:
+        return _output_dir(Namespace(output=None, checkpoint=checkpoint and Path(checkpoint), baseline=baseline,
+                                     protocol="custom"))
+
+    assert default("runs/a/checkpoints/step_000150") == Path("runs/a/eval/step_000150-custom")  # kept by keep_last
+    assert default("runs/a") == Path("runs/a/eval-custom") and default("checkpoints/pusht") == Path(
+        "checkpoints/pusht/eval-custom")
+    assert default(None, "copy-last-frame") == Path("eval/copy-last-frame-custom")

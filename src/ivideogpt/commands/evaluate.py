@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-per-episode", type=int, default=1,
                         help="clips per episode, spread evenly over it (default 1: its first frames)")
     parser.add_argument("--batch-size", type=int, help="samples per prediction call (default 20)")
-    parser.add_argument("--output", type=Path, help="results directory (default: <checkpoint>/eval-<protocol>)")
+    parser.add_argument("--output", type=Path, help="results directory (default: <checkpoint>/eval-<protocol>; for a checkpoint "
+                             "RUN/checkpoints/step_N: RUN/eval/step_N-<protocol>, which keep_last never deletes)")
     parser.add_argument("--lpips-weights", type=Path, help="torchvision vgg16 weights file for LPIPS")
     parser.add_argument("--i3d", type=Path, help="i3d_torchscript.pt file for FVD")
     parser.add_argument("--require-all", action="store_true", help="fail instead of skipping LPIPS/FVD")
@@ -120,7 +121,12 @@ def _output_dir(args: argparse.Namespace) -> Path:
     if args.output is not None:
         return args.output
     if args.checkpoint is not None:
-        return args.checkpoint / f"eval-{args.protocol}"
+        from ivideogpt.train.checkpoint import step_of
+
+        checkpoint = Path(args.checkpoint)
+        if checkpoint.parent.name == "checkpoints" and step_of(checkpoint) is not None:  # keep_last may delete it
+            return checkpoint.parent.parent / "eval" / f"{checkpoint.name}-{args.protocol}"
+        return checkpoint / f"eval-{args.protocol}"
     return Path("eval") / f"{args.baseline}-{args.protocol}"
 
 
