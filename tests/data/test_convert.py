@@ -68,6 +68,24 @@ def test_convert_robonet_hdf5_with_autograsp_actions(tmp_path):
     np.testing.assert_allclose(episode.frames[:, 16, 16, 0], 10 * np.arange(5), atol=3)
 
 
+def test_an_episode_that_fails_to_decode_is_reported_by_its_file(tmp_path, monkeypatch):
+    from ivideogpt.data.episode import EpisodeError
+    from ivideogpt.data.sources.video import VideoFolderReader
+
+    for name in ("good", "damaged"):
+        write_video(tmp_path / "videos" / f"{name}.mp4", _frames(4, 16))
+    load = VideoFolderReader.load
+
+    def damaged_packets(self, info):  # headers fine, so the scan keeps it; the decode then fails
+        if info.episode_id == "damaged":
+            raise EpisodeError("video decoding failed after 0 frames")
+        return load(self, info)
+
+    monkeypatch.setattr(VideoFolderReader, "load", damaged_packets)
+    report = convert("video", tmp_path / "videos", tmp_path / "out", progress=False)
+    assert report.used == 1 and [where for where, _, _ in report.skipped] == [str(tmp_path / "videos" / "damaged.mp4")]
+
+
 def test_cli_convert_video_and_hdf5(tmp_path):
     write_video(tmp_path / "videos" / "clip.mp4", _frames(7, 32))
     assert main(["data", "convert", "video", str(tmp_path / "videos"), "--out", str(tmp_path / "v"), "--quiet",

@@ -93,7 +93,8 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
                 episode = Episode(frames=resize_frames(episode.frames, resolution), actions=episode.actions,
                                   rewards=episode.rewards, success=episode.success, states=episode.states)
         except (EpisodeError, OSError, ValueError) as error:
-            report.skip(info.episode_id, f"{type(error).__name__}: {error}", "unreadable")
+            where = str(info.location) if isinstance(info.location, (str, Path)) else info.episode_id  # the file
+            report.skip(where, f"{type(error).__name__}: {error}", "unreadable")
             continue
         # a failed write (a full disk) is not the source's fault: it stops the conversion, as an OSError
         if writer is not None:

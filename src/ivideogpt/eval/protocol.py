@@ -120,7 +120,8 @@ def evaluate_video(predictor: Predictor, video: TestVideo, config: ProtocolConfi
     actions = None
     if config.action_conditioned:
         if video.actions is None:
-            raise ValueError(f"video {video.id} has no actions, but the protocol is action-conditioned")
+            raise ValueError(f"video {video.id} has no actions, but the protocol is action-conditioned "
+                             "(an action-free model: pass --action-free)")
         actions = video.actions[None, : config.clip_length].float()  # (1, T, A)
     total = 1 if getattr(predictor, "deterministic", False) else config.samples
     generator = _generator(seed, video.id)

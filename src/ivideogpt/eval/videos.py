@@ -43,7 +43,7 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
     paths = sorted(data_dir.rglob(pattern)) if data_dir.is_dir() else []
     if not paths:
         raise FileNotFoundError(f"no episode files ({pattern}) under {data_dir}")
-    videos, short, unreadable = [], 0, []
+    videos, short, unreadable = [], [], []
     for path in paths:
         if max_videos is not None and len(videos) >= max_videos:
             break
@@ -54,7 +54,7 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
             continue
         frames, all_actions = episode.frames, episode.actions
         if frames.shape[0] < clip_length:
-            short += 1
+            short.append(f"{path.relative_to(data_dir)} ({frames.shape[0]})")
             continue
         last_start = frames.shape[0] - clip_length
         starts = [0] if clips_per_episode == 1 else sorted(
@@ -73,7 +73,9 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
                 actions=None if actions is None
                 else torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(clip_length, -1))))
     if short:
-        logger.warning("skipped %d episode(s) under %s shorter than %d frames", short, data_dir, clip_length)
+        shown = "; ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
+        logger.warning("skipped %d episode(s) under %s shorter than %d frames: %s", len(short), data_dir, clip_length,
+                       shown)
     if unreadable:
         logger.warning("skipped %d unreadable episode file(s) under %s: %s", len(unreadable), data_dir,
                        "; ".join(unreadable))
