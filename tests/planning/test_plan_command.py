@@ -55,6 +55,14 @@ def test_load_world_model_puts_the_model_on_the_asked_device(monkeypatch, tiny_w
     assert moved_to == ["cuda:1"] and loaded.model is tiny_world_model
 
 
+@pytest.mark.parametrize("flags, message", [(["--context-frames", "0"], "--context-frames must be >= 1, got 0"),
+                                             (["--context-frames", "-1"], "--context-frames must be >= 1, got -1"),
+                                             (["--temperature", "-1"], "--temperature must be >= 0, got -1.0")])
+def test_plan_refuses_bad_world_model_flags_in_one_line(tmp_path, capsys, flags, message) -> None:
+    assert cli.main(["plan", "--checkpoint", "checkpoints/pusht", "--out", str(tmp_path), *flags, *TINY]) == 2
+    assert capsys.readouterr().err.strip() == f"ivideogpt plan: {message}"
+
+
 def test_plan_command_needs_checkpoint_for_world_model(tmp_path) -> None:
     with pytest.raises(SystemExit, match="--checkpoint"):
         cli.main(["plan", "--out", str(tmp_path), *TINY])

@@ -196,6 +196,8 @@ def test_resolve_says_why_no_checkpoint_loads(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"holds no step_\* checkpoint folder"):
         ckpt.resolve(tmp_path / "empty")
     build_trainer(tmp_path / "run", steps=2, save_every=2).fit()
+    with pytest.raises(CheckpointError, match=r"step_000009: no such checkpoint \(valid ones beside it: step_000002\)"):
+        ckpt.resolve(tmp_path / "run" / "checkpoints" / "step_000009")
     weights = tmp_path / "run" / "checkpoints" / "step_000002" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated, as by a copy that stopped
     with pytest.raises(CheckpointError, match=r"step_000002: .*model.safetensors has 100 bytes"):

@@ -97,17 +97,20 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
     from ivideogpt.planning.experiment import LoadedWorldModel
     from ivideogpt.train import load_model
 
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {temperature}")
+    if context_frames is not None and context_frames < 1:
+        raise ValueError(f"--context-frames must be >= 1, got {context_frames}")
     model = load_model(checkpoint)
     if not (hasattr(model, "reset") and hasattr(model, "step")):
-        raise SystemExit(f"{checkpoint} does not hold an interactive world model (reset/step), "
+        raise ValueError(f"{checkpoint} does not hold an interactive world model (reset/step), "
                          f"got {type(model).__name__}")
     model = model.to(device)
-    if temperature < 0:
-        raise SystemExit(f"--temperature must be >= 0, got {temperature}")
     model.temperature = temperature
     model.set_precision(precision)
     low, high, repeat = training_action_facts(checkpoint)
-    context_frames = context_frames or int(getattr(model, "num_context", None) or getattr(model, "context_frames", 2))
+    if context_frames is None:
+        context_frames = int(getattr(model, "num_context", None) or getattr(model, "context_frames", 2))
     return LoadedWorldModel(model=model, context_frames=context_frames, action_low=low, action_high=high,
                             action_repeat=repeat)
 

@@ -212,6 +212,9 @@ def resolve(target: str | Path) -> Path:
     """A checkpoint directory from a checkpoint, checkpoints or run directory; raises if none is valid."""
     target = Path(target)
     if step_of(target) is not None:
+        if not target.is_dir():
+            kept = ", ".join(p.name for p in list_checkpoints(target.parent)) or "none"
+            raise CheckpointError(f"cannot load {target}: no such checkpoint (valid ones beside it: {kept})")
         problem = verify(target)
         if problem:
             raise CheckpointError(f"cannot load {target}: {problem}")
