@@ -66,7 +66,7 @@ def test_a_session_lives_ten_steps_then_undo_reset_export_and_close(client: Test
 
     assert client.delete(f"/api/sessions/{sid}").status_code == 204
     gone = client.post(f"/api/sessions/{sid}/step", json={"action": [1, 2]})
-    assert gone.status_code == 404 and "unknown session" in gone.json()["detail"]
+    assert gone.status_code == 404 and "it never existed, was closed, or was dropped" in gone.json()["detail"]
 
 
 def test_frames_follow_the_actions(client: TestClient) -> None:

@@ -105,8 +105,9 @@ class PlayEngine:
         """The live session `session_id`, else a 404 that says it may have been dropped."""
         session = self.store.get(session_id)
         if session is None:
-            raise PlayError(404, f"unknown session {session_id!r}: it never existed or was dropped after "
-                                 f"{self.store.idle_seconds:.0f} s idle; start a new one")
+            raise PlayError(404, f"unknown session {session_id!r}: it never existed, was closed, or was dropped "
+                                 f"(idle over {self.store.idle_seconds:.0f} s, or the least recently used of more than "
+                                 f"{self.store.max_sessions}); start a new one")
         return session
 
     def step(self, session_id: str, action: Any, click_to_frame_ms: float | None = None) -> tuple[Session, Step]:
