@@ -104,7 +104,7 @@ def test_evaluate_feeds_an_action_conditioned_model_its_actions_unless_told(tmp_
     wrong = tmp_path / "wrong"
     Episode(frames[:, :32, :32], actions=rng.uniform(-1, 1, (4, 2)).astype(np.float32)).save(wrong / "size" / "e.npz")
     Episode(frames, actions=rng.uniform(-1, 1, (4, 3)).astype(np.float32)).save(wrong / "actions" / "e.npz")
-    for folder, message in (("size", "have 32x32 frames; the world model takes 64x64"),
+    for folder, message in (("size", "have 32x32 (width x height) frames; the world model takes 64x64"),
                             ("actions", "have 3-d actions; the world model was trained on 2-d ones")):
         assert cli.main([*argv[:4], str(wrong / folder), *argv[5:]]) == 2
         assert message in capsys.readouterr().err

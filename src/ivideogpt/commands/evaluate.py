@@ -108,8 +108,8 @@ def check_videos_fit(videos: list[Any], predictor: Any, config: Any, data: Path)
         return
     size, frames = world_model.tokenizer.config.resolution, videos[0].frames
     if tuple(frames.shape[-2:]) != (size, size):
-        raise ValueError(f"the episodes under {data} have {frames.shape[-1]}x{frames.shape[-2]} frames; "
-                         f"the world model takes {size}x{size} (resize them with `ivideogpt data convert "
+        raise ValueError(f"the episodes under {data} have {frames.shape[-1]}x{frames.shape[-2]} (width x height) "
+                         f"frames; the world model takes {size}x{size} (resize them with `ivideogpt data convert "
                          f"... --resolution {size}`)")
     actions = videos[0].actions
     if config.action_conditioned and actions is not None and actions.shape[-1] != world_model.action_dim:

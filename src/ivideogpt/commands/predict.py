@@ -67,8 +67,9 @@ def _window(model, episode, start: int, horizon: int | None) -> tuple[int, "torc
     context = int(getattr(model, "num_context", 1))
     resolution = model.tokenizer.config.resolution
     if episode.frames.shape[1:3] != (resolution, resolution):
-        raise ValueError(f"the episode's frames are {episode.frames.shape[1]}x{episode.frames.shape[2]}; the model "
-                         f"takes {resolution}x{resolution} (resize the episode first, see docs/data.md)")
+        raise ValueError(f"the episode's frames are {episode.frames.shape[2]}x{episode.frames.shape[1]} (width x "
+                         f"height); the model takes {resolution}x{resolution} (resize the episode first, see "
+                         "docs/data.md)")
     available = len(episode) - start - context
     horizon = available if horizon is None else horizon
     if start < 0 or horizon < 1 or horizon > available:
