@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_resume_in_process_reproduces_the_same_losses(tmp_path: Path) -> None:
     assert read_losses(tmp_path / "split", "val") == read_losses(tmp_path / "straight", "val")
 
 
-def test_resume_follows_the_schedule_and_optimizer_settings_given_on_resume(tmp_path: Path) -> None:
+def test_resume_follows_the_schedule_and_optimizer_settings_given_on_resume(tmp_path: Path, caplog) -> None:
     from ivideogpt.train.optim import lr_factor
 
     def learning_rates(out: Path) -> dict[int, float]:
@@ -88,9 +89,11 @@ def test_resume_follows_the_schedule_and_optimizer_settings_given_on_resume(tmp_
     straight, longer = learning_rates(tmp_path / "straight"), learning_rates(tmp_path / "longer")
     assert [longer[step] for step in (6, 7, 8)] == pytest.approx([straight[step] for step in (6, 7, 8)])
     build_trainer(tmp_path / "tuned", steps=8, save_every=5).fit(until=5)
-    tuned = build_trainer(tmp_path / "tuned", steps=8, save_every=5, resume="latest", lr=1e-4, weight_decay=0.5,
-                          betas=(0.8, 0.9))
+    with caplog.at_level(logging.INFO, logger="ivideogpt"):
+        tuned = build_trainer(tmp_path / "tuned", steps=8, save_every=5, resume="latest", lr=1e-4, weight_decay=0.5,
+                              betas=(0.8, 0.9))
     expected = 1e-4 * lr_factor(5, tuned.cfg)
+    assert f"at step 5, learning rate {expected:.3g}" in caplog.text
     assert [group["lr"] for group in tuned.optimizer.param_groups] == pytest.approx([expected] * 2)
     assert sorted(group["weight_decay"] for group in tuned.optimizer.param_groups) == [0.0, 0.5]
     assert {group["betas"] for group in tuned.optimizer.param_groups} == {(0.8, 0.9)}

@@ -85,7 +85,8 @@ class Trainer:
             self.step = int(state["step"])
             saved_stream = state["data_position"].get("stream")
             self.last_val = self.io.last_val[1] if self.io.last_val else None
-            log.info("resuming from %s at step %d", resume_from, self.step)
+            log.info("resuming from %s at step %d, learning rate %.3g (this run's schedule at that step)",
+                     resume_from, self.step, self.optimizer.param_groups[0]["lr"])
         self.stream = (StreamState(train_dataset, acc.num_processes * max(1, cfg.num_workers), saved_stream)
                        if isinstance(train_dataset, IterableDataset) else None)
         set_seed(cfg.seed + acc.process_index + self.step)  # only used when no RNG state was saved
