@@ -120,6 +120,7 @@ def test_an_action_free_model_gets_a_horizon_curve_on_videos_without_actions(tmp
     for number in range(2):
         Episode(frames=rng.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)).save(tmp_path / "data" / f"ep{number}.npz")
     world_model = WorldModel(tokenizer_tiny().build(), transformer_tiny().build())  # action-free
+    world_model.num_context = 1  # trained with 1 context frame; the run below gives it 2
     monkeypatch.setattr(evaluate, "load_world_model", lambda path, device: WorldModelPredictor(world_model))
     argv = ["evaluate", "--checkpoint", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--protocol",
             "custom", "--context-frames", "2", "--horizon", "4", "--clips-per-episode", "1"]
@@ -127,6 +128,6 @@ def test_an_action_free_model_gets_a_horizon_curve_on_videos_without_actions(tmp
                      "--output", str(tmp_path / "curve")]) == 0
     result = json.loads((tmp_path / "curve" / "horizon.json").read_text())
     assert result["clips"] == 2 and len(result["reanchored"]["psnr"]) == len(result["true_history"]["psnr"]) == 4
-    capsys.readouterr()
+    assert "trained with 1 context frame(s); this protocol gives it 2" in capsys.readouterr().err
     assert cli.main([*argv, "--controllability", "--output", str(tmp_path / "control")]) == 2
     assert "this one is action-free" in capsys.readouterr().err  # no actions to follow or ignore

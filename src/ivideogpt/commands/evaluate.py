@@ -84,7 +84,18 @@ def load_world_model(checkpoint_dir: Path, device: str) -> Any:
     if tokenizer is None or transformer is None:
         raise RuntimeError(f"{checkpoint_dir} holds a {type(model).__name__}, not a tokenizer + transformer world model")
     world_model = WorldModel(tokenizer.to(device), transformer.to(device))  # paper sampling: temperature 1, top-k 100
+    world_model.num_context = getattr(model, "num_context", None)  # what it was trained with, when known
     return WorldModelPredictor(world_model, name=Path(checkpoint_dir).resolve().name)
+
+
+def note_context_mismatch(predictor: Any, config: Any) -> None:
+    """Say so when the protocol gives the model another number of context frames than it was trained with
+    (allowed: the model takes any count, but its scores are then not those of its training setting)."""
+    trained = getattr(getattr(predictor, "world_model", None), "num_context", None)
+    if trained is not None and trained != config.context_frames:
+        print(f"note: the model was trained with {trained} context frame(s); this protocol gives it "
+              f"{config.context_frames} (`--protocol custom --context-frames {trained}` matches its training)",
+              file=sys.stderr)
 
 
 def match_conditioning(config: Any, predictor: Any, asked: bool | None) -> Any:
@@ -156,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
         config = match_conditioning(config, predictor, args.action_conditioned)
         check_videos_fit(videos, predictor, config, args.data)
+        note_context_mismatch(predictor, config)
         if args.controllability:
             return _controllability(predictor, videos, config, _output_dir(args))
         if args.horizon_curve:
