@@ -63,9 +63,11 @@ def test_plan_refuses_bad_world_model_flags_in_one_line(tmp_path, capsys, flags,
     assert capsys.readouterr().err.strip() == f"ivideogpt plan: {message}"
 
 
-def test_plan_command_needs_checkpoint_for_world_model(tmp_path) -> None:
-    with pytest.raises(SystemExit, match="--checkpoint"):
-        cli.main(["plan", "--out", str(tmp_path), *TINY])
+def test_plan_command_needs_checkpoint_for_world_model(tmp_path, capsys) -> None:
+    assert cli.main(["plan", "--out", str(tmp_path), *TINY]) == 2
+    assert capsys.readouterr().err.startswith("ivideogpt plan: --checkpoint DIR is needed")
+    assert cli.main(["plan", "--out", str(tmp_path), "--controllers", "random", "--action-repeat", "0", *TINY]) == 2
+    assert capsys.readouterr().err.strip() == "ivideogpt plan: --action-repeat must be >= 1, got 0"
 
 
 def test_training_action_facts_come_from_the_training_data(tmp_path, monkeypatch) -> None:

@@ -23,7 +23,7 @@ def test_the_defaults_serve_the_shipped_model_on_localhost() -> None:
 def test_a_missing_checkpoint_is_refused_before_serving(tmp_path: Path) -> None:
     pytest.importorskip("uvicorn")
     args = build_parser().parse_args(["play", "--checkpoint", str(tmp_path / "none")])
-    with pytest.raises(SystemExit, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
         play.run(args)
 
 

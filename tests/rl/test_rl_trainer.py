@@ -93,12 +93,21 @@ def comparable_records(out):
     return [{k: v for k, v in r.items() if k != "fps"} for r in records]
 
 
+def scalars(out):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    return {tag: [(e.step, round(e.value, 6)) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"] if not tag.endswith("/fps")}
+
+
 @pytest.mark.parametrize("mode", ["model-free", "mbpo"])
 def test_resume_after_a_kill_continues_exactly(tmp_path, stub_model, mode):
     pytest.importorskip("gym_pusht")
     from safetensors.torch import load_file
 
-    cfg = RLConfig.tiny("pusht", model_free=mode == "model-free", tensorboard=False, checkpoint_every=40)
+    cfg = RLConfig.tiny("pusht", model_free=mode == "model-free", tensorboard=mode == "model-free",
+                        checkpoint_every=40)
     model = lambda: None if mode == "model-free" else type(stub_model)()  # noqa: E731
     whole = RLTrainer(cfg, tmp_path / "whole", model=model()).run()
 
@@ -117,6 +126,8 @@ def test_resume_after_a_kill_continues_exactly(tmp_path, stub_model, mode):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     if mode == "mbpo":
         assert resumed_trainer.mbpo.events["rollout"] == list(range(40, 200, 20))
+    else:  # TensorBoard holds the same scalars too, those logged at the checkpoint's own step included
+        assert scalars(tmp_path / "killed") == scalars(tmp_path / "whole")
 
 
 def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(tmp_path):
@@ -130,6 +141,21 @@ def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(tmp_path):
                             eval_episodes=0, seed=2)
     with pytest.raises(ValueError, match="seed differ"):
         RLTrainer(changed, tmp_path, resume=True)
+    shorter = RLConfig.tiny("pusht", model_free=True, tensorboard=False, checkpoint_every=40, total_env_steps=40,
+                            eval_episodes=0)
+    with pytest.raises(ValueError, match="checkpoint is at env step 80; --steps 40 would end before it"):
+        RLTrainer(shorter, tmp_path, resume=True)
     longer = RLConfig.tiny("pusht", model_free=True, tensorboard=False, checkpoint_every=40, total_env_steps=120,
                            eval_episodes=0, video_format="mp4")  # operational fields may change too
     assert RLTrainer(longer, tmp_path, resume=True).run()["episodes"] == 3
+
+
+def test_a_new_run_never_appends_to_an_earlier_runs_logs(tmp_path):
+    pytest.importorskip("gym_pusht")
+    cfg = RLConfig.tiny("pusht", model_free=True, tensorboard=False, checkpoint_every=0, total_env_steps=40,
+                        eval_episodes=0)  # no checkpoint, as a short run or one killed before its first
+    RLTrainer(cfg, tmp_path).run()
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(FileExistsError, match="earlier run's logs .* no checkpoint to resume from"):
+        RLTrainer(cfg, tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text() == before

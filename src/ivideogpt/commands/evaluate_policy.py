@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     controllers = tuple(c.strip() for c in args.controllers.split(",") if c.strip())
     unknown = set(controllers) - set(CONTROLLERS)
     if unknown or not controllers:
-        raise SystemExit(f"--controllers must name some of {', '.join(CONTROLLERS)}, got {args.controllers!r}")
+        raise ValueError(f"--controllers must name some of {', '.join(CONTROLLERS)}, got {args.controllers!r}")
     torch.manual_seed(args.seed)
     world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature,
                                    args.precision)

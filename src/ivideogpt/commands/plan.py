@@ -156,7 +156,7 @@ def resolve_action_repeat(flag: int | None, world_model: Any) -> int:
     """--action-repeat, else the world model's training data's, else 1."""
     if flag is not None:
         if flag < 1:
-            raise SystemExit(f"--action-repeat must be >= 1, got {flag}")
+            raise ValueError(f"--action-repeat must be >= 1, got {flag}")
         return flag
     known = None if world_model is None else world_model.action_repeat
     return known or 1
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     world_model = None
     if "world-model" in controllers:
         if not args.checkpoint:
-            raise SystemExit("--checkpoint DIR is needed for the world-model planner "
+            raise ValueError("--checkpoint DIR is needed for the world-model planner "
                              "(or pass --controllers random,hold-still,oracle)")
         world_model = load_world_model(args.checkpoint, args.device, args.context_frames, args.temperature,
                                        args.precision)

@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     if not Path(args.checkpoint).exists():
-        raise SystemExit(f"no checkpoint at {args.checkpoint}")
+        raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
     model = load_play_model(args.checkpoint, args.data, args.device, args.temperature, args.precision)
     if not model.describe()["starts"]:
-        raise SystemExit(f"{args.checkpoint} is not a Push-T model and no held-out clips were found to start "
+        raise ValueError(f"{args.checkpoint} is not a Push-T model and no held-out clips were found to start "
                          f"from: pass --data with its training data folder")
     def report(steps: int) -> None:
         if args.report_every > 0 and steps % args.report_every == 0:

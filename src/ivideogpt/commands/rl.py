@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The resolved `RLConfig`: paper (or tiny) defaults, then flags, then dotted overrides."""
-    from ivideogpt.configuration import config_to_dict, from_dict, parse_override
+    from ivideogpt.configuration import ConfigError, config_to_dict, from_dict, parse_override
     from ivideogpt.envs.rl_wrappers import EnvConfig
     from ivideogpt.rl.trainer import RLConfig
 
@@ -65,9 +65,34 @@ def build_config(args: argparse.Namespace) -> Any:
         node = tree
         *parents, leaf = key.split(".")
         for name in parents:
+            if not isinstance(node.get(name), dict):
+                raise ConfigError(f"unknown config key {key!r}: {name!r} is not a section of the RL config")
             node = node[name]
         node[leaf] = value
-    return from_dict(RLConfig, tree)
+    config = from_dict(RLConfig, tree)
+    if config.model_free and config.mbpo.world_model:
+        raise ConfigError("--world-model has no use with --model-free (drop one of them)")
+    return config
+
+
+def make_world_model(config: Any) -> Any:
+    """MBPO's world model for `config`: pre-trained (`mbpo.world_model`) or from scratch, then seeded by
+    `config.seed` like everything else in the run, so two runs with one seed start from the same weights."""
+    import torch
+
+    from ivideogpt.envs.rl_wrappers import make_rl_env
+    from ivideogpt.rl.world_models import build_world_model, load_world_model
+
+    probe = make_rl_env(config.env, config.seed)
+    action_dim = int(probe.action_space.shape[0])
+    probe.close()
+    torch.manual_seed(config.seed)
+    common = dict(action_dim=action_dim, num_context=config.mbpo.num_context, lr=config.mbpo.model_lr,
+                  weight_decay=config.mbpo.model_weight_decay, seed=config.seed, device=config.device)
+    if config.mbpo.world_model:
+        return load_world_model(config.mbpo.world_model, action_repeat=config.env.action_repeat, **common)
+    return build_world_model(tokenizer_preset=config.mbpo.tokenizer_preset,
+                             transformer_preset=config.mbpo.transformer_preset, **common)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,25 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from ivideogpt.rl.trainer import RLTrainer
 
     config = build_config(args)
-    model = None
-    if not config.model_free:
-        from ivideogpt.envs.rl_wrappers import make_rl_env
-        from ivideogpt.rl.world_models import build_world_model, load_world_model
-
-        probe = make_rl_env(config.env, config.seed)
-        action_dim = int(probe.action_space.shape[0])
-        probe.close()
-        common = dict(action_dim=action_dim, num_context=config.mbpo.num_context, lr=config.mbpo.model_lr,
-                      weight_decay=config.mbpo.model_weight_decay, seed=config.seed, device=config.device)
-        if config.mbpo.world_model:
-            model = load_world_model(config.mbpo.world_model, **common)
-        else:
-            model = build_world_model(tokenizer_preset=config.mbpo.tokenizer_preset,
-                                      transformer_preset=config.mbpo.transformer_preset, **common)
-    try:
-        trainer = RLTrainer(config, args.out, model=model, resume=args.resume)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"ivideogpt rl: {error}") from None
+    model = None if config.model_free else make_world_model(config)
+    trainer = RLTrainer(config, args.out, model=model, resume=args.resume)  # bad input: one line, via ivideogpt.cli
     summary = trainer.run()
     last = summary["evals"][-1] if summary["evals"] else {}
     print(json.dumps({k: v for k, v in summary.items() if k != "evals"} | {"last_eval": last}, indent=2))

@@ -86,7 +86,7 @@ def load_play_model(checkpoint: str | Path, data: str | Path | None = None, devi
     config = read_experiment(resolve(checkpoint), strict=False).data
     loaded = load_world_model(str(checkpoint), device, config.num_context, temperature, precision)
     if not isinstance(loaded.model, WorldModel):
-        raise SystemExit(f"{checkpoint} holds a {type(loaded.model).__name__}, not a KV-cached WorldModel")
+        raise ValueError(f"{checkpoint} holds a {type(loaded.model).__name__}, not a KV-cached WorldModel")
     known = training_data_metadata(checkpoint)
     metadata = (None if known is None else read_metadata_file(known)) or {}
     bounds = None if loaded.action_low is None else ActionBounds(loaded.action_low, loaded.action_high)

@@ -25,6 +25,20 @@ class RLLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=purge_step)
+            if purge_step is not None:
+                self._restore_step(purge_step)
+
+    def _restore_step(self, step: int) -> None:
+        """TensorBoard purges whole steps, but a checkpoint's step holds records from before it (kept in
+        metrics.jsonl) and after it (logged again by the resumed run): write the former back."""
+        if not self.jsonl.is_file():
+            return
+        for line in self.jsonl.read_text().splitlines():
+            record = json.loads(line)
+            if record.pop("env_step") == step:
+                split = record.pop("split")
+                for name, value in record.items():
+                    self.writer.add_scalar(f"rl/{split}/{name}", value, step)
 
     def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
         """`step` is the env (simulator) step count."""

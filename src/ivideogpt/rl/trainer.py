@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ivideogpt.configuration import config_to_dict, merge_tree
 from ivideogpt.envs.rl_wrappers import EnvConfig, make_rl_env
@@ -26,6 +28,8 @@ from ivideogpt.rl.logger import RLLogger
 from ivideogpt.rl.mbpo import MBPO, MBPOConfig
 from ivideogpt.rl.replay import SegmentReplay
 from ivideogpt.train.rng import capture_rng, restore_rng
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,6 +112,9 @@ class RLTrainer:
         elif rl_checkpoint.any_exists(self.checkpoint_root):
             raise FileExistsError(f"{self.checkpoint_root} holds a checkpoint of an earlier run: resume it "
                                   f"(--resume) or choose another output directory")
+        elif (self.out_dir / "metrics.jsonl").is_file():  # its logs would mix with this run's
+            raise FileExistsError(f"{self.out_dir} holds an earlier run's logs (metrics.jsonl) and no checkpoint to "
+                                  f"resume from: choose another output directory, or delete it to start over")
         purge = self.counters["agent_step"] * config.env.action_repeat if resume else None
         self.logger = RLLogger(self.out_dir, tensorboard=config.tensorboard, purge_step=purge,
                                keep_bytes=self.counters["metrics_bytes"] if resume else None)
@@ -118,6 +125,10 @@ class RLTrainer:
         if loaded is None:
             raise FileNotFoundError(f"nothing to resume: no complete checkpoint under {self.checkpoint_root}")
         weights, state, counters = loaded
+        reached = counters["agent_step"] * self.config.env.action_repeat
+        if reached > self.config.total_env_steps:
+            raise ValueError(f"the checkpoint is at env step {reached}; --steps {self.config.total_env_steps} would "
+                             f"end before it (--steps may only grow on resume)")
         free = dict.fromkeys(RESUME_MAY_CHANGE)
         mine = dict(config_to_dict(self.config), **free)
         saved = merge_tree(copy.deepcopy(mine), dict(state["config"], **free))  # keys it predates: this run's
@@ -135,6 +146,7 @@ class RLTrainer:
         self.real_fractions, self.num_updates = list(state["real_fractions"]), state["num_updates"]
         restore_rng(state["rng"])
         self.counters = counters
+        log.info("resuming from %s at env step %d", self.checkpoint_root, reached)
 
     def _save_checkpoint(self, env_step: int) -> None:
         self.counters["metrics_bytes"] = self.logger.metrics_bytes()
@@ -220,7 +232,10 @@ class RLTrainer:
         evals = counters["evals"]
         next_checkpoint = (counters["agent_step"] * ar // cfg.checkpoint_every + 1) * cfg.checkpoint_every \
             if cfg.checkpoint_every else None
+        bar = tqdm(total=cfg.total_env_steps, initial=counters["agent_step"] * ar, unit="env step", desc="rl",
+                   mininterval=2.0)
         for agent_step in range(counters["agent_step"], cfg.total_env_steps // ar):
+            bar.update(ar)
             env_step = agent_step * ar
             if env_step % cfg.eval_every == 0 and cfg.eval_episodes:
                 evals.append({"env_step": env_step, **self._eval_and_record(agent_step, env_step)})
@@ -250,6 +265,7 @@ class RLTrainer:
                 self.real.add_episode(np.stack(frames), np.stack(actions), np.asarray(rewards, np.float32),
                                       np.asarray(discounts, np.float32))
                 counters["episodes"] += 1
+                bar.set_postfix(episodes=counters["episodes"], last_return=f"{ep_return:.3g}", refresh=False)
                 self.logger.log(env_step + ar, "train", {"episode_return": ep_return, "episode_success": float(ep_success),
                                                           "episode_length": len(actions) * ar,
                                                           "fps": (env_step + ar) / (time.time() - start)})
@@ -261,6 +277,7 @@ class RLTrainer:
                 obs, info = self.env.reset(seed=self._episode_seed(counters["episodes"]))
                 frames, actions, rewards, discounts = [info["frame"]], [], [], []
                 ep_return, ep_success = 0.0, False
+        bar.close()
         if cfg.eval_episodes:
             evals.append({"env_step": cfg.total_env_steps, **self._eval_and_record(cfg.total_env_steps // ar,
                                                                                   cfg.total_env_steps)})
