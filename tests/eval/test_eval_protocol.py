@@ -75,6 +75,15 @@ def test_best_of_n_and_conditioning(make_videos) -> None:
         evaluate_video(free, video, config, seed=0)
 
 
+def test_each_seed_draws_other_samples_and_seed_0_keeps_its_stream() -> None:
+    import zlib
+
+    draws = [torch.rand(4, generator=_generator(seed, "clip")) for seed in (0, 1, 2)]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    assert torch.equal(draws[0], torch.rand(4, generator=torch.Generator().manual_seed(zlib.crc32(b"clip"))))
+    assert torch.equal(draws[1], torch.rand(4, generator=_generator(1, "clip")))  # stable, for resume
+
+
 def test_deterministic_predictor_sampled_once(make_videos) -> None:
     record, _ = evaluate_video(CopyLastFrame(), make_videos(1)[0], ProtocolConfig(horizon=3, samples=50), seed=0)
     assert record["samples"] == 1

@@ -100,8 +100,12 @@ class ProtocolRun:
 
 
 def _generator(seed: int, video_id: str) -> torch.Generator:
-    """Stable per (seed, video), so a resumed run samples exactly what a full run would."""
-    return torch.Generator().manual_seed(seed * 2**32 + zlib.crc32(video_id.encode()))
+    """Stable per (seed, video), so a resumed run samples exactly what a full run would.
+
+    The CPU generator keeps only the low 32 bits of its seed, so the seed is mixed into them (by the
+    golden-ratio constant: each seed moves every video's stream); seed 0 gives the video's own crc32.
+    """
+    return torch.Generator().manual_seed((zlib.crc32(video_id.encode()) + seed * 0x9E3779B9) % 2**32)
 
 
 def _safe(video_id: str) -> str:
