@@ -109,6 +109,10 @@ def test_cli_check_reports_splits(tmp_path, write_episodes, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["episodes"]["train"] == {"mine": 8} and result["episodes"]["val"] == {"mine": 2}
     assert result["skipped"] == {"unreadable": 1} and result["action_dim"] == 2
+    assert main(["data", "check", str(tmp_path / "data.yaml"), f"root={tmp_path}", "stream=true", "--json"]) == 0
+    streamed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # what a streamed run trains on
+    assert streamed["episodes"] == {"train": {"mine": 10}, "val": {}, "test": {}}
+    assert any("no validation or held-out split" in note for note in streamed["notes"])
 
 
 def test_cli_convert_to_shards_that_stream(tmp_path, write_episodes):

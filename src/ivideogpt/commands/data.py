@@ -114,9 +114,17 @@ def _check(args: argparse.Namespace) -> int:
         for episode in index.splits[split]:
             name = index.config.sources[episode.source].name
             counts[split][name] = counts[split].get(name, 0) + 1
+    notes = list(index.report.notes)
+    if index.config.stream:  # training streams the shards whole: no split is held out of them
+        merged: dict[str, int] = {}
+        for split in SPLITS:
+            for name, count in counts[split].items():
+                merged[name] = merged.get(name, 0) + count
+        counts = {split: merged if split == "train" else {} for split in SPLITS}
+        notes.append("stream: true: training streams every episode of the shards; no validation or held-out split")
     result = {"episodes": counts, "action_dim": index.action_dim, "rewards": index.with_rewards,
               "found": index.report.found, "used": index.report.used, "skipped": dict(index.report.counts),
-              "notes": index.report.notes}
+              "notes": notes}
     deep = None
     if args.deep:
         from ivideogpt.data.verify import decode_all
@@ -127,6 +135,8 @@ def _check(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(index.report.summary())
+        for note in notes[len(index.report.notes):]:
+            print(f"note: {note}")
         for split in SPLITS:
             print(f"{split}: {sum(counts[split].values())} episodes {counts[split]}")
         print(f"actions: {index.action_dim if index.with_actions else 'none'}; rewards: {index.with_rewards}")
