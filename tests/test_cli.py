@@ -57,3 +57,17 @@ def test_notes_of_the_package_reach_stderr(capsys):
     main(["describe", "tokenizer_tiny"])  # every call keeps one handler
     logging.getLogger("ivideogpt").info("once")
     assert capsys.readouterr().err == "once\n"
+
+
+def test_only_the_first_process_of_a_launch_shows_notes(capsys, monkeypatch):
+    import logging
+
+    from ivideogpt import cli
+
+    logger = logging.getLogger("ivideogpt")
+    monkeypatch.setattr(logger, "handlers", [])  # as in a fresh process
+    monkeypatch.setenv("RANK", "1")
+    cli.show_notes()
+    logging.getLogger("ivideogpt.train").info("token cache reused")
+    logging.getLogger("ivideogpt.train").warning("a warning")
+    assert capsys.readouterr().err == "a warning\n"

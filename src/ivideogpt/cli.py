@@ -74,6 +74,8 @@ def show_notes() -> None:
     if not any(isinstance(handler, _StderrNow) for handler in logger.handlers):
         handler = _StderrNow()
         handler.setFormatter(logging.Formatter("%(message)s"))
+        if os.environ.get("RANK", "0") != "0":  # a launched process other than the first: its warnings only,
+            handler.setLevel(logging.WARNING)  # not N copies of every note
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 

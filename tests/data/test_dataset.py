@@ -212,3 +212,13 @@ def test_episode_cache_respects_its_memory_budget(npz_dir):
     for index in range(20):
         assert torch.equal(small[index]["frames"], big[index]["frames"])
     assert len(small._cache) == 1 and len(big._cache) > 1
+
+
+def test_a_data_root_where_no_source_exists_is_one_line(tmp_path):
+    from ivideogpt.data.index import build_index
+
+    config = DataConfig(root=str(tmp_path / "datasets"), segment_length=4,
+                        sources=[SourceConfig("a", "robot_a"), SourceConfig("b", "robot_b")])
+    with pytest.raises(DataError, match=r"none of the 2 data source path\(s\) exists \(the first: .*robot_a\); "
+                                        r"check data.root="):
+        build_index(config)

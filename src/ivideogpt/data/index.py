@@ -87,6 +87,10 @@ def build_index(config: DataConfig) -> DataIndex:
     """Scan all sources of `config`, split, filter and decide whether actions/rewards are returned."""
     if not config.active_sources:
         raise DataError("no data sources: DataConfig.sources is empty or all are excluded")
+    paths = [source.resolved_path(config.root) for source in config.active_sources]
+    if not any(path.exists() for path in paths):  # one line, not a skip warning for each of them
+        hint = f"data.root={str(config.root)!r}" if str(config.root) else "the sources' paths (or set data.root)"
+        raise DataError(f"none of the {len(paths)} data source path(s) exists (the first: {paths[0]}); check {hint}")
     report = DataReport()
     readers, bounds, per_source = [], [], []
     for number, source in enumerate(config.sources):
