@@ -162,14 +162,14 @@ def test_exporting_into_a_training_run_is_refused_and_touches_nothing(tmp_path: 
     from ivideogpt.cli import main as cli
 
     target = _exportable_run(tmp_path / "target", 3, 0.0)
-    assert cli(["export", str(_exportable_run(tmp_path / "run", 5, 1.0)), str(target / "checkpoints")]) == 1
+    assert cli(["export", str(_exportable_run(tmp_path / "run", 5, 1.0)), str(target / "checkpoints")]) == 2
     assert "training run's checkpoints (step_000003)" in capsys.readouterr().err
     assert [path.name for path in ckpt.list_checkpoints(target / "checkpoints")] == ["step_000003"]
     before = sorted(p.name for p in target.iterdir())
-    assert cli(["export", str(tmp_path / "run"), str(target)]) == 1  # the run folder itself, or any other folder
+    assert cli(["export", str(tmp_path / "run"), str(target)]) == 2  # the run folder itself, or any other folder
     assert "holds other files (checkpoints" in capsys.readouterr().err
     assert sorted(p.name for p in target.iterdir()) == before
-    assert cli(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 1
+    assert cli(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "no valid checkpoint" in capsys.readouterr().err
 
 

@@ -82,7 +82,7 @@ def load_world_model(checkpoint_dir: Path, device: str) -> Any:
     model = load_model(checkpoint_dir)
     tokenizer, transformer = getattr(model, "tokenizer", None), getattr(model, "transformer", None)
     if tokenizer is None or transformer is None:
-        raise RuntimeError(f"{checkpoint_dir} holds a {type(model).__name__}, not a tokenizer + transformer world model")
+        raise ValueError(f"{checkpoint_dir} holds a {type(model).__name__}, not a tokenizer + transformer world model")
     world_model = WorldModel(tokenizer.to(device), transformer.to(device))  # paper sampling: temperature 1, top-k 100
     world_model.num_context = getattr(model, "num_context", None)  # what it was trained with, when known
     return WorldModelPredictor(world_model, name=Path(checkpoint_dir).resolve().name)
@@ -156,34 +156,31 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or str(state.device)
     if (args.controllability or args.horizon_curve) and not ranks.main:
         return 0  # greedy curves run on one process
-    try:
-        config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
-                                 horizon=args.horizon, action_conditioned=args.action_conditioned,
-                                 seeds=args.seeds, batch_size=args.batch_size)
-        videos = load_test_videos(args.data, config.clip_length, args.max_videos, args.episodes,
-                                  args.clips_per_episode)
-        if not videos:
-            raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
-        predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
-        config = match_conditioning(config, predictor, args.action_conditioned)
-        check_videos_fit(videos, predictor, config, args.data)
-        note_context_mismatch(predictor, config)
-        if args.controllability:
-            return _controllability(predictor, videos, config, _output_dir(args))
-        if args.horizon_curve:
-            return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every,
-                                  args.true_history)
-        lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
-        i3d = load_i3d(args.i3d, required=args.require_all)
-        if lpips_model is not None:
-            lpips_model.to(device)
-        if i3d is not None:
-            i3d.to(device)
-        result = run_protocol(predictor, videos, config, _output_dir(args), lpips_model, i3d,
-                              progress=not args.no_progress, ranks=ranks)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"ivideogpt evaluate: {error}", file=sys.stderr)
-        return 2
+    # bad input (missing data or weights, a wrong model): one line and status 2, via ivideogpt.cli
+    config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
+                             horizon=args.horizon, action_conditioned=args.action_conditioned,
+                             seeds=args.seeds, batch_size=args.batch_size)
+    videos = load_test_videos(args.data, config.clip_length, args.max_videos, args.episodes,
+                              args.clips_per_episode)
+    if not videos:
+        raise ValueError(f"no episode under {args.data} has the {config.clip_length} frames the protocol needs")
+    predictor = CopyLastFrame() if args.baseline else load_world_model(args.checkpoint, device)
+    config = match_conditioning(config, predictor, args.action_conditioned)
+    check_videos_fit(videos, predictor, config, args.data)
+    note_context_mismatch(predictor, config)
+    if args.controllability:
+        return _controllability(predictor, videos, config, _output_dir(args))
+    if args.horizon_curve:
+        return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every,
+                              args.true_history)
+    lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
+    i3d = load_i3d(args.i3d, required=args.require_all)
+    if lpips_model is not None:
+        lpips_model.to(device)
+    if i3d is not None:
+        i3d.to(device)
+    result = run_protocol(predictor, videos, config, _output_dir(args), lpips_model, i3d,
+                          progress=not args.no_progress, ranks=ranks)
     if not ranks.main:
         return 0
     paths = write_report(result.out_dir)
