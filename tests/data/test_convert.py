@@ -154,3 +154,13 @@ def test_convert_never_overwrites_a_dataset_and_stops_on_a_failed_write(tmp_path
     monkeypatch.setattr(Episode, "save", full_disk)
     with pytest.raises(OSError, match="No space left"):
         convert("npz", tmp_path / "eps", tmp_path / "full", progress=False)
+
+
+def test_bounds_of_transition_actions_are_those_of_the_actions(tmp_path):
+    (tmp_path / "src").mkdir()
+    actions = np.stack([np.linspace(1, 2, 5), np.full(5, 1.5)], 1).astype(np.float32)  # T - 1 rows, none 0
+    for number in range(2):
+        np.savez(tmp_path / "src" / f"ep{number}.npz", frames=np.zeros((6, 8, 8, 3), np.uint8), actions=actions)
+    convert("npz", tmp_path / "src", tmp_path / "out", progress=False)
+    bounds = json.loads((tmp_path / "out" / "metadata.json").read_text())["action_space"]
+    assert bounds["low"] == [1.0, 1.5] and bounds["high"] == [2.0, 1.5]

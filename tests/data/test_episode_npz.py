@@ -30,9 +30,11 @@ def test_paper_bair_layout_with_camera_choice(tmp_path):
 
 
 def test_transition_actions_are_padded_and_camera_only_files_are_action_free(tmp_path):
-    np.savez_compressed(tmp_path / "robonet.npz", image=np.zeros((5, 8, 8, 3), np.uint8), action=np.ones((4, 5)))
+    steps = np.arange(1.0, 5.0)[:, None] * np.ones((1, 5))  # 4 transitions, rows 1..4: none of them 0
+    np.savez_compressed(tmp_path / "robonet.npz", image=np.zeros((5, 8, 8, 3), np.uint8), action=steps)
     episode = load_episode(tmp_path / "robonet.npz")
-    assert episode.actions.shape == (5, 5) and np.all(episode.actions[-1] == 0) and np.all(episode.actions[:4] == 1)
+    assert episode.actions.shape == (5, 5) and np.all(episode.actions[:4] == steps)
+    assert np.all(episode.actions[-1] == 4)  # the unused last row repeats a real one: no 0 enters the bounds
     np.savez_compressed(tmp_path / "oxe.npz", rgb_static=np.zeros((5, 8, 8, 3), np.uint8))
     assert load_episode(tmp_path / "oxe.npz").actions is None
 

@@ -81,7 +81,7 @@ def test_member_names_are_options(tmp_path):
     assert (info.length, info.action_dim, info.has_rewards) == (5, 3, True)
     episode = reader.load(info)
     np.testing.assert_array_equal(episode.frames, _frames(5, 9))
-    np.testing.assert_array_equal(episode.actions[-1], 0)  # T - 1 actions: a zero last row
+    np.testing.assert_array_equal(episode.actions[-1], 1)  # T - 1 actions: the last row repeated
     _, report, _ = _scan(tmp_path)  # no frame key among the default names
     assert len(report.skipped) == 1 and "no frame array" in report.skipped[0][2]
 

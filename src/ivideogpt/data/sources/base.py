@@ -117,9 +117,10 @@ def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:
 
 
 def align_actions(actions: Any, length: int, where: str = "actions") -> np.ndarray:
-    """(T, A) or (T - 1, A) actions -> (T, A) float32; a missing last row is zero-padded.
+    """(T, A) or (T - 1, A) actions -> (T, A) float32; a missing last row repeats the one before it.
 
-    The last row leads out of the episode, so no frame is ever predicted from the padding.
+    The last row leads out of the episode, so no frame is ever predicted from the padding; a copy of a
+    real row (not zeros) keeps it out of the action bounds a converted dataset records too.
     """
     actions = np.asarray(actions)
     if actions.ndim == 1:
@@ -130,7 +131,8 @@ def align_actions(actions: Any, length: int, where: str = "actions") -> np.ndarr
         raise EpisodeError(f"{where}: expected numbers, got dtype {actions.dtype}")
     actions = actions.astype(np.float32)
     if actions.shape[0] == length - 1:
-        actions = np.concatenate([actions, np.zeros((1, actions.shape[1]), np.float32)])
+        last = actions[-1:] if len(actions) else np.zeros((1, actions.shape[1]), np.float32)
+        actions = np.concatenate([actions, last])
     if actions.shape[0] != length:
         raise EpisodeError(f"{where}: {actions.shape[0]} rows for {length} frames (expected {length} or {length - 1})")
     return actions
