@@ -164,3 +164,17 @@ def test_bounds_of_transition_actions_are_those_of_the_actions(tmp_path):
     convert("npz", tmp_path / "src", tmp_path / "out", progress=False)
     bounds = json.loads((tmp_path / "out" / "metadata.json").read_text())["action_space"]
     assert bounds["low"] == [1.0, 1.5] and bounds["high"] == [2.0, 1.5]
+
+
+@pytest.mark.parametrize("shards", [None, 1])
+def test_episodes_whose_safe_names_collide_are_all_kept(tmp_path, shards):
+    for number, name in enumerate(["a b.npz", "a_b.npz", "run.1.npz", "run_1.npz"]):
+        Episode(frames=np.full((4, 8, 8, 3), number, np.uint8)).save(tmp_path / "src" / name)
+    report = convert("npz", tmp_path / "src", tmp_path / "out", progress=False, shards=shards)
+    renamed = 2 if shards else 1  # "a b" / "a_b" always; "run.1" / "run_1" as shard keys (a key ends at a dot)
+    assert report.used == 4 and sum("was taken by another episode" in note for note in report.notes) == renamed
+    if shards:
+        report = convert("tar", tmp_path / "out", tmp_path / "back", progress=False)  # every member came through
+    folder = tmp_path / ("back" if shards else "out")
+    values = sorted(int(load_episode(path).frames[0, 0, 0, 0]) for path in folder.rglob("*.npz"))
+    assert values == [0, 1, 2, 3]

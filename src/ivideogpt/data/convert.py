@@ -45,6 +45,17 @@ def episode_filename(episode_id: str) -> str:
     return "/".join(parts or ["episode"]) + ".npz"
 
 
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or `<stem>-2<suffix>`, `<stem>-3<suffix>`, ... when `taken` (lower-cased names: some file systems
+    ignore case) already holds it."""
+    stem, dot, suffix = name.rpartition(".") if name.endswith(".npz") else (name, "", "")
+    candidate, number = name, 1
+    while candidate.lower() in taken:
+        number += 1
+        candidate = f"{stem}-{number}{dot}{suffix}"
+    return candidate
+
+
 class ShardWriter:
     """Episodes round-robin into `count` shards under `out`, each written as `.tar.tmp` and renamed when closed."""
 
@@ -56,9 +67,13 @@ class ShardWriter:
         self.archives = [tarfile.open(path.with_suffix(".tar.tmp"), "w") for path in self.paths]
         self.written = 0
 
-    def write(self, episode_id: str, episode: Episode) -> None:
-        """Append an episode as `<safe id>.npz` (dots become `_`: a shard member's key ends at its first dot)."""
-        key = episode_filename(episode_id).removesuffix(".npz").replace(".", "_")
+    @staticmethod
+    def key(episode_id: str) -> str:
+        """An episode's member key: its safe file name without `.npz`, dots as `_` (a key ends at its first dot)."""
+        return episode_filename(episode_id).removesuffix(".npz").replace(".", "_")
+
+    def write(self, key: str, episode: Episode) -> None:
+        """Append an episode as `<key>.npz` to the next shard."""
         add_episode(self.archives[self.written % len(self.archives)], key, episode)
         self.written += 1
 
@@ -84,6 +99,7 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
     if limit is not None:
         infos = infos[:limit]
     actions: list[np.ndarray] = []
+    taken: set[str] = set()  # output names so far, lower-cased: two episode ids may map to one safe name
     began = time.perf_counter()
     writer = ShardWriter(out, shards) if shards is not None else None
     for info in tqdm(infos, desc=f"convert {kind}", unit="episode", disable=not progress):
@@ -97,10 +113,15 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
             report.skip(where, f"{type(error).__name__}: {error}", "unreadable")
             continue
         # a failed write (a full disk) is not the source's fault: it stops the conversion, as an OSError
+        name = ShardWriter.key(info.episode_id) if writer is not None else episode_filename(info.episode_id)
+        unique = unique_name(name, taken)
+        if unique != name:  # e.g. "a b" and "a_b", or clip.mp4 and clip.gif: both kept, the second renamed
+            report.note(f"{info.episode_id} saved as {unique}: {name} was taken by another episode")
+        taken.add(unique.lower())
         if writer is not None:
-            writer.write(info.episode_id, episode)
+            writer.write(unique, episode)
         else:
-            episode.save(out / episode_filename(info.episode_id))
+            episode.save(out / unique)
         report.used += 1
         if episode.actions is not None:
             actions.append(episode.actions)
