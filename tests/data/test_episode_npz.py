@@ -66,6 +66,18 @@ def test_frame_layouts_are_coerced(tmp_path, frames):
     assert episode.frames.shape == (4, 8, 8, 3) and episode.frames.dtype == np.uint8
 
 
+@pytest.mark.parametrize("channel_first", [True, False])
+def test_four_channels_are_rgba_with_an_opaque_alpha_else_a_grayscale_stack(tmp_path, channel_first):
+    gray = (np.arange(7, dtype=np.uint8) * 10)[:, None, None] * np.ones((1, 8, 8), np.uint8)  # frame t: 10 t
+    stack = np.stack([gray[t : t + 4] for t in range(4)])  # (T=4, 4, 8, 8): DQN's last 4 frames, newest last
+    rgba = np.concatenate([np.full((4, 3, 8, 8), 7, np.uint8), np.full((4, 1, 8, 8), 255, np.uint8)], 1)
+    for name, frames in (("stack", stack), ("rgba", rgba)):
+        np.savez(tmp_path / f"{name}.npz", observation=frames if channel_first else np.moveaxis(frames, 1, -1))
+    np.testing.assert_array_equal(load_episode(tmp_path / "stack.npz").frames[:, 0, 0], [[30] * 3, [40] * 3,
+                                                                                          [50] * 3, [60] * 3])
+    assert np.all(load_episode(tmp_path / "rgba.npz").frames == 7)
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"frames": np.full((4, 8, 8, 3), 2.0, np.float32)}, "float frames"),
     ({"frames": np.full((4, 8, 8, 3), 300, np.int32)}, "integer frames"),

@@ -79,9 +79,11 @@ class FileTreeReader:
 def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:
     """Any common frame layout -> uint8 (T, H, W, 3); raises EpisodeError when it cannot be sure.
 
-    Accepts channel-last (T, H, W, C) or channel-first (T, C, H, W) with C in {1, 3, 4 (RGBA)} or a frame
+    Accepts channel-last (T, H, W, C) or channel-first (T, C, H, W) with C in {1, 3, 4} or a frame
     stack of 3k channels (the last 3 are the newest frame, as in DrQ-style replay buffers),
-    grayscale (T, H, W); uint8, integers within [0, 255], or floats within [0, 1].
+    grayscale (T, H, W); uint8, integers within [0, 255], or floats within [0, 1]. Four channels are
+    RGBA when the fourth is constant (an opaque alpha), else a stack of 4 grayscale frames, newest
+    last (the Atari / DQN layout), of which the newest is kept.
     """
     frames = np.asarray(array)
     if frames.ndim == 3:
@@ -90,10 +92,12 @@ def coerce_frames(array: Any, where: str = "frames") -> np.ndarray:
         raise EpisodeError(f"{where}: expected (T, H, W, C) or (T, C, H, W), got shape {frames.shape}")
     last, first = frames.shape[-1], frames.shape[1]
     if last not in (1, 3, 4) and (first in (1, 3, 4) or (first % 3 == 0 and first <= 12)):
-        frames = frames[:, :3] if first == 4 else frames[:, -3:] if first > 3 else frames
         frames = np.moveaxis(frames, 1, -1)
-    elif last == 4:
-        frames = frames[..., :3]  # RGBA: drop alpha
+        last = first
+    if last == 4:
+        alpha = frames[..., 3]
+        opaque = alpha.size == 0 or bool(np.all(alpha == alpha.flat[0]))
+        frames = frames[..., :3] if opaque else frames[..., 3:]  # RGBA, or 4 grayscale frames: the newest
     elif last > 3 and last % 3 == 0 and last <= 12:
         frames = frames[..., -3:]
     if frames.shape[-1] == 1:
