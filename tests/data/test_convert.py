@@ -48,6 +48,16 @@ def test_convert_bair_tfrecords(tmp_path):
     assert metadata["episodes"] == 2 and metadata["action_space"]["low"] == [0, 0.5, -0.5, 1.0]
 
 
+def test_alignment_is_refused_on_a_fixed_convention_also_when_the_format_is_detected(tmp_path):
+    from ivideogpt.data.sources import make_reader
+
+    write_tfrecord(tmp_path / "train" / "traj_0_to_255.tfrecords", [_bair_record(6)])
+    with pytest.raises(ValueError, match="bair sources have a fixed reward convention"):
+        convert("bair", tmp_path / "train", tmp_path / "out", options={"alignment": "on_arrival"}, progress=False)
+    with pytest.raises(ValueError, match="bair sources have a fixed reward convention"):  # a config's `auto`
+        make_reader("auto", tmp_path / "train", {"alignment": "after_action"})
+
+
 def test_convert_robonet_hdf5_with_autograsp_actions(tmp_path):
     length = 5
     video = write_video(tmp_path / "v.mp4", _frames(length, 48)).read_bytes()

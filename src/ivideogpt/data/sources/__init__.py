@@ -71,4 +71,6 @@ def make_reader(format: str, path: str | Path, options: dict[str, Any] | None = 
         format = detect_format(path)
     if format not in DATA_FORMATS:
         raise ValueError(f"unknown data format {format!r}")
+    if DATA_FORMATS[format].fixed_alignment and "alignment" in (options or {}):  # also when detected, not named
+        raise ValueError(f"{format} sources have a fixed reward convention: the alignment option does not apply")
     return DATA_FORMATS[format].reader_class()(path, options)
