@@ -164,3 +164,13 @@ def test_every_option_a_reader_reads_is_accepted():
     read = {key for file in Path(sources.__file__).parent.glob("*.py")
             for key in re.findall(r"options\.get\(\"([a-z_]+)\"", file.read_text())}
     assert read and read <= set(sources.READER_OPTIONS), read - set(sources.READER_OPTIONS)
+
+
+def test_a_folder_of_several_formats_says_which_files_are_not_read(tmp_path, make_episode, caplog):
+    from ivideogpt.media import write_video
+
+    for number in range(2):
+        make_episode(6).save(tmp_path / f"ep{number}.npz")
+    write_video(tmp_path / "clip.mp4", np.zeros((4, 16, 16, 3), np.uint8))
+    assert detect_format(tmp_path) == "npz"
+    assert "holds 2 npz file(s) and also 1 video: only the npz files are read" in caplog.text

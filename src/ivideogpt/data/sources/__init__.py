@@ -5,6 +5,7 @@ Which formats there are, and which module reads each: the registry in `ivideogpt
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from ivideogpt.data.sources.base import EpisodeInfo, EpisodeReader, coerce_frame
 
 __all__ = ["EpisodeInfo", "EpisodeReader", "coerce_frames", "detect_format", "make_reader"]
 
+log = logging.getLogger(__name__)
 _SUFFIXES = {suffix: f.name for f in DATA_FORMATS.values() for suffix in f.suffixes}
 # Every option key some reader reads (docs/data.md); any other key is a typo that would be ignored silently.
 READER_OPTIONS = ("action_dim", "action_key", "alignment", "camera", "group", "image_key", "replay_buffer",
@@ -55,6 +57,11 @@ def detect_format(path: str | Path) -> str:
     if not counts:
         raise EpisodeError(f"no recognised data files under {path} (npz, video, hdf5, tar, tfrecord, LeRobot)")
     kind = max(counts, key=lambda k: counts[k])
+    others = {other: count for other, count in counts.items() if other != kind}
+    if others:  # read as one format, the others' episodes would be missing from every report
+        listed = ", ".join(f"{count} {other}" for other, count in sorted(others.items()))
+        log.warning("%s holds %d %s file(s) and also %s: only the %s files are read; give each format a source of "
+                    "its own (with `format:`)", path, counts[kind], kind, listed, kind)
     return _tfrecord_kind(first[kind]) if kind == "tfrecord" else kind
 
 
