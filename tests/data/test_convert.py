@@ -188,3 +188,10 @@ def test_episodes_whose_safe_names_collide_are_all_kept(tmp_path, shards):
     folder = tmp_path / ("back" if shards else "out")
     values = sorted(int(load_episode(path).frames[0, 0, 0, 0]) for path in folder.rglob("*.npz"))
     assert values == [0, 1, 2, 3]
+
+
+def test_converting_into_the_source_is_refused(tmp_path, write_episodes):
+    write_episodes(tmp_path / "src", 2)
+    with pytest.raises(ValueError, match="lies inside the source"):
+        convert("npz", tmp_path / "src", tmp_path / "src" / "converted", progress=False)
+    assert not (tmp_path / "src" / "converted").exists()

@@ -94,6 +94,9 @@ def convert(kind: str, source: str | Path, out: str | Path, *, options: dict[str
         raise ValueError(f"cannot convert {kind!r}; choose one of {CONVERTIBLE}")
     report = DataReport()
     reader = make_reader(kind, Path(source), options)
+    if Path(source).is_dir() and Path(out).resolve().is_relative_to(Path(source).resolve()):
+        raise ValueError(f"--out {out} lies inside the source {source}: the next read of the source would find "
+                         f"every episode twice; write it elsewhere")
     out = new_dataset_folder(out)
     infos = reader.scan(report)
     if limit is not None:
