@@ -91,3 +91,13 @@ def test_success_is_read_from_success_keys_only(tmp_path):
     np.testing.assert_array_equal(shifted.success, [0, 0, 0, 1, 1])
     with pytest.raises(ValueError, match="option alignment"):
         make_reader("hdf5", tmp_path, {"alignment": "next"})
+
+
+def test_a_file_without_known_frame_keys_lists_its_datasets(tmp_path):
+    with h5py.File(tmp_path / "act.hdf5", "w") as handle:
+        handle["observations/cams/top"] = _frames(4)
+        handle["action"] = np.zeros((4, 2), np.float32)
+    report = DataReport()
+    assert make_reader("hdf5", tmp_path).scan(report) == []
+    (where, _, reason), = report.skipped
+    assert "set options.image_key to one of its datasets: cams/top" in reason  # relative to observations/

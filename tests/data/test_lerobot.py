@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from ivideogpt.data.config import DataConfig
+from ivideogpt.data.episode import EpisodeError
 from ivideogpt.data.index import build_index
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import detect_format, make_reader
@@ -160,8 +161,6 @@ def test_lerobot_cut_video_is_found_by_the_deep_check(tmp_path):
 
 
 def test_lerobot_video_ending_before_an_episode_is_named(tmp_path):
-    from ivideogpt.data.episode import EpisodeError
-
     _write_v30(tmp_path)
     video = tmp_path / f"videos/{CAMERA}/chunk-000/file-000.mp4"
     write_video(video, _frames(LENGTHS[0], 0), fps=FPS)  # the packed file lost the second episode's frames
@@ -170,3 +169,10 @@ def test_lerobot_video_ending_before_an_episode_is_named(tmp_path):
     assert reader.load(infos[0]).frames.shape[0] == LENGTHS[0]
     with pytest.raises(EpisodeError, match=r"no decodable frames between 0.550s and 1.350s"):
         reader.load(infos[1])
+
+
+def test_a_camera_that_is_not_one_lists_the_cameras(tmp_path):
+    _write_v21(tmp_path)
+    for camera in ("observation.images.nope", "action"):
+        with pytest.raises(EpisodeError, match=rf"options.camera='{camera}' is not one; its cameras: {CAMERA}"):
+            make_reader("lerobot", tmp_path, {"camera": camera})

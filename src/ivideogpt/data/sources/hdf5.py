@@ -95,7 +95,10 @@ class Hdf5Reader(FileTreeReader):
                  "rewards": _find(group, self.options.get("reward_key"), REWARD_KEYS),
                  "success": _find(group, self.options.get("success_key"), SUCCESS_KEYS)}
         if found["frames"] is None:
-            raise EpisodeError("no frame dataset found (set options.image_key)")
+            keys: list[str] = []
+            group.visit(lambda name: keys.append(name) if hasattr(group[name], "shape") else None)
+            shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
+            raise EpisodeError(f"no frame dataset found (set options.image_key to one of its datasets: {shown})")
         return {k: (v[()] if read else v) for k, v in found.items() if v is not None}
 
     def scan(self, report: DataReport) -> list[EpisodeInfo]:

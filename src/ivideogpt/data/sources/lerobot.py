@@ -50,8 +50,11 @@ class LeRobotReader:
         self.fps = float(self.info.get("fps", 30))
         self.camera = self.options.get("camera") or next(
             (k for k, v in self.features.items() if v.get("dtype") in ("video", "image")), None)
-        if self.camera is None or self.camera not in self.features:
-            raise EpisodeError(f"{self.root}: no camera feature (video/image) found; set options.camera")
+        cameras = [k for k, v in self.features.items() if v.get("dtype") in ("video", "image")]
+        if self.camera not in cameras:
+            named = f"options.camera={self.camera!r} is not one" if self.options.get("camera") else "none found"
+            raise EpisodeError(f"{self.root}: a camera feature (video/image) is needed, {named}; its cameras: "
+                               f"{', '.join(cameras) or 'none'}")
         self.is_video = self.features[self.camera].get("dtype") == "video"
         self.action_key = self.options.get("action_key", "action")
         self.reward_key = self.options.get("reward_key", "next.reward")
