@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 HELP = "evaluate video prediction (PSNR, SSIM, LPIPS, FVD; best of N samples) on test episodes"
 BASELINES = ("copy-last-frame",)
@@ -50,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips-per-episode", type=int, default=1,
                         help="clips per episode, spread evenly over it (default 1: its first frames)")
     parser.add_argument("--batch-size", type=int, help="samples per prediction call (default 20)")
-    parser.add_argument("--output", type=Path, help="results directory (default: <checkpoint>/eval-<protocol>; for a checkpoint "
+    parser.add_argument("--output", type=Path,
+                        help="results directory (default: <checkpoint>/eval-<protocol>; for a checkpoint "
                              "RUN/checkpoints/step_N: RUN/eval/step_N-<protocol>, which keep_last never deletes)")
     parser.add_argument("--lpips-weights", type=Path, help="torchvision vgg16 weights file for LPIPS")
     parser.add_argument("--i3d", type=Path, help="i3d_torchscript.pt file for FVD")
@@ -73,19 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_world_model(checkpoint_dir: Path, device: str) -> Any:
-    """The world model (tokenizer + transformer) saved in `checkpoint_dir`, as a `Predictor`."""
+    """The world model (tokenizer + transformer) saved in `checkpoint_dir`, as a `Predictor` (the paper's
+    sampling, temperature 1 and top-k 100, as `load_model` builds it; `.num_context` as trained)."""
     from ivideogpt.eval.predictors import WorldModelPredictor
-    from ivideogpt.world_model import WorldModel
-
     from ivideogpt.train import load_model
 
     model = load_model(checkpoint_dir)
-    tokenizer, transformer = getattr(model, "tokenizer", None), getattr(model, "transformer", None)
-    if tokenizer is None or transformer is None:
+    if getattr(model, "tokenizer", None) is None or getattr(model, "transformer", None) is None:
         raise ValueError(f"{checkpoint_dir} holds a {type(model).__name__}, not a tokenizer + transformer world model")
-    world_model = WorldModel(tokenizer.to(device), transformer.to(device))  # paper sampling: temperature 1, top-k 100
-    world_model.num_context = getattr(model, "num_context", None)  # what it was trained with, when known
-    return WorldModelPredictor(world_model, name=Path(checkpoint_dir).resolve().name)
+    return WorldModelPredictor(model.to(device), name=Path(checkpoint_dir).resolve().name)
 
 
 def note_context_mismatch(predictor: Any, config: Any) -> None:
@@ -93,9 +92,9 @@ def note_context_mismatch(predictor: Any, config: Any) -> None:
     (allowed: the model takes any count, but its scores are then not those of its training setting)."""
     trained = getattr(getattr(predictor, "world_model", None), "num_context", None)
     if trained is not None and trained != config.context_frames:
-        print(f"note: the model was trained with {trained} context frame(s); this protocol gives it "
-              f"{config.context_frames} (`--protocol custom --context-frames {trained}` matches its training)",
-              file=sys.stderr)
+        log.info("note: the model was trained with %d context frame(s); this protocol gives it %d "
+                 "(`--protocol custom --context-frames %d` matches its training)", trained, config.context_frames,
+                 trained)
 
 
 def match_conditioning(config: Any, predictor: Any, asked: bool | None) -> Any:
@@ -132,11 +131,11 @@ def _output_dir(args: argparse.Namespace) -> Path:
     if args.output is not None:
         return args.output
     if args.checkpoint is not None:
-        from ivideogpt.train.checkpoint import step_of
+        from ivideogpt.train.checkpoint import run_of
 
-        checkpoint = Path(args.checkpoint)
-        if checkpoint.parent.name == "checkpoints" and step_of(checkpoint) is not None:  # keep_last may delete it
-            return checkpoint.parent.parent / "eval" / f"{checkpoint.name}-{args.protocol}"
+        checkpoint, run = Path(args.checkpoint), run_of(args.checkpoint)
+        if run is not None:  # beside the run's checkpoints: keep_last may delete the step folder itself
+            return run / "eval" / f"{checkpoint.name}-{args.protocol}"
         return checkpoint / f"eval-{args.protocol}"
     return Path("eval") / f"{args.baseline}-{args.protocol}"
 

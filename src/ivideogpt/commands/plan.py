@@ -123,16 +123,15 @@ def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
     """
     import numpy as np
 
-    from ivideogpt.data.actions import ActionBounds, read_metadata_file
+    from ivideogpt.data.actions import ActionBounds
     from ivideogpt.planning.pusht import ACTION_HIGH, ACTION_LOW
     from ivideogpt.train.checkpoint import resolve
     from ivideogpt.train.experiments import read_experiment
-    from ivideogpt.train.models import training_data_metadata
+    from ivideogpt.train.models import training_metadata
 
     data = read_experiment(resolve(checkpoint), strict=False).data
     source = data.sources[0]
-    known = training_data_metadata(checkpoint)
-    metadata = None if known is None else read_metadata_file(known)
+    metadata = training_metadata(checkpoint)
     repeat = None if metadata is None else int(metadata.get("action_repeat", 1))
     if not source.normalize_actions:
         return None, None, repeat

@@ -68,7 +68,8 @@ def load(kind: str, config: str | None, resume: str | None, overrides: list[str]
     source = ckpt.resolve(resume)
     # The run continues in the folder it is resumed from, not wherever its saved config says it began (a copied
     # or moved run would write into the original); an explicit --train.out_dir still wins.
-    in_place = [f"train.out_dir={json.dumps(str(source.parent.parent))}"] if source.parent.name == "checkpoints" else []
+    run = ckpt.run_of(source)
+    in_place = [] if run is None else [f"train.out_dir={json.dumps(str(run))}"]
     return load_experiment(kind, source / "config.yaml", [*in_place, *overrides, f"train.resume={source}"])
 
 

@@ -78,17 +78,15 @@ def load_play_model(checkpoint: str | Path, data: str | Path | None = None, devi
     data: the training data folder, to find held-out clips in (default: the one its config names, if present).
     """
     from ivideogpt.commands.plan import load_world_model
-    from ivideogpt.data.actions import read_metadata_file
     from ivideogpt.train.checkpoint import resolve
     from ivideogpt.train.experiments import read_experiment
-    from ivideogpt.train.models import training_data_metadata
+    from ivideogpt.train.models import training_metadata
 
     config = read_experiment(resolve(checkpoint), strict=False).data
     loaded = load_world_model(str(checkpoint), device, config.num_context, temperature, precision)
     if not isinstance(loaded.model, WorldModel):
         raise ValueError(f"{checkpoint} holds a {type(loaded.model).__name__}, not a KV-cached WorldModel")
-    known = training_data_metadata(checkpoint)
-    metadata = (None if known is None else read_metadata_file(known)) or {}
+    metadata = training_metadata(checkpoint) or {}
     bounds = None if loaded.action_low is None else ActionBounds(loaded.action_low, loaded.action_high)
     return PlayModel(world_model=loaded.model, context_frames=loaded.context_frames, window=config.segment_length,
                      bounds=bounds, action_repeat=loaded.action_repeat or 1, env_id=metadata.get("env"),

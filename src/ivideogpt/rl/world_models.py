@@ -74,8 +74,7 @@ def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr
 def _note_differences(path: str | Path, loaded: Any, action_dim: int, num_context: int,
                       action_repeat: int | None) -> None:
     """Log where MBPO's setting differs from the one the pre-trained model at `path` learned."""
-    from ivideogpt.data.actions import read_metadata_file
-    from ivideogpt.train.models import training_data_metadata
+    from ivideogpt.train.models import training_metadata
 
     trained_dim = loaded.transformer.config.action_dim
     if trained_dim not in (0, action_dim):
@@ -85,8 +84,7 @@ def _note_differences(path: str | Path, loaded: Any, action_dim: int, num_contex
     if trained_context is not None and trained_context != num_context:
         log.warning("%s was trained with %d context frame(s); MBPO gives it %d (mbpo.num_context=%d matches it)",
                     path, trained_context, num_context, trained_context)
-    metadata = training_data_metadata(path)
-    trained_repeat = (read_metadata_file(metadata) or {}).get("action_repeat") if metadata is not None else None
+    trained_repeat = (training_metadata(path) or {}).get("action_repeat")
     if action_repeat is not None and trained_repeat is not None and trained_repeat != action_repeat:
         log.warning("%s was trained on frames %d env steps apart; this env's action repeat is %d "
                     "(env.action_repeat=%d matches it, with step counts that are multiples of it)", path,

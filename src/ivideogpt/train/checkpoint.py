@@ -48,6 +48,13 @@ def step_of(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def run_of(checkpoint: str | Path) -> Path | None:
+    """The run directory of a checkpoint `RUN/checkpoints/step_N` (None for any other folder, e.g. an export)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" and step_of(checkpoint) is not None \
+        else None
+
+
 def tmp_path(root: Path, step: int) -> Path:
     """Where step `step` is assembled before the rename (the same on every process)."""
     return Path(root) / f".tmp-{checkpoint_name(step)}"

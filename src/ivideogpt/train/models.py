@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from ivideogpt.configuration import ConfigError
-from ivideogpt.data.actions import metadata_file
+from ivideogpt.data.actions import metadata_file, read_metadata_file
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train import experiments
 
@@ -112,3 +112,9 @@ def training_data_metadata(checkpoint: str | Path) -> Path | None:
         return None
     file = metadata_file(data.sources[0].resolved_path(data.root))
     return file if file.is_file() else None
+
+
+def training_metadata(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The contents of `training_data_metadata(checkpoint)` (action bounds, action repeat, env); None when unknown."""
+    known = training_data_metadata(checkpoint)
+    return None if known is None else read_metadata_file(known)

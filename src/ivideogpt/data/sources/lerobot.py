@@ -48,9 +48,8 @@ class LeRobotReader:
         self.version = str(self.info.get("codebase_version", "v2.1"))
         self.features: dict[str, Any] = self.info.get("features", {})
         self.fps = float(self.info.get("fps", 30))
-        self.camera = self.options.get("camera") or next(
-            (k for k, v in self.features.items() if v.get("dtype") in ("video", "image")), None)
         cameras = [k for k, v in self.features.items() if v.get("dtype") in ("video", "image")]
+        self.camera = self.options.get("camera") or (cameras[0] if cameras else None)
         if self.camera not in cameras:
             named = f"options.camera={self.camera!r} is not one" if self.options.get("camera") else "none found"
             raise EpisodeError(f"{self.root}: a camera feature (video/image) is needed, {named}; its cameras: "
