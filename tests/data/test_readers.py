@@ -130,6 +130,58 @@ def test_rlds_reader_flattened_steps(tmp_path):
     assert reader.load(infos[1]).actions.shape == (6, 4)
 
 
+def _record_starts(episodes: list[bytes]) -> list[int]:
+    """Byte offset of each record `write_tfrecord` writes: 12 header bytes, the payload, 4 CRC bytes."""
+    return [sum(16 + len(e) for e in episodes[:k]) for k in range(len(episodes))]
+
+
+@pytest.mark.parametrize("damage, detail", [("cut_payload", "truncated record"),
+                                            ("cut_header", "truncated record header"),
+                                            ("bad_length_crc", "corrupt record length")])
+def test_a_cut_or_damaged_shard_keeps_the_records_before_the_damage(tmp_path, damage, detail):
+    episodes = [_rlds_episode(length, False) for length in (4, 5, 6)]
+    shard = write_tfrecord(tmp_path / "ds-train.tfrecord-00000-of-00001", episodes)
+    last = _record_starts(episodes)[-1]
+    data = bytearray(shard.read_bytes())
+    if damage == "bad_length_crc":
+        data[last + 8] ^= 0xFF
+    cut = {"cut_payload": last + 12 + len(episodes[-1]) // 2, "cut_header": last + 5}.get(damage, len(data))
+    shard.write_bytes(bytes(data[:cut]))
+    reader, report = make_reader("auto", tmp_path), DataReport()
+    infos = reader.scan(report)
+    assert [i.length for i in infos] == [4, 5]
+    (where, kind, reason), = report.skipped
+    assert (where, kind) == (str(shard), "truncated") and report.found == 3
+    assert f"{detail} at byte {last}" in reason and "recovered 2 complete" in reason
+    np.testing.assert_array_equal(reader.load(infos[1]).frames[:, 0, 0, 0], 10 * np.arange(5))
+    records = iter_records(shard)
+    assert [len(parse_example(next(records))["steps/reward"]) for _ in range(2)] == [4, 5]
+    with pytest.raises(EpisodeError, match=f"{detail} at byte {last}"):
+        next(records)
+
+
+def test_a_shard_damaged_in_its_first_record_is_unreadable(tmp_path):
+    (tmp_path / "junk.tfrecord").write_bytes(b"not a tfrecord at all")
+    report = DataReport()
+    assert make_reader("rlds", tmp_path).scan(report) == []
+    assert report.skipped == [(str(tmp_path / "junk.tfrecord"), "unreadable", "corrupt record length at byte 0")]
+
+
+def test_a_record_with_a_bad_payload_crc_is_skipped_alone(tmp_path):
+    episodes = [_rlds_episode(length, False) for length in (4, 5, 6)]
+    shard = write_tfrecord(tmp_path / "ds.tfrecord", episodes)
+    middle = _record_starts(episodes)[1]
+    data = bytearray(shard.read_bytes())
+    data[middle + 16 + len(episodes[1]) - 1] ^= 0xFF  # the payload CRC of record 1
+    shard.write_bytes(bytes(data))
+    assert [i.length for i in make_reader("rlds", tmp_path).scan(DataReport())] == [4, 5, 6]  # CRCs unchecked
+    report = DataReport()
+    infos = make_reader("rlds", tmp_path, {"verify": True}).scan(report)
+    assert [i.length for i in infos] == [4, 6]
+    (where, kind, reason), = report.skipped
+    assert where == f"{shard}#record1" and f"corrupt record payload at byte {middle}" in reason
+
+
 def test_tar_shards_index_npz_and_video_samples(tmp_path, make_episode):
     shard = write_shard(tmp_path / "shard-000.tar", {"ep0": make_episode(9), "ep1": make_episode(10)})
     with tarfile.open(shard, "a") as archive:

@@ -4,7 +4,11 @@ Dataset keys come from the source options, else the first that exists of:
 - frames (`image_key`): frames, images, image, obs/image, obs/agentview_image, observations/images,
   observation/image, rgb, pixels (a group of cameras takes its first camera, sorted by name;
   name one, e.g. `observations/images/top`, to choose). Frames may also be per-frame encoded
-  JPEG/PNG bytes.
+  JPEG/PNG bytes, or ALOHA / ACT compressed cameras (recorded with `COMPRESS = True`): uint8
+  (T, padded) rows of JPEG bytes zero-padded to the longest frame. Each row is cut where its bytes
+  end (JPEG's end marker is never zero) and decoded on its own. The file's `compress_len` says the
+  same lengths but is not read: its rows follow the recording script's camera list, which the
+  file does not keep (h5py lists cameras by name). Colours are the JPEG's, as LeRobot reads ALOHA.
 - actions (`action_key`): actions, action. rewards (`reward_key`): rewards, reward.
   success (`success_key`): success, successes, is_success. `dones` is never read as success: it
   marks where a demonstration ends (or, in robomimic, whatever `done_mode` wrote), not success.
@@ -17,7 +21,6 @@ computes `rewards[t]` after `actions[t]`), other files `on_arrival` (see `ivideo
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader, action_rows_ok
 from ivideogpt.data.sources.npz import SUCCESS_KEYS, episode_from_arrays
+from ivideogpt.data.sources.rlds import decode_image
 
 FRAME_KEYS = ("frames", "images", "image", "obs/image", "obs/agentview_image", "observations/images",
               "observation/image", "rgb", "pixels")
@@ -63,14 +67,30 @@ def default_alignment(handle: Any) -> str:
     return "after_action" if data is not None and "env_args" in data.attrs else "on_arrival"
 
 
-def _decode_encoded(frames: Any) -> np.ndarray:
-    """Per-frame encoded images (JPEG/PNG bytes) -> (T, H, W, 3) uint8."""
-    from PIL import Image
+def _is_encoded(frames: Any) -> bool:
+    """Whether a frame dataset holds encoded images: one blob per frame, or ALOHA's zero-padded uint8 rows."""
+    return frames.ndim == 1 or frames.dtype == object or (frames.ndim == 2 and frames.dtype == np.uint8)
 
+
+def _frame_bytes(blob: Any, padded: bool) -> bytes:
+    """One frame's encoded bytes; a zero-padded row ends at its last non-zero byte (JPEG/PNG never end in zero)."""
+    if isinstance(blob, bytes):
+        return blob
+    data = np.asarray(blob, dtype=np.uint8)
+    if padded:
+        data = data[:np.max(np.flatnonzero(data), initial=-1) + 1]
+    return data.tobytes()
+
+
+def _decode_encoded(frames: np.ndarray, where: str) -> np.ndarray:
+    """Per-frame encoded images -> (T, H, W, 3) uint8; a frame that does not decode is named with `where`."""
+    padded = frames.ndim == 2
     images = []
-    for blob in frames:
-        data = bytes(np.asarray(blob, dtype=np.uint8)) if not isinstance(blob, bytes) else blob
-        images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    for t, blob in enumerate(frames):
+        try:
+            images.append(decode_image(_frame_bytes(blob, padded)))
+        except EpisodeError as error:
+            raise EpisodeError(f"{where} frame {t}: {error}") from error
     return np.stack(images)
 
 
@@ -89,7 +109,8 @@ class Hdf5Reader(FileTreeReader):
         return [f"{parent}/{name}".strip("/") for name in sorted(node, key=_natural)
                 if isinstance(node[name], h5py.Group)]
 
-    def _arrays(self, group: Any, read: bool) -> dict[str, Any]:
+    def _arrays(self, group: Any) -> dict[str, Any]:
+        """The episode's datasets under `group` (frames always; actions, rewards, success when found)."""
         found = {"frames": _find(group, self.options.get("image_key"), FRAME_KEYS),
                  "actions": _find(group, self.options.get("action_key"), ACTION_KEYS),
                  "rewards": _find(group, self.options.get("reward_key"), REWARD_KEYS),
@@ -99,7 +120,7 @@ class Hdf5Reader(FileTreeReader):
             group.visit(lambda name: keys.append(name) if hasattr(group[name], "shape") else None)
             shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
             raise EpisodeError(f"no frame dataset found (set options.image_key to one of its datasets: {shown})")
-        return {k: (v[()] if read else v) for k, v in found.items() if v is not None}
+        return {k: v for k, v in found.items() if v is not None}
 
     def scan(self, report: DataReport) -> list[EpisodeInfo]:
         import h5py
@@ -125,10 +146,10 @@ class Hdf5Reader(FileTreeReader):
         return infos
 
     def _info(self, stem: str, group: str, node: Any, file: Path) -> EpisodeInfo:
-        arrays = self._arrays(node, read=False)
+        arrays = self._arrays(node)
         frames = arrays["frames"]
         length = int(frames.shape[0])
-        if length == 0 or frames.ndim not in (1, 3, 4):
+        if length == 0 or not (_is_encoded(frames) or frames.ndim in (3, 4)):
             raise EpisodeError(f"frames: bad shape {frames.shape}")
         action_dim = None
         if "actions" in arrays:
@@ -145,13 +166,14 @@ class Hdf5Reader(FileTreeReader):
         file, group = info.location
         try:
             with h5py.File(file, "r") as handle:
-                arrays = self._arrays(handle[group] if group else handle, read=True)
+                datasets = self._arrays(handle[group] if group else handle)
+                arrays = {key: dataset[()] for key, dataset in datasets.items()}
+                where = f"{file}:{datasets['frames'].name}"
                 alignment = self.options.get("alignment") or default_alignment(handle)
         except (OSError, KeyError) as error:
             raise EpisodeError(f"cannot read {file}:{group or '/'}: {error}") from error
-        frames = arrays["frames"]
-        if frames.ndim == 1 or frames.dtype == object:
-            arrays["frames"] = _decode_encoded(frames)
+        if _is_encoded(arrays["frames"]):
+            arrays["frames"] = _decode_encoded(arrays["frames"], where)
         return episode_from_arrays(arrays, {"alignment": alignment})
 
 

@@ -9,6 +9,10 @@ numeric `steps/action/*` feature, sorted), `reward_key` (default `steps/reward`)
 payload CRCs). Scanning reads every record once to count steps; convert large sets once
 (`ivideogpt data convert rlds`) rather than scanning them at every start.
 
+A shard cut (or with a corrupt length header) part-way keeps its complete records before the
+damage; the damage is reported (kind `truncated`) with its byte offset and the number of records
+recovered, like a cut tar shard. A record whose payload fails its CRC (`verify`) is skipped alone.
+
 BAIR (softmotion30_44k `traj_*_to_*.tfrecords`): per-step features `{t}/image_aux1/encoded`,
 `{t}/image_main/encoded` (raw 64x64 RGB bytes), `{t}/action` (4) and `{t}/endeffector_pos` (3).
 Option `camera`: `aux1` (default; the view the paper's BAIR experiments use) or `main`.
@@ -27,6 +31,7 @@ from ivideogpt.data.episode import Episode, EpisodeError
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.base import EpisodeInfo, align_actions
 from ivideogpt.data.sources.tfrecord import parse_example, read_record, record_offsets
+from ivideogpt.data.sources.webdataset import report_cut
 
 
 def decode_image(blob: bytes) -> np.ndarray:
@@ -59,11 +64,14 @@ class _RecordReader:
             name = file.name if self.path.is_file() else file.relative_to(self.path).as_posix()
             name = re.sub(r"\.tfrecords?$", "", name)
             try:
-                offsets = record_offsets(file)
-            except (EpisodeError, OSError) as error:
+                offsets, damage = record_offsets(file)
+            except OSError as error:
+                offsets, damage = [], str(error)
+            if damage is not None and offsets:
+                report_cut(report, file, None, damage, len(offsets))  # kind `truncated`, as a cut tar shard
+            elif damage is not None:
                 report.found += 1
-                report.skip(str(file), str(error), "unreadable")
-                continue
+                report.skip(str(file), damage, "unreadable")
             for index, offset in enumerate(offsets):
                 report.found += 1
                 try:

@@ -3,6 +3,8 @@
 A TFRecord is a sequence of records: uint64 length, uint32 masked CRC-32C of the length,
 the payload, uint32 masked CRC-32C of the payload. The length CRC is always checked (it
 catches truncated and corrupt files); the payload CRC only with `verify=True` (slow in Python).
+A cut or a corrupt length ends the framing, but every complete record before it is still read:
+`record_offsets` returns their offsets together with what went wrong, and where.
 An Example maps feature names to a bytes, float or int64 list; `parse_example` returns
 `{name: list[bytes] | np.ndarray}`. `write_tfrecord`/`encode_example` write small files
 (tests, exports).
@@ -42,24 +44,28 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def record_offsets(path: str | Path) -> list[int]:
-    """Byte offset of every record in a TFRecord file, checking each length header."""
+def record_offsets(path: str | Path) -> tuple[list[int], str | None]:
+    """Byte offsets of the complete records of a TFRecord file, checking each length header, and
+    the damage that ended the framing early (a cut or a corrupt length, with its byte offset), else None.
+
+    Nothing after a bad header can be framed, but the records before it are whole, so they are kept.
+    """
     offsets, position = [], 0
     size = Path(path).stat().st_size
     with open(path, "rb") as stream:
         while position < size:
             header = stream.read(12)
             if len(header) < 12:
-                raise EpisodeError(f"truncated record header at byte {position}")
+                return offsets, f"truncated record header at byte {position}"
             length, length_crc = struct.unpack("<QI", header)
             if masked_crc32c(header[:8]) != length_crc:
-                raise EpisodeError(f"corrupt record length at byte {position}")
+                return offsets, f"corrupt record length at byte {position}"
             if position + 16 + length > size:
-                raise EpisodeError(f"truncated record at byte {position} ({length} bytes announced)")
+                return offsets, f"truncated record at byte {position} ({length} bytes announced, file ends at {size})"
             offsets.append(position)
             position += 16 + length
             stream.seek(position)
-    return offsets
+    return offsets, None
 
 
 def read_record(path: str | Path, offset: int, verify: bool = False) -> bytes:
@@ -80,9 +86,12 @@ def read_record(path: str | Path, offset: int, verify: bool = False) -> bytes:
 
 
 def iter_records(path: str | Path, verify: bool = False) -> Iterator[bytes]:
-    """Every record payload of a file, in order."""
-    for offset in record_offsets(path):
+    """Every record payload of a file, in order; a cut or damaged file raises EpisodeError after its whole records."""
+    offsets, damage = record_offsets(path)
+    for offset in offsets:
         yield read_record(path, offset, verify)
+    if damage is not None:
+        raise EpisodeError(f"{path}: {damage}")
 
 
 def _varint(data: bytes | memoryview, position: int) -> tuple[int, int]:
