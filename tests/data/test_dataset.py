@@ -222,3 +222,24 @@ def test_a_data_root_where_no_source_exists_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"none of the 2 data source path\(s\) exists \(the first: .*robot_a\); "
                                         r"check data.root="):
         build_index(config)
+
+
+def test_a_mixture_source_whose_path_does_not_exist_is_one_line(tmp_path, write_episodes, capsys):
+    from ivideogpt.cli import main
+    from ivideogpt.data.index import build_index
+
+    write_episodes(tmp_path / "robot_a", 3)
+    mixture = {"root": str(tmp_path), "segment_length": 4, "sources": [
+        {"name": "a", "path": "robot_a"}, {"name": "b", "path": "robot_bb", "weight": 3}, {"name": "c", "path": "x"}]}
+    message = (rf"sources b, c: paths {tmp_path / 'robot_bb'}, {tmp_path / 'x'} do not exist; correct them \(or "
+               r"data.root\), or leave them out with exclude_sources=\[b, c\]$")
+    with pytest.raises(DataError, match=message):
+        build_index(DataConfig(**mixture))
+    with pytest.raises(DataError, match=rf"^source c: path {tmp_path / 'x'} does not exist; correct it \(or "
+                                        r"data.root\), or leave it out with exclude_sources=\[c\]$"):
+        build_index(DataConfig(**mixture, exclude_sources=["b"]))
+    (tmp_path / "mix.yaml").write_text(json.dumps(mixture))
+    assert main(["data", "check", str(tmp_path / "mix.yaml")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # the error alone: no skip warning before it
+    assert line.startswith("ivideogpt data: sources b, c: paths ")
+    assert main(["data", "check", str(tmp_path / "mix.yaml"), "exclude_sources=[b, c]", "--quiet"]) == 0

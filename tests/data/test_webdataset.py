@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import json
+import pickle
+import subprocess
 import tarfile
 
 import numpy as np
 import pytest
 import webdataset as wds
+import yaml
 
+from ivideogpt.cli import main
 from ivideogpt.data.config import DataConfig
 from ivideogpt.data.index import build_index
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources import make_reader
+from ivideogpt.data.sources import webdataset as tar_source
 from ivideogpt.data.sources.webdataset import iter_shard
 
 
@@ -193,3 +199,54 @@ def test_junk_file_is_an_unreadable_shard(tmp_path):
     stream_report = DataReport()
     assert not list(iter_shard(tmp_path / "junk.tar", report=stream_report))
     assert [k for _, k, _ in stream_report.skipped] == ["unreadable"]
+
+
+def _check_json(config_path, capsys, *extra: str) -> dict:
+    """`ivideogpt data check CONFIG [overrides or flags] --json` (exit status 0), parsed."""
+    assert main(["data", "check", str(config_path), *extra, "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_data_check_reports_gzip_shards_as_it_does_uncompressed_ones(tmp_path, capsys):
+    samples = [_sample(f"ep{k}", 6 + k, 2, offset=k) for k in range(5)]
+    for name in ("plain", "gz"):
+        (tmp_path / name).mkdir()
+    _write(str(tmp_path / "plain" / "shard-%06d.tar"), samples, maxcount=3)
+    _write(str(tmp_path / "gz" / "shard-%06d.tar.gz"), samples[:3])  # ShardWriter gzips a *.tar.gz pattern
+    with tarfile.open(tmp_path / "plain" / "shard-000001.tar") as archive:  # the rest as `tar czf` packs it
+        archive.extractall(tmp_path / "loose", filter="data")
+    names = sorted(p.name for p in (tmp_path / "loose").iterdir())
+    subprocess.run(["tar", "czf", str(tmp_path / "gz" / "shard-000001.tgz"), "-C", str(tmp_path / "loose"), *names],
+                   check=True)
+    results = {}
+    for name in ("plain", "gz"):
+        config = {"segment_length": 4, "val_fraction": 0.2, "sources": [{"name": "s", "path": str(tmp_path / name)}]}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        results[name] = _check_json(tmp_path / f"{name}.yaml", capsys, "--deep")
+        index = build_index(DataConfig(**config))
+        assert sorted(e.episode_id for s in index.splits.values() for e in s) == [
+            f"s/shard-00000{k // 3}/ep{k}" for k in range(5)]
+        assert sorted(e.info.length for s in index.splits.values() for e in s) == [6, 7, 8, 9, 10]
+    plain, gz = results["plain"], results["gz"]
+    assert plain["found"] == plain["used"] == 5 and plain["deep"] == {"decoded": 5, "broken": []}
+    assert {k: v for k, v in gz.items() if k != "notes"} == {k: v for k, v in plain.items() if k != "notes"}
+    streamed = _check_json(tmp_path / "gz.yaml", capsys, "stream=true")
+    assert streamed["episodes"]["train"] == {"s": 5} and streamed["action_dim"] == 2 and streamed["rewards"]
+
+
+def test_gzip_shard_samples_load_in_one_pass_per_shard(tmp_path, monkeypatch):
+    _write(str(tmp_path / "shard-%06d.tar.gz"), [_sample(f"ep{k}", 6, 2, offset=k) for k in range(6)], maxcount=3)
+    infos, report, reader = _scan(tmp_path)
+    assert list(infos) == [f"shard-00000{k // 3}/ep{k}" for k in range(6)] and not report.skipped
+    passes = []
+    stream = tar_source.iter_samples
+    monkeypatch.setattr(tar_source, "iter_samples", lambda path, report: passes.append(path) or stream(path, report))
+    loaded = [reader.load(info) for info in infos.values()]
+    assert [int(e.frames[0, 0, 0, 0]) for e in loaded] == [10 * k for k in range(6)] and len(passes) == 2
+    assert int(reader.load(infos["shard-000001/ep3"]).frames[0, 0, 0, 0]) == 30 and len(passes) == 3  # went back
+    assert pickle.loads(pickle.dumps(reader)).load(infos["shard-000000/ep1"]).frames.shape == (6, 8, 8, 3)
+    (tmp_path / "shard-000001.tar.gz").write_bytes((tmp_path / "shard-000001.tar.gz").read_bytes()[:-200])
+    infos, report, _ = _scan(tmp_path)
+    ((where, kind, _),) = report.skipped
+    lost = int(where.rpartition(":ep")[2])  # the sample at the cut; those before it are indexed
+    assert kind == "truncated" and list(infos) == [f"shard-00000{k // 3}/ep{k}" for k in range(lost)]

@@ -35,7 +35,8 @@ DATA_FORMATS: dict[str, DataFormat] = {f.name: f for f in (
     DataFormat("hdf5", "hdf5:Hdf5Reader", "HDF5 trajectories, one per file or per group", (".h5", ".hdf5")),
     DataFormat("lerobot", "lerobot:LeRobotReader", "LeRobot dataset folder, v2.x or v3.0 (found by meta/info.json)"),
     DataFormat("rlds", "rlds:RldsReader", "RLDS / TFDS TFRecord shards (Open X-Embodiment)", fixed_alignment=True),
-    DataFormat("tar", "webdataset:TarReader", "WebDataset tar shards: npz, .npy, image or video samples", (".tar",)),
+    DataFormat("tar", "webdataset:TarReader", "WebDataset tar shards: npz, .npy, image or video samples",
+               (".tar", ".tar.gz", ".tgz")),
     DataFormat("bair", "rlds:BairReader", "BAIR robot pushing TFRecords", fixed_alignment=True),
     DataFormat("robonet", "robonet:RoboNetReader", "RoboNet hdf5 trajectories", fixed_alignment=True),
 )}

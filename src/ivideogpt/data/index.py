@@ -83,14 +83,27 @@ def _source_bounds(source: SourceConfig, path: object, dims: set[int], report: D
     return bounds
 
 
-def build_index(config: DataConfig) -> DataIndex:
-    """Scan all sources of `config`, split, filter and decide whether actions/rewards are returned."""
+def check_source_paths(config: DataConfig) -> None:
+    """Raise a one-line DataError when an active source's path does not exist: a mixture never silently trains
+    without one of its sources (leaving one out is `exclude_sources`)."""
     if not config.active_sources:
         raise DataError("no data sources: DataConfig.sources is empty or all are excluded")
-    paths = [source.resolved_path(config.root) for source in config.active_sources]
-    if not any(path.exists() for path in paths):  # one line, not a skip warning for each of them
+    paths = {source.name: source.resolved_path(config.root) for source in config.active_sources}
+    missing = [name for name, path in paths.items() if not path.exists()]
+    if len(missing) == len(paths):  # most likely a wrong data.root: say so, rather than list every source
         hint = f"data.root={str(config.root)!r}" if str(config.root) else "the sources' paths (or set data.root)"
-        raise DataError(f"none of the {len(paths)} data source path(s) exists (the first: {paths[0]}); check {hint}")
+        first = next(iter(paths.values()))
+        raise DataError(f"none of the {len(paths)} data source path(s) exists (the first: {first}); check {hint}")
+    if missing:
+        s, verb, them = ("s", "do", "them") if len(missing) > 1 else ("", "does", "it")
+        names, where = ", ".join(missing), ", ".join(str(paths[name]) for name in missing)
+        raise DataError(f"source{s} {names}: path{s} {where} {verb} not exist; correct {them} (or data.root), "
+                        f"or leave {them} out with exclude_sources=[{names}]")
+
+
+def build_index(config: DataConfig) -> DataIndex:
+    """Scan all sources of `config`, split, filter and decide whether actions/rewards are returned."""
+    check_source_paths(config)
     report = DataReport()
     readers, bounds, per_source = [], [], []
     for number, source in enumerate(config.sources):

@@ -25,7 +25,8 @@ READER_OPTIONS = ("action_dim", "action_key", "alignment", "camera", "group", "i
 def _file_format(path: Path) -> str | None:
     if ".tfrecord" in path.name:
         return "tfrecord"
-    return _SUFFIXES.get(path.suffix.lower())
+    name = path.name.lower()  # by name ending, so that `.tar.gz` is a tar shard
+    return next((kind for suffix, kind in _SUFFIXES.items() if name.endswith(suffix)), None)
 
 
 def _tfrecord_kind(path: Path) -> str:

@@ -4,7 +4,9 @@ What a sample may hold (an npz, per-array `.npy` members, a `.jpg`/`.png` frame 
 video) is described in `ivideogpt.data.sources.sample`. Uncompressed shards are indexed by
 member offsets, so `TarReader` serves the map-style dataset with random access; `iter_samples`
 streams any shard (also `.tar.gz`) sequentially and undecoded, for `ShardStream`, and `iter_shard`
-decodes what it streams into episodes.
+decodes what it streams into episodes. Gzip shards have no random access: `TarReader` indexes
+them in one pass each and loads a sample by streaming its shard on from the sample loaded before
+(from the start when it lies behind), so loads in shard order decompress each shard once.
 
 A cut or damaged shard keeps what it can: every complete sample before the damage is read and
 the damage is reported (kind `truncated`) with the number of samples recovered. A cut inside a
@@ -18,6 +20,7 @@ sample has, so its last members may be missing.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -28,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from ivideogpt.data.episode import Episode, EpisodeError
+from ivideogpt.data.formats import DATA_FORMATS
 from ivideogpt.data.report import DataReport
 from ivideogpt.data.sources.base import EpisodeInfo, FileTreeReader
 from ivideogpt.data.sources.npz import READ_ERRORS
-from ivideogpt.data.sources.sample import sample_episode, sample_info
+from ivideogpt.data.sources.sample import Read, sample_episode, sample_info
 
-SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+SHARD_SUFFIXES = DATA_FORMATS["tar"].suffixes  # .tar, .tar.gz, .tgz
 GZIP_SUFFIXES = (".gz", ".tgz")
 TAR_ERRORS = (tarfile.TarError, OSError, EOFError)
 BLOCK = tarfile.BLOCKSIZE
@@ -44,6 +48,26 @@ def split_key(name: str) -> tuple[str, str]:
     folder, _, base = name.rpartition("/")
     stem, _, extension = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), extension.lower()
+
+
+def gzipped(shard: Path) -> bool:
+    """Whether a shard is gzip-compressed (`.tar.gz`, `.tgz`), read only in sequence."""
+    return shard.name.lower().endswith(GZIP_SUFFIXES)
+
+
+def shard_stem(shard: Path) -> str:
+    """A shard's file name without `.tar`, `.tar.gz` or `.tgz`: the first part of its episodes' ids."""
+    return next((shard.name[:-len(s)] for s in SHARD_SUFFIXES if shard.name.lower().endswith(s)), shard.stem)
+
+
+def in_memory(members: dict[str, bytes]) -> Read:
+    """The `Read` of a sample whose members are already in memory (a streamed sample)."""
+    return lambda extension, limit: members[extension][:limit]
+
+
+def header_info(key: str, members: dict[str, bytes], options: dict[str, Any] | None) -> EpisodeInfo:
+    """A streamed sample's length and widths from its array headers (no pixels decoded); READ_ERRORS when unreadable."""
+    return sample_info(key, members, in_memory(members), options, None)
 
 
 class GzipStream(io.RawIOBase):
@@ -120,9 +144,9 @@ def iter_samples(path: str | Path, report: DataReport) -> Iterator[tuple[str, di
         report.found += 1
         yield current, members
 
-    gzipped = GzipStream(path) if path.name.endswith(GZIP_SUFFIXES) else None
+    gzip_stream = GzipStream(path) if gzipped(path) else None
     try:
-        with tarfile.open(None if gzipped else path, "r|*", fileobj=gzipped) as archive:
+        with tarfile.open(None if gzip_stream else path, "r|*", fileobj=gzip_stream) as archive:
             for member in archive:
                 last = member
                 if not member.isfile():
@@ -135,46 +159,60 @@ def iter_samples(path: str | Path, report: DataReport) -> Iterator[tuple[str, di
                     current, members = key, {}
                 members[extension] = archive.extractfile(member).read()
     except TAR_ERRORS as error:
-        if last is None and current is None and not (gzipped and gzipped.cut):
+        if last is None and current is None and not (gzip_stream and gzip_stream.cut):
             report.found += 1
             report.skip(str(path), f"unreadable shard: {error}", "unreadable")
         else:
             report_cut(report, path, current, f"{type(error).__name__}: {error}", recovered)
         return
     finally:
-        if gzipped is not None:
-            gzipped.close()
-    if gzipped is not None and gzipped.cut:
+        if gzip_stream is not None:
+            gzip_stream.close()
+    if gzip_stream is not None and gzip_stream.cut:
         after = f", after member {last.name}" if last is not None else ""
         report_cut(report, path, current, f"the gzip stream ends early{after}", recovered)
-    elif gzipped is None and last is not None and not ends_cleanly(path, last):
+    elif gzip_stream is None and last is not None and not ends_cleanly(path, last):
         report_cut(report, path, current, f"no end-of-archive block after member {last.name}", recovered)
     elif current is not None:
         yield from flush()
 
 
 class TarReader(FileTreeReader):
-    """Uncompressed `.tar` shards under a folder (or one shard), indexed for random access."""
+    """Tar shards under a folder (or one shard): uncompressed ones indexed for random access, gzip ones
+    indexed and loaded by streaming (see the module docstring)."""
 
     suffixes = SHARD_SUFFIXES
+    _cursor: tuple[int, Path, Iterator[tuple[str, dict[str, bytes]]]] | None = None  # (pid, gzip shard, samples left)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the open gzip stream (another process opens its own)."""
+        return {**self.__dict__, "_cursor": None}
 
     def scan(self, report: DataReport) -> list[EpisodeInfo]:
-        infos = []
-        for shard in self.files():
-            if not shard.name.endswith(".tar"):
-                report.found += 1
-                report.skip(str(shard), "compressed shards stream only (use ShardStream) or unpack to .tar",
-                            "unsupported")
-                continue
-            samples = self._index(shard, report)
-            for key, members in samples.items():
-                report.found += 1
+        infos, shards = [], self.files()
+        for shard in shards:
+            for key, members, read, location in self._samples(shard, report):
                 try:
-                    infos.append(sample_info(f"{shard.stem}/{key}", members, partial(self._read, shard, members),
-                                             self.options, (shard, members)))
+                    infos.append(sample_info(f"{shard_stem(shard)}/{key}", members, read, self.options, location))
                 except READ_ERRORS as error:
                     report.skip(f"{shard}:{key}", str(error), "unreadable")
+        compressed = sum(map(gzipped, shards))
+        if compressed:
+            report.note(f"{self.path}: {compressed} gzip shard(s) have no random access: indexing read each whole, "
+                        "and indexed training (stream: false) decompresses a shard up to every episode it loads; "
+                        "unpack them to .tar to train indexed")
         return infos
+
+    def _samples(self, shard: Path, report: DataReport) -> Iterator[tuple[str, Any, Read, Any]]:
+        """(key, member extensions, their `Read`, location) of each complete sample of `shard`, counted as found:
+        by member offsets in an uncompressed shard, by one pass through a gzip shard."""
+        if gzipped(shard):
+            for key, members in iter_samples(shard, report):
+                yield key, members, in_memory(members), (shard, key)
+            return
+        for key, offsets in self._index(shard, report).items():
+            report.found += 1
+            yield key, offsets, partial(self._read, shard, offsets), (shard, offsets)
 
     def _index(self, shard: Path, report: DataReport) -> dict[str, dict[str, tuple[int, int]]]:
         """{key: {extension: (offset, size)}} of a shard's complete samples; a cut is reported."""
@@ -213,10 +251,22 @@ class TarReader(FileTreeReader):
             raise EpisodeError(f"{shard}: member {extension} truncated")
         return data
 
+    def _streamed(self, shard: Path, key: str) -> dict[str, bytes]:
+        """The members of sample `key` of a gzip shard: read on from the previous load, else from the start."""
+        here = (os.getpid(), shard)  # a forked worker never reads on from its parent's open file
+        earlier = [self._cursor[2]] if self._cursor is not None and self._cursor[:2] == here else []
+        for samples in [*earlier, None]:
+            self._cursor = (*here, samples if samples is not None else iter_samples(shard, DataReport()))
+            for found, members in self._cursor[2]:
+                if found == key:
+                    return members
+        raise EpisodeError(f"{shard}: sample {key} is gone; the shard changed or was damaged since it was indexed")
+
     def load(self, info: EpisodeInfo) -> Episode:
-        shard, members = info.location
+        shard, where = info.location
         try:
-            data = {ext: self._read(shard, members, ext) for ext in members}
+            data = (self._streamed(shard, where) if gzipped(shard) else
+                    {ext: self._read(shard, where, ext) for ext in where})
         except OSError as error:
             raise EpisodeError(f"{shard}: {error}") from error
         return sample_episode(data, self.options)
