@@ -7,7 +7,7 @@ import torch
 
 from ivideogpt.tokenizer import tokenizer_tiny
 from ivideogpt.transformer import transformer_tiny
-from ivideogpt.world_model import RolloutState, WorldModel
+from ivideogpt.world_model import RolloutState, WindowedRollout, WorldModel
 
 
 VARIANTS = {"rope": {}, "rope+spatial": {"spatial_positions": True},
@@ -259,3 +259,21 @@ def test_cuda_graph_frames_sample_the_tokens_of_the_kept_cache(parts) -> None:
         ids[mode] = world.state.ids
     assert world.frames.captured  # the static rollout replayed captured graphs
     assert torch.equal(ids["static"], ids["kept"])
+
+
+def test_windowed_rollout_re_anchors_on_its_newest_frames_and_the_action_between_them(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(3, 2, 2)
+    world = WorldModel(*parts, temperature=0.0)
+    world.reset(ctx, ctx_actions)
+    first, second = world.step(actions[0])[0], world.step(actions[1])[0]
+    world.reset(torch.stack([first, second], dim=1), actions[1][:, None])  # by hand: the window of 4 is full
+    expected = world.step(actions[2])[0]
+    rollout = WindowedRollout(world, window=4)
+    rollout.reset(ctx, ctx_actions)
+    frames = [rollout.step(action)[0] for action in actions]
+    assert (world.state.num_context, world.state.num_future) == (2, 1)
+    torch.testing.assert_close(frames[2], expected)
+    with pytest.raises(ValueError, match="2 context frames leave no room for a predicted frame"):
+        WindowedRollout(world, window=2).reset(ctx, ctx_actions)
+    with pytest.raises(ValueError, match="window must be >= 2"):
+        WindowedRollout(world, window=1)

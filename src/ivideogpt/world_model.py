@@ -14,6 +14,10 @@ frame with one captured CUDA graph on a GPU (`transformer/frame_graph.py`): the 
 sampling the same tokens as "kept" for the same seed. `cache="per_frame"` (re-process the whole
 prefix at every frame, as naive implementations do) and `cache="none"` (no cache at all) exist to
 check equivalence and to measure the speed-up.
+
+Past `window` frames (the training clip length) `step` keeps growing the sequence into positions the
+transformer never saw; `WindowedRollout` re-anchors there instead (the gym envs step through it;
+`ivideogpt play` re-anchors at the same boundary, `RolloutState.fills`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from ivideogpt.transformer.static_cache import StaticCache
 CacheMode = Literal["kept", "static", "per_frame", "none"]
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 Precision = Literal["fp32", "bf16"]
+PastWindow = Literal["reanchor", "refuse", "extend"]
+PAST_WINDOW: tuple[str, ...] = get_args(PastWindow)
 
 
 @dataclass
@@ -60,6 +66,11 @@ class RolloutState:
     @property
     def length(self) -> int:
         return self.ids.shape[1]
+
+    def fills(self, window: int | None) -> bool:
+        """Whether the state holds `window` frames (context + predicted; None: unknown, never): the training clip
+        length, so one more frame would take the transformer to positions it was never trained on."""
+        return window is not None and self.num_context + self.num_future >= window
 
     def repeat(self, n: int) -> "RolloutState":
         """An independent copy with each batch row repeated n times in a row: (B, ...) -> (B*n, ...)."""
@@ -106,6 +117,8 @@ class WorldModel:
     runs the tokenizer under bf16 autocast (convolutions in bf16, normalisations in fp32); frames
     and rewards come back as fp32. On CPUs with AVX-512 BF16 a full step runs ~1.8x faster.
     The default follows the transformer's weights (bf16 weights: "bf16").
+    `window`: frames per training clip (context + predicted; `load_model` sets it from the run's
+    `data.segment_length`), None when unknown; `WindowedRollout` keeps rollouts within it.
     """
 
     def __init__(self, tokenizer: torch.nn.Module, transformer: WorldModelTransformer, temperature: float = 1.0,
@@ -122,6 +135,7 @@ class WorldModel:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
         self.state: RolloutState | None = None
+        self.window: int | None = None
         self.frames = FrameGenerator(transformer) if cache == "static" else None
         bf16_weights = transformer.lm_head.weight.dtype == torch.bfloat16
         self.set_precision(precision or ("bf16" if bf16_weights else "fp32"))
@@ -461,6 +475,53 @@ class WorldModel:
             codes.append(code)
             inputs = torch.cat([inputs, embedded], dim=1) if self.cache_mode == "none" else embedded
         return torch.stack(codes, dim=1), torch.stack(hiddens, dim=1)
+
+
+class WindowedRollout:
+    """`reset` / `step` of a world model for as long as wanted, its transformer never reading more than `window` frames.
+
+    Once the sequence holds `window` frames (context + predicted: the training clip length), the next step
+    depends on `past_window`. "reanchor" first restarts from the newest Tc frames (its own decoded predictions,
+    encoded afresh as context, with the Tc - 1 actions between them), then predicts: every window looks like
+    a training clip and memory stays bounded, but errors of the decoded frames carry over. "refuse" raises
+    ValueError and steps nothing. "extend" lets the sequence grow (plain `WorldModel.step`). `window=None`
+    (unknown) never re-anchors. A re-anchor does not reseed the sampler: seeded rollouts stay reproducible.
+    """
+
+    def __init__(self, world_model: WorldModel, window: int | None, past_window: PastWindow = "reanchor") -> None:
+        if past_window not in PAST_WINDOW:
+            raise ValueError(f"past_window must be one of {', '.join(map(repr, PAST_WINDOW))}, got {past_window!r}")
+        if window is not None and window < 2:
+            raise ValueError(f"window must be >= 2 frames (a context and a predicted frame), got {window}")
+        self.world_model, self.window, self.past_window = world_model, window, past_window
+        self.recent: Tensor | None = None
+        """(B, Tc, 3, H, W) the newest Tc frames: the context of the next re-anchor."""
+
+    def reset(self, context_frames: Tensor | np.ndarray, actions: Tensor | None = None,
+              seed: int | None = None) -> RolloutState:
+        """`WorldModel.reset`, refused when the Tc context frames leave no room for a predicted frame in the window."""
+        context_frames = torch.as_tensor(context_frames)
+        tc = context_frames.shape[1] if context_frames.ndim == 5 else 0  # other shapes: reset says what is wrong
+        if self.past_window != "extend" and self.window is not None and tc >= self.window:
+            raise ValueError(f"{tc} context frames leave no room for a predicted frame in the model's "
+                             f"{self.window}-frame training window")
+        state = self.world_model.reset(context_frames, actions, seed=seed)
+        self.recent = context_frames
+        return state
+
+    def step(self, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+        """`WorldModel.step`'s frames (B, 3, H, W) and rewards, after re-anchoring (or refusing) at a full window."""
+        state = self.world_model.state
+        if self.past_window != "extend" and state is not None and state.fills(self.window):
+            if self.past_window == "refuse":
+                raise ValueError(f"the rollout holds {self.window} frames, the clip length the world model was trained "
+                                 f"on: reset it, or pass past_window='reanchor' to go on from its newest frames")
+            tc = state.num_context
+            between = None if state.actions is None or tc == 1 else state.actions[:, -(tc - 1):]
+            self.world_model.reset(self.recent, between)
+        frames, rewards = self.world_model.step(actions)
+        self.recent = torch.cat([self.recent[:, 1:].to(frames), frames[:, None]], dim=1)
+        return frames, rewards
 
 
 def check_compatible(tokenizer: torch.nn.Module, transformer: WorldModelTransformer) -> None:

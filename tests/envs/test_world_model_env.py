@@ -8,6 +8,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from ivideogpt.envs.world_model_env import WorldModelEnv, WorldModelVectorEnv
+from ivideogpt.frames import to_model, to_uint8
 from ivideogpt.tokenizer import tokenizer_tiny
 from ivideogpt.transformer import transformer_tiny
 from ivideogpt.world_model import WorldModel
@@ -76,3 +77,69 @@ def test_actions_of_another_shape_are_refused_not_reshaped(world: WorldModel, ve
         with pytest.raises(ValueError, match=re.escape(f"action space's shape {expected}, got {wrong.shape}")):
             env.step(wrong)
     assert env.step(np.zeros(expected, np.float32))[0].shape[-3:] == (64, 64, 3)
+
+
+@pytest.fixture
+def windowed() -> WorldModel:
+    """A greedy model whose training clips held 3 frames (1 context + 2 predicted), as `load_model` records it."""
+    torch.manual_seed(0)
+    transformer = transformer_tiny(action_dim=2, reward_head=True).build()
+    torch.nn.init.normal_(transformer.action_proj.weight, std=0.5)
+    world_model = WorldModel(tokenizer_tiny().build(), transformer, temperature=0.0)
+    world_model.window = 3  # the run's data.segment_length
+    return world_model
+
+
+def _reference(world_model: WorldModel, starts: np.ndarray, actions: np.ndarray, window: int) -> list[np.ndarray]:
+    """Observations (B, 64, 64, 3) of greedy rollouts from uint8 `starts` (B, 64, 64, 3) under `actions` (T, B, 2)
+    that restart from their newest frame after every window - 1 steps, by hand."""
+    frames, observations = to_model(torch.as_tensor(starts))[:, None], []
+    world_model.reset(frames)
+    for t, action in enumerate(actions):
+        if t and t % (window - 1) == 0:
+            world_model.reset(frames)
+        frames = world_model.step(torch.as_tensor(action))[0][:, None]
+        observations.append(to_uint8(frames[:, 0]))
+    return observations
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_stepping_three_windows_re_anchors_at_each_window_boundary(windowed: WorldModel, vector: bool) -> None:
+    starts = pool(2)[:, 0] if vector else pool(1)[:, 0]  # (B, 64, 64, 3)
+    actions = np.random.default_rng(1).uniform(-1, 1, (9, len(starts), 2)).astype(np.float32)
+    expected = _reference(windowed, starts, actions, window=3)
+    env = (WorldModelVectorEnv(windowed, pool(), num_envs=2, horizon=9) if vector
+           else WorldModelEnv(windowed, pool(), horizon=9))
+    env.reset(seed=0, options={"contexts": starts[:, None]} if vector else {"context": starts})
+    for t, action in enumerate(actions):
+        obs, reward, _, truncated, _ = env.step(action if vector else action[0])
+        assert obs.shape[-3:] == (64, 64, 3) and obs.dtype == np.uint8 and np.isfinite(reward).all()
+        state = windowed.state  # never more frames than the model was trained on ...
+        assert state.num_context + state.num_future <= 3
+        assert (state.num_context, state.num_future) == (1, 1 + t % 2)  # ... re-anchored at steps 3, 5, 7, 9
+        assert np.array_equal(obs, expected[t] if vector else expected[t][0])  # from its newest predicted frame
+    assert np.all(truncated)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_a_refusing_env_stops_at_the_window_and_an_extending_one_grows(windowed: WorldModel, vector: bool) -> None:
+    def make(past_window: str):
+        if vector:
+            return WorldModelVectorEnv(windowed, pool(), num_envs=2, horizon=9, past_window=past_window)
+        return WorldModelEnv(windowed, pool(), horizon=9, past_window=past_window)
+
+    action = np.zeros((2, 2) if vector else 2, np.float32)
+    env = make("refuse")
+    env.reset(seed=0)
+    env.step(action)
+    env.step(action)
+    with pytest.raises(ValueError, match=r"holds 3 frames, the clip length .* trained on"):
+        env.step(action)
+    assert windowed.state.num_future == 2  # nothing was stepped
+    env = make("extend")
+    env.reset(seed=0)
+    for _ in range(9):
+        env.step(action)
+    assert windowed.state.num_context + windowed.state.num_future == 10
+    with pytest.raises(ValueError, match="past_window"):
+        make("wrap")

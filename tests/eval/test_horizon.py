@@ -11,7 +11,7 @@ import torch
 from ivideogpt.eval.horizon import horizon_curve, horizon_markdown, reanchored_rollout, true_history_rollout
 from ivideogpt.tokenizer import tokenizer_tiny
 from ivideogpt.transformer import transformer_tiny
-from ivideogpt.world_model import WorldModel
+from ivideogpt.world_model import RolloutState, WorldModel
 
 
 class ShiftsBrightness:
@@ -21,11 +21,24 @@ class ShiftsBrightness:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, torch.Tensor | None]] = []
+        self.state: RolloutState | None = None
+
+    def reset(self, context, context_actions=None, seed=None):
+        self.calls.append({"context": context.clone(), "context_actions": context_actions})
+        self.last = context[:, -1]
+        self.state = RolloutState(ids=torch.zeros(len(context), 0), actions=context_actions,
+                                  num_context=context.shape[1], num_future=0, cache=None, decoder_features=None)
+        return self.state
+
+    def step(self, actions):
+        self.last = self.last + actions[..., None, None]  # (B, 1) -> (B, 1, 1, 1) over (B, 3, h, w)
+        self.state.actions = torch.cat([self.state.actions, actions[:, None]], dim=1)
+        self.state.num_future += 1
+        return self.last, None
 
     def rollout(self, context, actions, seed=0, context_actions=None):
-        self.calls.append({"context": context.clone(), "context_actions": context_actions})
-        steps = actions.cumsum(dim=1)[..., None, None]  # (B, H, 1, 1, 1)
-        return context[:, -1:] + steps, None
+        self.reset(context, context_actions, seed)
+        return torch.stack([self.step(actions[:, t])[0] for t in range(actions.shape[1])], dim=1), None
 
 
 def _world(batch: int = 3, context: int = 2, horizon: int = 6) -> dict[str, torch.Tensor]:

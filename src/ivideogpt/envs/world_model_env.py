@@ -4,6 +4,13 @@
 episodes as one batch through the same KV-cached engine (a `gymnasium.vector.VectorEnv` with
 next-step autoreset). Episodes start from context frames drawn from a given pool (or passed in
 `reset(options={"context": ...})`) and are truncated after `horizon` steps.
+
+A horizon may be longer than the clips the model was trained on (`window` frames, context included;
+by default `world_model.window`, which `load_model` reads from the run's `data.segment_length`).
+At a full window the next step first re-anchors by default: it restarts from the newest Tc frames, the
+model's own predictions encoded afresh as context (`WindowedRollout`, as `ivideogpt evaluate
+--reanchor-every` and `ivideogpt play` do), so the transformer never reads a position it was not
+trained on. `past_window="refuse"` raises there instead; "extend" lets the token sequence grow.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ivideogpt.frames import to_model, to_uint8
-from ivideogpt.world_model import WorldModel
+from ivideogpt.world_model import PastWindow, WindowedRollout, WorldModel
 
 
 def _as_model_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -62,17 +69,27 @@ def _action_space(world_model: WorldModel, low: float, high: float) -> spaces.Sp
     return spaces.Box(low, high, shape=(world_model.action_dim,), dtype=np.float32)
 
 
+def _windowed(world_model: WorldModel, window: int | None, past_window: PastWindow) -> WindowedRollout:
+    """The env's rollout, kept within `window` frames (None: the world model's own training window)."""
+    return WindowedRollout(world_model, world_model.window if window is None else window, past_window)
+
+
 class WorldModelEnv(gym.Env):
-    """One imagined episode at a time. Observation: predicted frame, uint8 (H, W, 3)."""
+    """One imagined episode at a time. Observation: predicted frame, uint8 (H, W, 3).
+
+    window / past_window: the training clip length and what a step at a full window does (module docstring).
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, world_model: WorldModel, contexts: torch.Tensor | np.ndarray,
                  context_actions: torch.Tensor | np.ndarray | None = None, horizon: int = 50,
-                 action_low: float = -1.0, action_high: float = 1.0, render_mode: str | None = None) -> None:
+                 action_low: float = -1.0, action_high: float = 1.0, render_mode: str | None = None,
+                 window: int | None = None, past_window: PastWindow = "reanchor") -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.world_model, self.horizon, self.render_mode = world_model, horizon, render_mode
+        self.rollout = _windowed(world_model, window, past_window)
         self.pool = _Pool(world_model, contexts, context_actions)
         h, w = self.pool.frames.shape[-2:]
         self.observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
@@ -91,7 +108,7 @@ class WorldModelEnv(gym.Env):
             actions = None if actions is None else torch.as_tensor(actions).float()[None]
         else:
             frames, actions = self.pool.pick(self.np_random.integers(len(self.pool.frames), size=1))
-        self.world_model.reset(frames, actions, seed=int(self.np_random.integers(2**62)))
+        self.rollout.reset(frames, actions, seed=int(self.np_random.integers(2**62)))
         self._t = 0
         self._obs = to_uint8(frames[0, -1])
         return self._obs.copy(), {}
@@ -102,7 +119,7 @@ class WorldModelEnv(gym.Env):
         actions = None
         if self.world_model.action_dim:
             actions = _as_actions(action, self.action_space)[None]
-        frames, rewards = self.world_model.step(actions)
+        frames, rewards = self.rollout.step(actions)
         self._t += 1
         self._obs = to_uint8(frames[0])
         reward = 0.0 if rewards is None else float(rewards[0])
@@ -117,16 +134,19 @@ class WorldModelVectorEnv(VectorEnv):
 
     All episodes share the horizon, so they truncate together; with next-step autoreset the call
     after truncation resets every episode and returns the new first observations (reward 0).
+    window / past_window: as for `WorldModelEnv` (module docstring).
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, world_model: WorldModel, contexts: torch.Tensor | np.ndarray, num_envs: int,
                  context_actions: torch.Tensor | np.ndarray | None = None, horizon: int = 50,
-                 action_low: float = -1.0, action_high: float = 1.0) -> None:
+                 action_low: float = -1.0, action_high: float = 1.0, window: int | None = None,
+                 past_window: PastWindow = "reanchor") -> None:
         if num_envs < 1 or horizon < 1:
             raise ValueError(f"num_envs and horizon must be >= 1, got {num_envs} and {horizon}")
         self.world_model, self.num_envs, self.horizon = world_model, num_envs, horizon
+        self.rollout = _windowed(world_model, window, past_window)
         self.pool = _Pool(world_model, contexts, context_actions)
         h, w = self.pool.frames.shape[-2:]
         self.single_observation_space = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
@@ -150,7 +170,7 @@ class WorldModelVectorEnv(VectorEnv):
             frames, actions = self.pool.pick(self.np_random.integers(len(self.pool.frames), size=self.num_envs))
         if frames.shape[0] != self.num_envs:
             raise ValueError(f"need {self.num_envs} contexts, got {frames.shape[0]}")
-        self.world_model.reset(frames, actions, seed=int(self.np_random.integers(2**62)))
+        self.rollout.reset(frames, actions, seed=int(self.np_random.integers(2**62)))
         self._t, self._needs_reset = 0, False
         return to_uint8(frames[:, -1]), {}
 
@@ -162,7 +182,7 @@ class WorldModelVectorEnv(VectorEnv):
         batch = None
         if self.world_model.action_dim:
             batch = _as_actions(actions, self.action_space)
-        frames, rewards = self.world_model.step(batch)
+        frames, rewards = self.rollout.step(batch)
         self._t += 1
         truncated = np.full(n, self._t >= self.horizon)
         self._needs_reset = bool(truncated[0])

@@ -3,7 +3,8 @@
 Two ways to roll out longer than training: `extended` keeps one growing token sequence (the
 transformer sees positions it never saw in training; RoPE simply continues), `reanchored` restarts
 every `reanchor_every` frames from the model's own last predicted frames, encoded afresh as context
-(each window then looks like a training clip, but errors of the decoded frames feed back).
+(each window then looks like a training clip, but errors of the decoded frames feed back; the same
+`WindowedRollout` keeps the gym envs and `ivideogpt play` within the training window).
 `true_history` predicts each frame from the true frames before it: its lead over `extended` is what
 the model's own errors cost as they feed back, apart from what a single step gets wrong.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from ivideogpt.eval.metrics import psnr, score_entry, ssim
+from ivideogpt.world_model import WindowedRollout
 
 
 def reanchored_rollout(world_model: Any, context: torch.Tensor, actions: torch.Tensor, reanchor_every: int,
@@ -22,24 +24,15 @@ def reanchored_rollout(world_model: Any, context: torch.Tensor, actions: torch.T
     """Frames (B, H, 3, h, w) rolled out `reanchor_every` frames at a time, each window from the last Tc frames.
 
     context: (B, Tc, 3, h, w); actions: (B, H, A), actions[:, t] leads into predicted frame t;
-    context_actions: (B, Tc-1, A) between the context frames (Tc > 1).
+    context_actions: (B, Tc-1, A) between the context frames (Tc > 1). The re-anchoring is
+    `WindowedRollout`'s, with a window of Tc + `reanchor_every` frames: what the gym envs and `ivideogpt play`
+    do past the training window.
     """
     if reanchor_every < 1:
         raise ValueError(f"reanchor_every must be >= 1, got {reanchor_every}")
-    tc = context.shape[1]
-    frames = context.to(torch.float32)
-    known_actions = context_actions if context_actions is not None else actions[:, :0]
-    predicted = []
-    for start in range(0, actions.shape[1], reanchor_every):
-        window = actions[:, start : start + reanchor_every]
-        between = known_actions[:, known_actions.shape[1] - (tc - 1):] if tc > 1 else None
-        new, _ = world_model.rollout(frames[:, -tc:], window, context_actions=between, seed=seed + start)
-        new = new.float().cpu()
-        predicted.append(new)
-        frames = torch.cat([frames[:, -tc:].cpu(), new], dim=1)
-        # the action leading from the last context frame into the window's first frame joins the history
-        known_actions = torch.cat([known_actions, window], dim=1)
-    return torch.cat(predicted, dim=1)
+    rollout = WindowedRollout(world_model, context.shape[1] + reanchor_every)
+    rollout.reset(context, context_actions, seed=seed)
+    return torch.stack([rollout.step(actions[:, t])[0].float().cpu() for t in range(actions.shape[1])], dim=1)
 
 
 def true_history_rollout(world_model: Any, context: torch.Tensor, actions: torch.Tensor, future_codes: torch.Tensor,

@@ -3,8 +3,8 @@
 Every use of the shared `WorldModel` goes through one `Batcher` and runs on its model thread, so
 request threads never overlap on it. A step runs the transformer (`step(decode=False)`) and the
 decoder (`decode_latest`) apart, so the latency log can say where the time goes. A session whose
-rollout fills the training window is re-prefilled from its newest `context_frames` frames first:
-memory per session stays bounded.
+rollout fills the training window (`RolloutState.fills`, the rule `WindowedRollout` re-anchors by) is
+re-prefilled from its newest `context_frames` frames first: memory per session stays bounded.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ class PlayEngine:
         states, prefill_ms = {}, {}
         for i, job in forwards:
             states[i] = job.session.state
-            if states[i].num_context + states[i].num_future >= self.model.window:  # the window is full
+            if states[i].fills(self.model.window):
                 begun = time.perf_counter()
                 states[i] = self._prefill(*job.session.recent(self.model.context_frames))
                 prefill_ms[i] = 1000 * (time.perf_counter() - begun)

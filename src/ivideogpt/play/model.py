@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ivideogpt.data.actions import ActionBounds
+from ivideogpt.data.config import DataConfig
 from ivideogpt.world_model import WorldModel
 
 
@@ -29,7 +30,7 @@ class PlayModel:
     env_id: str | None = None
     """the simulator the training data came from, when known (Push-T: clicks are target positions)."""
     clips: list[Path] = field(default_factory=list)
-    """held-out episode files a session can start from."""
+    """held-out episode files a session can start from (`heldout_clips`)."""
     checkpoint: str = ""
 
     def __post_init__(self) -> None:
@@ -93,13 +94,38 @@ def load_play_model(checkpoint: str | Path, data: str | Path | None = None, devi
                      clips=heldout_clips(config, data), checkpoint=str(checkpoint))
 
 
-def heldout_clips(config: Any, data: str | Path | None = None) -> list[Path]:
-    """The `.npz` files of a data config's held-out episodes (`source/key`) that exist, in order."""
+def heldout_clips(config: DataConfig, data: str | Path | None = None) -> list[Path]:
+    """The `.npz` files, in order, of the episodes the run's training held out: the clips a session may start from.
+
+    Those are the test episodes the config names (`heldout_episodes`), else the validation episodes it
+    drew at random (`val_fraction`). data: the training data folder (default: each source's own path).
+    """
     folders = {source.name: Path(data) if data else source.resolved_path(config.root) for source in config.sources}
-    found = []
-    for episode_id in config.heldout_episodes:
-        name, _, key = episode_id.rpartition("/")
-        folder = folders.get(name) if name else next(iter(folders.values()), None)
-        if folder is not None and (folder / f"{key}.npz").is_file():
-            found.append(folder / f"{key}.npz")
-    return found
+    files = [_episode_file(episode_id, folders)
+             for episode_id in config.heldout_episodes or validation_episodes(config, folders)]
+    return [file for file in files if file is not None]
+
+
+def validation_episodes(config: DataConfig, folders: dict[str, Path]) -> list[str]:
+    """Ids of the episodes training validated on, split by `build_index` exactly as training split them.
+
+    Each source is split on its own, so sources whose folder is missing are left out; none for a streamed
+    run (it trains on every episode).
+    """
+    from ivideogpt.data.index import build_index
+
+    missing = [source.name for source in config.active_sources if not folders[source.name].exists()]
+    if config.stream or not config.val_fraction or len(missing) == len(config.active_sources):
+        return []
+    sources = [replace(source, path=str(folders[source.name])) for source in config.sources]
+    here = replace(config, sources=sources, root="", exclude_sources=[*config.exclude_sources, *missing])
+    return [episode.episode_id for episode in build_index(here).splits["val"]]
+
+
+def _episode_file(episode_id: str, folders: dict[str, Path]) -> Path | None:
+    """The `.npz` file of episode `source/key` (a bare `key`: the first source's) when it exists, else None."""
+    name, _, key = episode_id.partition("/")
+    if name not in folders:  # a bare key
+        name, key = next(iter(folders), None), episode_id
+    file = None if name is None else folders[name] / f"{key}.npz"
+    return file if file is not None and file.is_file() else None

@@ -23,9 +23,9 @@ def load_model(path: str | Path) -> nn.Module:
     """Rebuild the trained model of a checkpoint (or run) directory from its config.yaml and weights.
 
     A tokenizer checkpoint gives the tokenizer (eval mode); a transformer checkpoint a `WorldModel`
-    whose `.tokenizer` and `.transformer` are the trained modules (`.num_context` from its data
-    config). A released iVideoGPT snapshot folder (tokenizer/ + transformer/) is read directly into a
-    `WorldModel`.
+    whose `.tokenizer` and `.transformer` are the trained modules (`.num_context` and `.window`, the
+    training clip length, from its data config). A released iVideoGPT snapshot folder (tokenizer/ +
+    transformer/) is read directly into a `WorldModel`.
     """
     from ivideogpt.official import is_snapshot, load_snapshot
 
@@ -50,6 +50,7 @@ def model_from_checkpoint(path: Path) -> Any:
     transformer.load_state_dict(ckpt.read_weights(path, "transformer."))
     world_model = WorldModel(tokenizer, transformer)
     world_model.num_context = experiment.data.num_context
+    world_model.window = experiment.data.segment_length
     return world_model
 
 
