@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import pytest
 
@@ -71,3 +72,35 @@ def test_only_the_first_process_of_a_launch_shows_notes(capsys, monkeypatch):
     logging.getLogger("ivideogpt.train").info("token cache reused")
     logging.getLogger("ivideogpt.train").warning("a warning")
     assert capsys.readouterr().err == "a warning\n"
+
+
+GLOO_LOST = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+             "[127.0.0.1]:14754. This is typically caused by a remote worker crashing.")  # as a collective raises it
+
+
+def _failing(error: Exception) -> Callable[[argparse.Namespace], int]:
+    """A command's `run` that raises `error`."""
+    def run(args: argparse.Namespace) -> int:
+        raise error
+    return run
+
+
+def test_a_process_that_lost_another_in_a_collective_says_so_in_one_line(capsys, monkeypatch):
+    from ivideogpt.commands import describe
+
+    monkeypatch.setattr(describe, "run", _failing(RuntimeError(GLOO_LOST)))  # another process left mid-collective
+    assert main(["describe", "tokenizer_tiny"]) == 2
+    assert capsys.readouterr().err == ("ivideogpt describe: stopped, another process of the launch failed; "
+                                       "see its message above\n")
+    monkeypatch.setattr(describe, "run", _failing(RuntimeError("a bug")))  # anything else keeps its traceback
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["describe", "tokenizer_tiny"])
+
+
+def test_a_process_stopped_with_others_leaves_the_message_to_the_one_that_failed(capsys, monkeypatch):
+    from ivideogpt.commands import describe
+    from ivideogpt.launch import StoppedWithOthers
+
+    monkeypatch.setattr(describe, "run", _failing(StoppedWithOthers("process 1 failed")))
+    assert main(["describe", "tokenizer_tiny"]) == 2
+    assert capsys.readouterr().err == ""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from ivideogpt.launch import leave_process_group
+from ivideogpt.launch import StoppedWithOthers, failing_together, leave_process_group
 
 GATHER = textwrap.dedent("""
     import torch
@@ -19,6 +19,23 @@ GATHER = textwrap.dedent("""
     assert [int(r) for r in ranks] == list(range(state.num_processes))
 """)
 
+# Processes 1 and 2 of 3 fail in the block, differently; each writes what it raised to OUT/rank<r>.txt.
+FAIL_TOGETHER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from ivideogpt.launch import failing_together, process_state
+
+    rank = process_state().process_index
+    try:
+        with failing_together():
+            if rank:
+                raise ValueError(f"no data for process {rank}")
+        outcome = "went on"
+    except Exception as error:
+        outcome = f"{type(error).__name__}: {error}"
+    Path(sys.argv[1], f"rank{rank}.txt").write_text(outcome)
+""")
+
 # A finished FSDP2 model, garbage now, whose device mesh DTensor's caches keep alive: the mesh holds the
 # group, and with it gloo's threads, past `destroy_process_group` (exit 3 when they outlive leaving).
 FSDP_THEN_LEAVE = textwrap.dedent("""
@@ -27,7 +44,7 @@ FSDP_THEN_LEAVE = textwrap.dedent("""
     from torch import nn
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    from ivideogpt.launch import leave_process_group
+    from ivideogpt.launch import StoppedWithOthers, failing_together, leave_process_group
 
     def gloo_threads():
         names = (open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task"))
@@ -66,3 +83,21 @@ def test_leaving_after_fsdp_ends_gloo_threads(tmp_path: Path, run_processes) -> 
     script = tmp_path / "fsdp_then_leave.py"
     script.write_text(FSDP_THEN_LEAVE)
     run_processes([script, tmp_path / "store"])
+
+
+def test_failing_together_alone_raises_the_error_itself() -> None:
+    with failing_together():
+        pass
+    with pytest.raises(ValueError, match="mine"):
+        with failing_together():
+            raise ValueError("mine")
+
+
+@pytest.mark.slow
+def test_a_failure_on_some_processes_stops_all_and_the_first_reports_it(tmp_path: Path, run_processes) -> None:
+    script = tmp_path / "fail_together.py"
+    script.write_text(FAIL_TOGETHER)
+    run_processes([script, tmp_path], processes=3)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(3)] == [
+        f"{StoppedWithOthers.__name__}: process 1 failed", "ValueError: no data for process 1",
+        f"{StoppedWithOthers.__name__}: process 1 failed"]

@@ -85,11 +85,27 @@ def main(argv: list[str] | None = None) -> int:
     show_notes()
     try:
         return int(args.handler(args) or 0)
-    except user_errors() as error:
-        if os.environ.get(TRACEBACK) == "1":
+    except Exception as error:
+        if os.environ.get(TRACEBACK) == "1" or not report(args.command, error):
             raise
-        print(f"ivideogpt {args.command}: {error}", file=sys.stderr)
         return 2
+
+
+def report(command: str, error: Exception) -> bool:
+    """Show `error` as one line naming the command, or nothing where another process of the launch shows the reason;
+    False for a bug, which keeps its traceback."""
+    from ivideogpt.launch import StoppedWithOthers, lost_another_process
+
+    if isinstance(error, StoppedWithOthers):
+        return True
+    if isinstance(error, user_errors()):
+        print(f"ivideogpt {command}: {error}", file=sys.stderr)
+    elif lost_another_process(error):  # only a consequence: its traceback would bury the other's message
+        print(f"ivideogpt {command}: stopped, another process of the launch failed; see its message above",
+              file=sys.stderr)
+    else:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""How a process joins a multi-process launch (torchrun, accelerate launch), on GPUs and on CPUs alike."""
+"""How a process joins a multi-process launch (torchrun, accelerate launch), on GPUs and on CPUs alike, and how
+the launch's processes stop together when one of them fails, with the reason shown once."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import torch
 
@@ -64,5 +67,67 @@ def _release_device_mesh_groups() -> None:
     if device_mesh is None:
         return  # no mesh was ever made
     for mesh in gc.get_objects():
-        if isinstance(mesh, device_mesh.DeviceMesh):
+        # by type, not isinstance: that reads `__class__` of every object, and torch.distributed.reduce_op warns
+        if issubclass(type(mesh), device_mesh.DeviceMesh):
             getattr(mesh, "_pg_registry", {}).clear()
+
+
+class StoppedWithOthers(Exception):
+    """This process stops because another process of the launch failed; that one reports why (`stop_together`)."""
+
+
+# What a collective says when a process it waits for has gone: gloo's words, then NCCL's.
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+
+
+def lost_another_process(error: BaseException) -> bool:
+    """Whether `error` is a collective that failed because another process of the launch stopped (crashed or
+    raised): a consequence, whose traceback would only bury that process's own message."""
+    return isinstance(error, RuntimeError) and any(words in str(error) for words in PEER_LOST)
+
+
+def _in_group() -> bool:
+    """Whether this process belongs to a process group (a launch of several processes)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _rank() -> int:
+    """This process's rank in its launch (0 without a process group)."""
+    return torch.distributed.get_rank() if _in_group() else 0
+
+
+def first_failure(failed: bool) -> int | None:
+    """The lowest rank whose `failed` is true, or None when no process failed: one all_reduce, called by every
+    process of the launch (no collective without a process group)."""
+    if not _in_group():
+        return 0 if failed else None
+    world = torch.distributed.get_world_size()
+    flag = torch.tensor([_rank() if failed else world], device=process_state().device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    first = int(flag.item())
+    return None if first == world else first
+
+
+def stop_together(error: BaseException | None, reporter: int) -> NoReturn:
+    """Stop this process of a launch whose processes all stop now: process `reporter` raises its `error`, every
+    other one StoppedWithOthers (which the command line leaves unsaid), so the reason is shown once."""
+    if _rank() == reporter and error is not None:
+        raise error
+    raise StoppedWithOthers(f"process {reporter} failed") from error
+
+
+@contextlib.contextmanager
+def failing_together() -> Iterator[None]:
+    """Run a block on every process of a launch, then agree in one collective whether it failed anywhere: if so,
+    every process stops and the first that failed reports its error (see `stop_together`).
+
+    The block must hold no collective: a process that failed before one would leave the others waiting in it.
+    """
+    error = None
+    try:
+        yield
+    except Exception as caught:  # any error, a bug too: re-raised below by the process that reports it
+        error = caught
+    first = first_failure(error is not None)
+    if first is not None:
+        stop_together(error, first)

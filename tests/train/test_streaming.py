@@ -6,10 +6,12 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 import torch
 from train_toy import build_trainer, read_losses, toy_stream, write_toy_shards
 
-from ivideogpt.train.streaming import PositionedCollate, StreamState
+from ivideogpt.data.report import DataError
+from ivideogpt.train.streaming import PositionedCollate, StreamState, check_share
 
 
 def test_paused_and_resumed_stream_trains_on_the_same_samples(tmp_path: Path) -> None:
@@ -46,3 +48,14 @@ def test_positioned_collate_strips_the_stream_entries() -> None:
     items = [{"x": torch.tensor(n), "position": {"offset": n}, "consumer": 1} for n in (1, 2)]
     batch, consumer, position = PositionedCollate(None)(items)
     assert list(batch) == ["x"] and batch["x"].tolist() == [1, 2] and (consumer, position) == (1, {"offset": 2})
+
+
+def test_a_process_whose_consumers_have_no_data_is_found_before_training(tmp_path: Path) -> None:
+    write_toy_shards(tmp_path)  # "small": 6 usable samples, shared by the consumers when they outnumber its 2 shards
+    stream = toy_stream(tmp_path)
+    check_share(stream, rank=2, world_size=4, workers=1)  # consumer 2 of 4 has data in every source
+    check_share(stream, rank=1, world_size=4, workers=2)  # so do consumers 2 and 3 of 8
+    with pytest.raises(DataError, match="consumer 6 of 8 found no usable segment in epoch 0 of small"):
+        check_share(stream, rank=3, world_size=4, workers=2)
+    with pytest.raises(DataError, match="consumer 7 of 8 found no usable segment in epoch 0 of small"):
+        check_share(stream, rank=7, world_size=8, workers=0)

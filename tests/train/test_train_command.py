@@ -3,15 +3,22 @@ converted tar shards, streamed."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import ivideogpt
 from ivideogpt.cli import main as cli
 from ivideogpt.data.episode import Episode
+from ivideogpt.data.sources.webdataset import add_episode
 from ivideogpt.train import load_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -110,3 +117,65 @@ def test_transformer_with_fsdp_on_two_processes_logs_the_losses_of_one(workdir: 
     assert list(two) == list(one) == [1, 2, 3] and list(two.values()) == pytest.approx(list(one.values()), rel=1e-5)
     assert sorted(p.name for p in (workdir / "runs/two/checkpoints/step_000003/optimizer").iterdir()) == \
         [".metadata", "__0_0.distcp", "__1_0.distcp"]
+
+
+def _shard(path: Path, damaged: bool) -> None:
+    """One shard holding one episode of random pixels, then, if `damaged`, one whose headers read but whose pixels do
+    not decode (its compressed frames overwritten in the middle)."""
+    rng = np.random.default_rng(0)
+    path.parent.mkdir(parents=True)
+    with tarfile.open(path, "w") as archive:
+        add_episode(archive, "good", Episode(frames=rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)))
+        if damaged:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, frames=rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8))
+            data = bytearray(buffer.getvalue())
+            data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+            member = tarfile.TarInfo("bad.npz")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(bytes(data)))
+
+
+def _train_on_two_processes(shards: Path, out: Path) -> subprocess.CompletedProcess:
+    """A streamed tokenizer run as 2 torchrun processes. The launcher checks its processes every 3 s (not 0.1), so a
+    process that another's failure stops has the time to show how it stops rather than being ended first."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "--monitor-interval", "3"]
+    train = ["-m", "ivideogpt", "train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"),
+             *SMALL_TOKENIZER, "--data.sampled_future=1", "--data.segment_length=4", "--data.stream=true",
+             f"--data.sources=[{{name: one, path: {shards}}}]", "--data.segments_per_episode=1",
+             "--train.batch_size=2", "--train.max_steps=2", "--train.sample_every=0", "--train.progress=false",
+             f"--train.out_dir={out}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
+           "PYTHONPATH": str(Path(ivideogpt.__file__).resolve().parents[1])}
+    return subprocess.run([*launcher, *train], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _our_lines(stderr: str) -> list[str]:
+    """The lines `ivideogpt train` wrote itself, beginning with the command's name."""
+    return [line for line in stderr.splitlines() if line.startswith("ivideogpt train:")]
+
+
+NO_DATA = "ivideogpt train: consumer 1 of 2 found no usable segment in epoch 0 of one (too few samples"
+
+
+@pytest.mark.slow
+def test_a_process_without_data_stops_every_process_with_one_message(tmp_path: Path) -> None:
+    _shard(tmp_path / "shards" / "shard-000000.tar", damaged=False)  # 1 sample for 2 processes: none for process 1
+    done = _train_on_two_processes(tmp_path / "shards", tmp_path / "run")
+    assert done.returncode != 0
+    lines = _our_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith(NO_DATA), done.stderr[-3000:]
+    assert "[rank0]" not in done.stderr and "Connection closed by peer" not in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "run").exists()  # found before training: no process began
+
+
+@pytest.mark.slow
+def test_a_process_failing_mid_run_leaves_the_others_a_short_line(tmp_path: Path) -> None:
+    _shard(tmp_path / "shards" / "shard-000000.tar", damaged=True)  # process 1's sample fails at its first batch
+    done = _train_on_two_processes(tmp_path / "shards", tmp_path / "run")
+    assert done.returncode != 0
+    lines = _our_lines(done.stderr)
+    assert len(lines) == 2 and lines[0].startswith(NO_DATA), done.stderr[-3000:]
+    assert lines[1] == "ivideogpt train: stopped, another process of the launch failed; see its message above"
+    assert "[rank0]" not in done.stderr and "Connection closed by peer" not in done.stderr, done.stderr[-3000:]

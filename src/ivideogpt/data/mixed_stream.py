@@ -40,6 +40,11 @@ class MixedStream(Resumable):
         return {"draws": 0, "sources": [stream.restart([p["sources"][n] for p in positions])
                                         for n, stream in enumerate(self.streams)]}
 
+    def check(self, consumer: int, consumers: int) -> None:
+        """Every source must have data for this consumer: each is drawn from sooner or later."""
+        for stream in self.streams:
+            stream.check(consumer, consumers)
+
     def items(self, consumer: int, consumers: int, position: dict[str, Any] | None = None,
               endless: bool = True) -> Iterator[dict[str, Any]]:
         """Consumer `consumer`'s share of the mixture from `position` (None: the beginning); always endless."""

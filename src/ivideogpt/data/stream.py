@@ -40,8 +40,8 @@ from ivideogpt.data.report import DataError, DataReport
 from ivideogpt.data.segment import make_item, segment_span
 from ivideogpt.data.sources.base import EpisodeInfo
 from ivideogpt.data.sources.npz import READ_ERRORS
-from ivideogpt.data.sources.sample import sample_episode, sample_info
-from ivideogpt.data.sources.webdataset import SHARD_SUFFIXES, iter_samples
+from ivideogpt.data.sources.sample import sample_episode
+from ivideogpt.data.sources.webdataset import SHARD_SUFFIXES, header_info, iter_samples
 
 DECODED_CACHE = 4  # decoded episodes kept per consumer (the slots of one episode often leave the buffer close together)
 
@@ -96,11 +96,6 @@ def shuffled(slots: Iterable[Slot], size: int, rng: np.random.Generator) -> Iter
         yield take()
 
 
-def header_info(key: str, members: dict[str, bytes], options: dict[str, Any] | None) -> EpisodeInfo:
-    """A sample's length and widths from its array headers (no pixels decoded); READ_ERRORS when unreadable."""
-    return sample_info(key, members, lambda name, limit: members[name][:limit], options, None)
-
-
 class Resumable(IterableDataset):
     """An iterable dataset the Trainer can resume: items carry `position`, `start` continues from saved ones."""
 
@@ -124,6 +119,11 @@ class Resumable(IterableDataset):
 
     def items(self, consumer: int, consumers: int, position: Any = None, endless: bool = False) -> Iterator[dict]:
         """Consumer `consumer`'s items from `position` (None: the beginning)."""
+        raise NotImplementedError
+
+    def check(self, consumer: int, consumers: int) -> None:
+        """Raise the DataError `items` would raise at its first item when consumer `consumer` has no data (cheaply,
+        before training, so that every process can agree to stop)."""
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -195,12 +195,22 @@ class ShardStream(Resumable):
                     yielded += 1
                     yield {**item, "position": {"epoch": epoch, "offset": number + 1}}
             if not yielded and offset == 0:
-                raise DataError(f"consumer {consumer} of {consumers} found no usable segment in epoch {epoch} of "
-                                f"{self.name or self.shards[0].parent} (too few samples for the processes and "
-                                f"DataLoader workers, or all too short)\n{self.report.summary()}")
+                raise self._no_segment(consumer, consumers, epoch)
             if not endless:
                 return
             epoch, offset = epoch + 1, 0
+
+    def check(self, consumer: int, consumers: int) -> None:
+        """Raise `items`' DataError when this consumer has no usable sample in the current epoch (array headers only:
+        nothing decoded, no shuffle buffer filled)."""
+        if next(self._slots(self.epoch, consumer, consumers), None) is None:
+            raise self._no_segment(consumer, consumers, self.epoch)
+
+    def _no_segment(self, consumer: int, consumers: int, epoch: int) -> DataError:
+        """The error of a consumer that has nothing to yield in epoch `epoch`."""
+        return DataError(f"consumer {consumer} of {consumers} found no usable segment in epoch {epoch} of "
+                         f"{self.name or self.shards[0].parent} (too few samples for the processes and "
+                         f"DataLoader workers, or all too short)\n{self.report.summary()}")
 
     def _slots(self, epoch: int, consumer: int, consumers: int) -> Iterator[Slot]:
         """This consumer's share of epoch `epoch`, in shard order, undecoded."""

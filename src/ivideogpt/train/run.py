@@ -12,9 +12,10 @@ from accelerate.utils import set_seed
 from ivideogpt.configuration import ConfigError
 from ivideogpt.data import build_datasets, collate_segments
 from ivideogpt.data.mixed_stream import build_stream
-from ivideogpt.launch import process_state
+from ivideogpt.launch import failing_together, process_state
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train.state import resume_target
+from ivideogpt.train.streaming import check_share
 from ivideogpt.train.token_cache import TokenDataset, load_or_build
 from ivideogpt.train.trainer import Trainer
 
@@ -24,14 +25,9 @@ log = logging.getLogger(__name__)
 def train_experiment(experiment: Any) -> dict[str, Any]:
     """Build data and objective for `experiment`, train, and return the final step and losses."""
     data, cfg = experiment.data, experiment.train
-    datasets = _datasets(data, cfg)
-    if experiment.kind == "transformer":
-        _check_actions(experiment, datasets["train"])
-    resume_from = resume_target(cfg)
-    set_seed(cfg.seed)  # the same initial weights on every process
-    objective = experiment.build_objective(initialise=resume_from is None)
-    if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
-        ckpt.load_weights(objective, resume_from)
+    process_state()  # join the launch first, so that its processes can agree on the set-up's failures
+    with failing_together():  # a set-up error on any process stops them all here, reported once
+        datasets, objective, resume_from = _set_up(experiment)
     train_data = datasets["train"]
     finished = resume_from is not None and (ckpt.step_of(resume_from) or 0) >= cfg.max_steps
     if experiment.kind == "transformer" and not finished:  # a finished run needs no ids encoded
@@ -40,6 +36,26 @@ def train_experiment(experiment: Any) -> dict[str, Any]:
                       collate_fn=partial(collate_segments, num_context=data.num_context),
                       component=experiment.kind, config=experiment)
     return trainer.fit()
+
+
+def _set_up(experiment: Any) -> tuple[dict[str, Any], Any, Any]:
+    """The datasets (checked to feed every process), the objective and the checkpoint to resume (or None).
+
+    Reads files only, no collective: every process gets through it, failed or not, to agree on the outcome.
+    """
+    data, cfg = experiment.data, experiment.train
+    datasets = _datasets(data, cfg)
+    if data.stream:
+        state = process_state()
+        check_share(datasets["train"], state.process_index, state.num_processes, cfg.num_workers)
+    if experiment.kind == "transformer":
+        _check_actions(experiment, datasets["train"])
+    resume_from = resume_target(cfg)
+    set_seed(cfg.seed)  # the same initial weights on every process
+    objective = experiment.build_objective(initialise=resume_from is None)
+    if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
+        ckpt.load_weights(objective, resume_from)
+    return datasets, objective, resume_from
 
 
 def _datasets(data: Any, cfg: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from ivideogpt.configuration import save_config
+from ivideogpt.launch import first_failure, stop_together
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train import sharding
 from ivideogpt.train.config import TrainConfig
@@ -86,22 +87,28 @@ class CheckpointIO:
         }
 
     def _run(self, step: int, action: Any) -> None:
-        """Run `action` on every process; if it failed anywhere, clean up and raise on every process."""
+        """Run `action` on every process; if it failed anywhere, clean up and stop every process, the first that
+        failed reporting its CheckpointError (see `launch.stop_together`)."""
         error: OSError | None = None
         try:
             action()
         except OSError as caught:
             error = caught
-        failed = self.accelerator.reduce(torch.tensor([int(error is not None)], device=self.accelerator.device),
-                                         reduction="sum")
-        if int(failed.item()):
-            if self.accelerator.is_main_process:
-                ckpt.abort(self.root, step)
-            where = self.root / ckpt.checkpoint_name(step)
-            raise ckpt.CheckpointError(
-                f"could not write checkpoint {where}: {error or 'another process failed to write'}. "
-                f"Earlier checkpoints are intact (latest: {ckpt.read_pointer(self.root, 'latest')}); "
-                "free some space and continue with --resume") from error
+        first = first_failure(error is not None)
+        if first is None:
+            return
+        if self.accelerator.is_main_process:
+            ckpt.abort(self.root, step)
+        stop_together(None if error is None else self._write_error(step, error), first)
+
+    def _write_error(self, step: int, error: OSError) -> ckpt.CheckpointError:
+        """What a process that could not write checkpoint `step` reports (caused by `error`)."""
+        failure = ckpt.CheckpointError(
+            f"could not write checkpoint {self.root / ckpt.checkpoint_name(step)}: {error}. "
+            f"Earlier checkpoints are intact (latest: {ckpt.read_pointer(self.root, 'latest')}); "
+            "free some space and continue with --resume")
+        failure.__cause__ = error
+        return failure
 
     # ------------------------------------------------------------------ load
     def load(self, path: Path, model: torch.nn.Module, optimizer: Any,

@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 STREAM_KEYS = ("position", "consumer")  # item entries that describe the stream, not the sample
 
 
+def check_share(stream: Any, rank: int, world_size: int, workers: int) -> None:
+    """Raise the stream's DataError now when a consumer of process `rank` (one per DataLoader worker) has no data:
+    found at its first batch instead, it would stop this process alone while the others wait for it mid-step."""
+    per_process = max(1, workers)
+    for consumer in range(rank * per_process, (rank + 1) * per_process):
+        stream.check(consumer, world_size * per_process)
+
+
 class PositionedCollate:
     """`collate_fn` over stream items, returning (batch, consumer, that consumer's position after the batch)."""
 

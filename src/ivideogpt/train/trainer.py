@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from ivideogpt.configuration import config_to_dict, save_config
-from ivideogpt.launch import on_cpu, process_state
+from ivideogpt.launch import on_cpu, process_state, stop_together
 from ivideogpt.media import video_grid, write_video
 from ivideogpt.train import checkpoint as ckpt
 from ivideogpt.train import sharding
@@ -197,15 +197,16 @@ class Trainer:
         self._bad_step = torch.where(bad & (self._bad_step == 0), self.step, self._bad_step)  # the update of step - 1
 
     def check_finite(self) -> None:
-        """Raise NonFiniteLossError on every process if any process saw a NaN/inf since the start."""
+        """Stop every process if any process saw a NaN/inf since the start: process 0 raises NonFiniteLossError,
+        the others StoppedWithOthers (so the reason is shown once)."""
         first = self.accelerator.gather(self._bad_step.reshape(1))
         bad = [int(v) - 1 for v in first.tolist() if v > 0]
         if bad:
             latest = ckpt.find_latest(self.io.root)
-            raise NonFiniteLossError(
+            stop_together(NonFiniteLossError(
                 f"training stopped: the loss, gradient norm or weights became non-finite at step {min(bad)} "
                 f"(compute_loss(batch, step={min(bad)})); no checkpoint was written after it; "
-                f"last good checkpoint: {latest if latest is not None else 'none'}")
+                f"last good checkpoint: {latest if latest is not None else 'none'}"), reporter=0)
 
     def _log_train(self, sums: dict[str, list], samples: int, lr: float, since: float) -> dict[str, float]:
         """Sync the window's mean logs across processes (the only host sync of the loop) and record them."""
