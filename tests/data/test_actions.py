@@ -43,3 +43,9 @@ def test_a_new_dataset_never_lands_on_another(tmp_path):
     assert "incomplete" in json.loads((generated / "metadata.json").read_text())
     with pytest.raises(FileExistsError):
         new_dataset_folder(generated)  # a converter does not replace generated data either
+    for name in ("shard-0.tar.gz", "shard-0.TGZ", "shard-0.tar"):  # shards as users write them count too
+        shards = tmp_path / name.replace(".", "_")
+        shards.mkdir()
+        (shards / name).write_bytes(b"x")
+        with pytest.raises(FileExistsError, match="1 episode or shard files"):
+            new_dataset_folder(shards)

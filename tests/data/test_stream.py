@@ -126,3 +126,19 @@ def test_restart_begins_at_the_earliest_epoch_and_empty_shares_fail(tmp_path, ma
         list(stream.ShardStream(tmp_path, _config()))
     with pytest.raises(DataError, match="tar shards only"):
         build_stream(_config(stream=True, sources=[{"name": "x", "path": str(tmp_path), "format": "npz"}]))
+
+
+def test_a_streamed_mixture_names_its_missing_sources_as_the_indexed_one_does(tmp_path, make_episode):
+    _shards(tmp_path / "big", make_episode, 1, 2)
+    sources = [{"name": "big", "path": str(tmp_path / "big")}, {"name": "typo", "path": str(tmp_path / "bgi")}]
+    with pytest.raises(DataError, match=r"^source typo: path .*bgi does not exist; .*exclude_sources=\[typo\]$"):
+        build_stream(_config(stream=True, sources=sources))
+
+
+def test_shards_with_upper_case_endings_are_streamed_as_the_index_counts_them(tmp_path, make_episode, monkeypatch):
+    _shards(tmp_path, make_episode, 2, 1)
+    (tmp_path / "shard-001.tar").rename(tmp_path / "shard-001.TAR")
+    _as_consumer(monkeypatch, None)
+    source = stream.ShardStream(tmp_path, _config())
+    assert [shard.name for shard in source.shards] == ["shard-000.tar", "shard-001.TAR"]
+    assert {item["key"] for item in source} == {"s0e0", "s1e0"}

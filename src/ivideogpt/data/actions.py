@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ivideogpt.data.formats import DATA_FORMATS
 from ivideogpt.files import atomic_file
 
 METADATA_FILE = "metadata.json"
@@ -93,6 +94,11 @@ def read_metadata_file(file: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _shards(folder: Path) -> list[Path]:
+    """The tar shards (`.tar`, `.tar.gz`, `.tgz`, any case) directly in `folder`."""
+    return [p for p in folder.iterdir() if p.name.lower().endswith(DATA_FORMATS["tar"].suffixes)]
+
+
 def new_dataset_folder(folder: str | Path, generated_for: str | None = None) -> Path:
     """`folder` made ready for a new dataset, so that writing one never mixes with or overwrites another.
 
@@ -107,7 +113,7 @@ def new_dataset_folder(folder: str | Path, generated_for: str | None = None) -> 
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder for a dataset")
     metadata = read_metadata_file(folder / METADATA_FILE)
-    data_files = [*folder.rglob("*.npz"), *folder.glob("*.tar")] if folder.exists() else []
+    data_files = [*folder.rglob("*.npz"), *_shards(folder)] if folder.exists() else []
     if metadata is not None or data_files:
         generated = (metadata is not None and generated_for is not None and "converted_from" not in metadata
                      and str(metadata.get("env", "")).startswith(generated_for))

@@ -16,6 +16,7 @@ import numpy as np
 
 from ivideogpt.data.actions import ActionBounds, read_metadata
 from ivideogpt.data.config import DataConfig
+from ivideogpt.data.index import check_source_paths
 from ivideogpt.data.report import DataError, DataReport
 from ivideogpt.data.segment import output_action_dim
 from ivideogpt.data.stream import Resumable, ShardStream
@@ -66,18 +67,15 @@ def build_stream(config: DataConfig, rank: int = 0, world_size: int = 1) -> Mixe
     Actions are kept when the first usable sample of every source has them and the segments are
     dense (not `sampled_future`), with one output width; later samples without them are skipped.
     """
+    check_source_paths(config)  # the same one-line errors as the indexed path
     report = DataReport()
     sources = config.active_sources
-    if not sources:
-        raise DataError("no data sources: DataConfig.sources is empty or all are excluded")
     wrong = [s.name for s in sources if s.format not in ("auto", "tar")]
     if wrong:
         raise DataError(f"data.stream reads tar shards only; sources {wrong} have other formats")
     streams, infos = [], []
     for source in sources:
         path = source.resolved_path(config.root)
-        if not path.exists():
-            raise DataError(f"source {source.name}: {path} does not exist")
         bounds = ActionBounds.from_metadata(read_metadata(path)) if source.normalize_actions else None
         stream = ShardStream(path, config, name=source.name, step=source.step, stride=source.action_stride,
                              bounds=bounds, options=source.options, rank=rank, world_size=world_size)

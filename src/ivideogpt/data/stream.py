@@ -146,7 +146,7 @@ class ShardStream(Resumable):
                  rewards: bool = False, bounds: ActionBounds | None = None, options: dict[str, Any] | None = None,
                  rank: int = 0, world_size: int = 1) -> None:
         if isinstance(shards, (str, Path)) and Path(shards).is_dir():
-            shards = sorted(p for p in Path(shards).rglob("*") if p.name.endswith(SHARD_SUFFIXES))
+            shards = sorted(p for p in Path(shards).rglob("*") if p.name.lower().endswith(SHARD_SUFFIXES))
         self.shards = [Path(s) for s in ([shards] if isinstance(shards, (str, Path)) else shards)]
         if not self.shards:
             raise ValueError("ShardStream needs at least one shard")
