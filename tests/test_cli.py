@@ -6,8 +6,10 @@ import argparse
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from ivideogpt.cli import build_parser, main
+from ivideogpt.data.report import DataError
 
 
 def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -104,3 +106,31 @@ def test_a_process_stopped_with_others_leaves_the_message_to_the_one_that_failed
     monkeypatch.setattr(describe, "run", _failing(StoppedWithOthers("process 1 failed")))
     assert main(["describe", "tokenizer_tiny"]) == 2
     assert capsys.readouterr().err == ""
+
+
+class _Failing(torch.utils.data.Dataset):
+    """A dataset whose every item raises `error` (in a DataLoader worker process)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [DataError("consumer 1 of 2 found no usable segment\nepisodes found: 1"),
+                                   FileNotFoundError(2, "No such file", "shard-000001.tar")])
+def test_an_error_from_a_dataloader_worker_is_its_own_message_without_the_workers_traceback(capsys, monkeypatch,
+                                                                                          error):
+    from ivideogpt.commands import describe
+
+    def run(args: argparse.Namespace) -> int:
+        next(iter(torch.utils.data.DataLoader(_Failing(error), num_workers=1)))
+        return 0
+
+    monkeypatch.setattr(describe, "run", run)
+    assert main(["describe", "tokenizer_tiny"]) == 2
+    assert capsys.readouterr().err == f"ivideogpt describe: {error}\n"

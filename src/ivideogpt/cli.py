@@ -99,7 +99,7 @@ def report(command: str, error: Exception) -> bool:
     if isinstance(error, StoppedWithOthers):
         return True
     if isinstance(error, user_errors()):
-        print(f"ivideogpt {command}: {error}", file=sys.stderr)
+        print(f"ivideogpt {command}: {own_message(error)}", file=sys.stderr)
     elif lost_another_process(error):  # only a consequence: its traceback would bury the other's message
         print(f"ivideogpt {command}: stopped, another process of the launch failed; see its message above",
               file=sys.stderr)
@@ -107,6 +107,21 @@ def report(command: str, error: Exception) -> bool:
         return False
     return True
 
+
+
+WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):\n"  # torch's ExceptionWrapper.reraise
+
+
+def own_message(error: BaseException) -> str:
+    """The error's own message. An error raised in a DataLoader worker comes back with the worker's traceback
+    put into its text by torch, which would bury the message: only what follows the traceback is kept."""
+    text = str(error)
+    if WORKER_TRACEBACK not in text:
+        return text
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    where = text.rfind(f"\n{name}: ")  # the traceback's last entry: "module.Type: message"
+    return text[where + len(name) + 3:].rstrip("\n") if where >= 0 else text
 
 if __name__ == "__main__":
     sys.exit(main())
