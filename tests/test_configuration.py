@@ -74,8 +74,10 @@ def test_experiment_errors_are_clear(tmp_path: Path) -> None:
         load_experiment("tokenizer", None, ["preset=transformer_tiny"])
     with pytest.raises(ConfigError, match="unknown preset"):
         load_experiment("transformer", None, ["preset=transformer_huge"])
-    with pytest.raises(ConfigError, match="describe a 'tokenizer' run, not 'transformer'"):
+    with pytest.raises(ConfigError, match="yaml describes a 'tokenizer' run, not 'transformer'"):
         load_experiment("transformer", _yaml(tmp_path, "kind: tokenizer\n"))
+    with pytest.raises(ConfigError, match="^the overrides describe a 'tokenizer' run, not 'transformer'"):
+        load_experiment("transformer", None, ["kind=tokenizer"])
     with pytest.raises(ConfigError, match="data.resolution=32 differs"):
         load_experiment("tokenizer", None, ["data.resolution=32"])
     with pytest.raises(ConfigError, match="does not exist"):

@@ -195,3 +195,15 @@ def test_converting_into_the_source_is_refused(tmp_path, write_episodes):
     with pytest.raises(ValueError, match="lies inside the source"):
         convert("npz", tmp_path / "src", tmp_path / "src" / "converted", progress=False)
     assert not (tmp_path / "src" / "converted").exists()
+
+
+@pytest.mark.parametrize("command", [["convert", "npz", "SRC", "--out", "OUT"],
+                                     ["generate", "pusht", "--episodes", "1", "--out", "OUT"]])
+def test_a_resolution_of_no_pixels_is_refused_by_the_command(tmp_path, write_episodes, capsys, command):
+    write_episodes(tmp_path / "src", 1)
+    paths = {"SRC": str(tmp_path / "src"), "OUT": str(tmp_path / "out")}
+    with pytest.raises(SystemExit) as stopped:
+        main(["data", *[paths.get(word, word) for word in command], "--resolution", "0", "--quiet"])
+    assert stopped.value.code == 2
+    assert "argument --resolution: must be a positive number of pixels, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,10 @@ import torch
 from safetensors.torch import load_file
 from train_toy import ToyObjective, build_trainer, read_losses
 
+from ivideogpt import launch
+from ivideogpt.launch import StoppedWithOthers
 from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train import sharding
 
 TOLERANCE = 1e-5  # relative; measured: at most 1e-7 (gradients summed in another order)
 SCRIPT = Path(__file__).with_name("train_toy.py")
@@ -84,3 +87,19 @@ def test_sharded_optimizer_checkpoint_round_trips_in_one_process(tmp_path: Path)
             assert torch.equal(restored[index][key], value), (index, key)
     assert resumed.optimizer.param_groups[0]["lr"] == trainer.optimizer.param_groups[0]["lr"]
     ckpt.load_weights(ToyObjective(), checkpoint)  # the whole model, as `load_model` and `export_model` read it
+
+
+def test_a_ddp_checkpoint_under_fsdp_is_refused_by_process_0_alone(tmp_path: Path, monkeypatch) -> None:
+    trainer = build_trainer(tmp_path / "run", steps=2, save_every=2)
+    trainer.fit()
+    checkpoint = ckpt.find_latest(tmp_path / "run" / "checkpoints")
+    monkeypatch.setattr(sharding, "is_sharded", lambda accelerator: True)  # as on several processes under FSDP
+
+    def load() -> None:
+        trainer.io.load(checkpoint, trainer.model, trainer.optimizer, trainer.scheduler)
+
+    with pytest.raises(ckpt.CheckpointError, match="resume it with train.distributed=ddp"):
+        load()
+    monkeypatch.setattr(launch, "_rank", lambda: 1)  # every other process stops without a message of its own
+    with pytest.raises(StoppedWithOthers):
+        load()

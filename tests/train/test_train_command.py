@@ -49,7 +49,7 @@ def _train_losses(run: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_tokenizer_then_transformer_then_resume(workdir: Path) -> None:
+def test_tokenizer_then_transformer_then_resume(workdir: Path, capsys) -> None:
     assert cli(["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
                 "--data.sampled_future=1", "--train.max_steps=2", "--train.sample_every=2",
                 "--train.out_dir=runs/tok"]) == 0
@@ -61,7 +61,9 @@ def test_tokenizer_then_transformer_then_resume(workdir: Path) -> None:
            "--tokenizer_checkpoint=runs/tok", "--transformer.hidden_size=32", "--transformer.ffn_size=64",
            "--transformer.num_layers=1", "--train.max_steps=4", "--train.out_dir=runs/trm",
            "--objective.history_sampling=0.5"]  # its draws too must resume exactly
+    capsys.readouterr()
     assert cli(trm) == 0
+    assert "encoding tokens" not in capsys.readouterr().err  # train.progress=false: the token cache's bar too
     world_model = load_model("runs/trm")
     assert world_model.num_context == 2 and world_model.transformer.config.action_dim == 2
     assert world_model.transformer.config.codebook_size == 32  # taken from the tokenizer
@@ -87,10 +89,13 @@ def test_bad_options_exit_with_a_clear_message(workdir: Path, capsys) -> None:
     assert "no valid checkpoint under runs/none" in capsys.readouterr().err
     assert cli(["train", "tokenizer", "--resume"]) == 2
     assert "needs --config" in capsys.readouterr().err
+    assert cli(["train", "tokenizer", "--config", config, "--resume", "runs/none"]) == 2  # said before indexing
+    assert capsys.readouterr().err.splitlines() == [
+        "ivideogpt train: no valid checkpoint under runs/none: the path does not exist"]
 
 
 @pytest.mark.slow
-def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path) -> None:
+def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path, capsys) -> None:
     assert cli(["data", "convert", "npz", "data/pusht", "--out", "data/shards", "--shards", "3", "--quiet"]) == 0
     stream = ["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
               "--data.stream=true", "--data.sources=[{name: pusht, path: data/shards}]", "--data.shuffle_buffer=8",
@@ -98,6 +103,9 @@ def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path) -> No
     assert cli([*stream, "--train.max_steps=2"]) == 0
     assert cli([*stream, "--train.max_steps=4", "--resume"]) == 0
     assert list(_train_losses(workdir / "runs/stream")) == [1, 2, 3, 4]
+    capsys.readouterr()
+    assert cli([*stream, "--train.max_steps=4", "--resume"]) == 0  # already there: nothing trained, no "None" loss
+    assert "tokenizer: trained to step 4, no loss logged in this launch;" in capsys.readouterr().out
     state = json.loads((workdir / "runs/stream/checkpoints/step_000004/trainer_state.json").read_text())
     assert state["data_position"]["stream"]["positions"]["0"]["draws"] == 4 * 2  # batch 2, one process
 

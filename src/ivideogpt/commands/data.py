@@ -27,6 +27,13 @@ def _option(text: str) -> tuple[str, Any]:
     return key, yaml.safe_load(value)
 
 
+def _resolution(text: str) -> int:
+    """A frame size in pixels: refused here when not a positive integer, rather than deep inside a resize."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text!r}")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ivideogpt.data.formats import DATA_FORMATS
 
@@ -37,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub = envs.add_parser(name, help=f"episodes of {text}")
         sub.add_argument("--episodes", type=int, required=True, help="number of episodes to write")
         sub.add_argument("--out", required=True, help="output folder (episode_*.npz + metadata.json)")
-        sub.add_argument("--resolution", type=int, default=64, help="frame height and width (default 64)")
+        sub.add_argument("--resolution", type=_resolution, default=64, help="frame height and width (default 64)")
         sub.add_argument("--steps", type=int, default=100, help="agent steps per episode (frames = steps + 1)")
         sub.add_argument("--seed", type=int, default=0, help="seed; same seed, same data")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("kind", choices=list(DATA_FORMATS), help="source format (data/formats.py)")
     convert.add_argument("source", help="source file or folder")
     convert.add_argument("--out", required=True, help="output folder")
-    convert.add_argument("--resolution", type=int, default=None, help="centre-crop and resize frames to this size")
+    convert.add_argument("--resolution", type=_resolution, default=None,
+                         help="centre-crop and resize frames to this size")
     convert.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                          help="reader option, e.g. image_key=aux1_image or camera=main (repeatable)")
     convert.add_argument("--limit", type=int, default=None, help="convert at most this many episodes")

@@ -81,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
     summary = train_experiment(experiment)
     if os.environ.get("RANK", "0") != "0":  # one summary line per run, not per process
         return 0
-    print(f"{args.kind}: trained to step {summary['step']}, train loss {summary['train_loss']}, "
-          f"val loss {summary['val_loss']}; run directory {experiment.train.out_dir}")
+    print(f"{args.kind}: trained to step {summary['step']}, {_losses(summary)}; "
+          f"run directory {experiment.train.out_dir}")
     return 0
+
+
+def _losses(summary: dict) -> str:
+    """The last logged losses, or what explains their absence (a resumed run already at max_steps trains nothing)."""
+    logged = [f"{split} loss {summary[f'{split}_loss']}" for split in ("train", "val")
+              if summary[f"{split}_loss"] is not None]
+    return ", ".join(logged) or "no loss logged in this launch"

@@ -149,7 +149,8 @@ def load_experiment(kind: str, path: str | Path | None = None, overrides: list[s
     _refuse_tokenizer_facts(kind, tree, overrides)
     tree = read_tree(None, overrides, base=tree)
     if tree.setdefault("kind", kind) != kind:
-        raise ConfigError(f"{path or 'the overrides'} describe a {tree['kind']!r} run, not {kind!r}")
+        raise ConfigError(f"{f'{path} describes' if path else 'the overrides describe'} a {tree['kind']!r} run, "
+                          f"not {kind!r}")
     tree = _split_tokenizer_loss(tree)
     model_cls, section = _SECTIONS[kind]
     preset = tree.get("preset", cls.preset)

@@ -44,13 +44,13 @@ def _set_up(experiment: Any) -> tuple[dict[str, Any], Any, Any]:
     Reads files only, no collective: every process gets through it, failed or not, to agree on the outcome.
     """
     data, cfg = experiment.data, experiment.train
+    resume_from = resume_target(cfg)  # before indexing: a taken or wrong run directory is said at once, alone
     datasets = _datasets(data, cfg)
     if data.stream:
         state = process_state()
         check_share(datasets["train"], state.process_index, state.num_processes, cfg.num_workers)
     if experiment.kind == "transformer":
         _check_actions(experiment, datasets["train"])
-    resume_from = resume_target(cfg)
     set_seed(cfg.seed)  # the same initial weights on every process
     objective = experiment.build_objective(initialise=resume_from is None)
     if resume_from is not None:  # the frozen tokenizer's weights before it encodes the token cache
@@ -82,7 +82,8 @@ def _cached_tokens(experiment: Any, tokenizer: Any, dataset: Any) -> Any:
     with state.main_process_first():
         cache = load_or_build(tokenizer, dataset, experiment.token_cache_dir, experiment.token_cache_stride,
                               device=state.device,
-                              precision=experiment.train.mixed_precision, build=state.is_main_process)
+                              precision=experiment.train.mixed_precision, build=state.is_main_process,
+                              progress=experiment.train.progress)
     return TokenDataset(dataset, cache)
 
 

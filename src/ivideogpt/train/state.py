@@ -122,9 +122,9 @@ class CheckpointIO:
         settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         if sharding.has_sharded_optimizer(path):
             sharding.load_optimizer(model, optimizer, path / "optimizer")
-        elif sharding.is_sharded(acc):
-            raise ckpt.CheckpointError(f"{path} holds a whole optimizer state (a train.distributed=ddp run); "
-                                       "resume it with train.distributed=ddp")
+        elif sharding.is_sharded(acc):  # every process finds this: process 0 alone says it
+            stop_together(ckpt.CheckpointError(f"{path} holds a whole optimizer state (a train.distributed=ddp "
+                                               "run); resume it with train.distributed=ddp"), 0)
         else:
             meta = ckpt.read_json(path / "optimizer.json")
             optimizer.load_state_dict(ckpt.optimizer_from_files(load_file(str(path / "optimizer.safetensors")), meta))

@@ -99,13 +99,14 @@ class TokenCache:
 
 def load_or_build(tokenizer: nn.Module, dataset: SegmentDataset, cache_dir: str | Path | None = None,
                   stride: int = 1, batch_size: int = 64, device: torch.device | str = "cpu", precision: str = "no",
-                  build: bool = True) -> TokenCache:
+                  build: bool = True, progress: bool = True) -> TokenCache:
     """The cache file of this tokenizer, data, stride and precision: read when it exists, else encoded and written.
 
     `stride` > 1 encodes every stride-th start frame only (a draw uses the encoded start at or before its
     own), which divides the encoding time by `stride`. `precision` is the run's `train.mixed_precision`:
     the ids are encoded under the same autocast that encoding every batch would have used. With
     `build=False` (processes other than the first of a multi-process run) the file must exist already.
+    `progress=False` (a run's `train.progress`) hides the encoding's progress bar.
     """
     if stride < 1:
         raise ValueError(f"token cache stride must be >= 1, got {stride}")
@@ -114,7 +115,7 @@ def load_or_build(tokenizer: nn.Module, dataset: SegmentDataset, cache_dir: str 
     if not path.is_file():
         if not build:
             raise FileNotFoundError(f"token cache {path} is missing (the first process builds it)")
-        _write_atomically(path, encode_clips(tokenizer, dataset, stride, batch_size, device, precision))
+        _write_atomically(path, encode_clips(tokenizer, dataset, stride, batch_size, device, precision, progress))
         log.info("token cache written: %s", path)
     else:
         log.info("token cache reused: %s", path)
@@ -127,7 +128,8 @@ def load_or_build(tokenizer: nn.Module, dataset: SegmentDataset, cache_dir: str 
 
 @torch.inference_mode()
 def encode_clips(tokenizer: nn.Module, dataset: SegmentDataset, stride: int = 1, batch_size: int = 64,
-                 device: torch.device | str = "cpu", precision: str = "no") -> dict[str, torch.Tensor]:
+                 device: torch.device | str = "cpu", precision: str = "no", progress: bool = True
+                 ) -> dict[str, torch.Tensor]:
     """Encode the training clips of `dataset` at every `stride`-th start with the frozen tokenizer."""
     was_training = tokenizer.training
     tokenizer.eval()
@@ -136,7 +138,7 @@ def encode_clips(tokenizer: nn.Module, dataset: SegmentDataset, stride: int = 1,
     id_dtype = torch.int16 if tokenizer.config.codebook_size <= 2**15 else torch.int32
     rows = _Rows(total, {"context_ids": id_dtype, "future_ids": id_dtype})
     starts_kept, offsets = [], [0]
-    with tqdm(total=total, desc="encoding tokens", unit="clip", dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc="encoding tokens", unit="clip", dynamic_ncols=True, disable=not progress) as bar:
         for number, starts in enumerate(per_episode):
             try:
                 items = [dataset.item(number, start) for start in starts]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ivideogpt.configuration import ConfigError
 from ivideogpt.train.config import TrainConfig
 
 LOSSES_FILE = "losses.jsonl"
@@ -72,8 +73,8 @@ def _start_wandb(out_dir: Path, cfg: TrainConfig, config: dict[str, Any]) -> Any
     try:
         import wandb
     except ImportError as error:
-        raise RuntimeError("train.wandb=true needs the `wandb` package: pip install 'ivideogpt[wandb]' "
-                           "(or set train.wandb=false; TensorBoard logs are written either way)") from error
+        raise ConfigError("train.wandb=true needs the `wandb` package: pip install 'ivideogpt[wandb]' "
+                          "(or set train.wandb=false; TensorBoard logs are written either way)") from error
     id_file = out_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
     id_file.write_text(run_id)
