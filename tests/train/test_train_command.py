@@ -74,6 +74,14 @@ def test_tokenizer_then_transformer_then_resume(workdir: Path, capsys) -> None:
     assert cli(["train", "transformer", "--resume", "runs/crashed"]) == 0  # continues there, not in runs/trm
     assert _train_losses(workdir / "runs/crashed") == _train_losses(workdir / "runs/trm")
     assert list(_train_losses(workdir / "runs/crashed")) == [1, 2, 3, 4]
+    # with --config too (which names another out_dir), the copy still continues in its own folder
+    shutil.rmtree(workdir / "runs/crashed")
+    shutil.copytree(workdir / "runs/trm", workdir / "runs/crashed")
+    shutil.rmtree(workdir / "runs/crashed/checkpoints/step_000004")
+    with_config = [option for option in trm if not option.startswith("--train.out_dir")]
+    assert cli([*with_config, "--resume", "runs/crashed"]) == 0
+    assert (workdir / "runs/crashed/checkpoints/step_000004").is_dir()
+    assert _train_losses(workdir / "runs/crashed") == _train_losses(workdir / "runs/trm")
 
 
 def test_bad_options_exit_with_a_clear_message(workdir: Path, capsys) -> None:

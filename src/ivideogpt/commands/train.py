@@ -60,17 +60,18 @@ def load(kind: str, config: str | None, resume: str | None, overrides: list[str]
         if config is None:
             raise ConfigError("give --config FILE (see configs/), or --resume PATH to continue a run")
         return load_experiment(kind, config, overrides)
-    if config is not None:
-        return load_experiment(kind, config, [*overrides, f"train.resume={resume}"])
     if resume == "latest":
-        raise ConfigError("--resume without a PATH needs --config to know train.out_dir; "
-                          "or pass the run directory: --resume runs/NAME")
+        if config is None:
+            raise ConfigError("--resume without a PATH needs --config to know train.out_dir; "
+                              "or pass the run directory: --resume runs/NAME")
+        return load_experiment(kind, config, [*overrides, "train.resume=latest"])
     source = ckpt.resolve(resume)
-    # The run continues in the folder it is resumed from, not wherever its saved config says it began (a copied
-    # or moved run would write into the original); an explicit --train.out_dir still wins.
+    # The run continues in the folder it is resumed from, not wherever a config (the saved one, or --config) says
+    # it began: a copied or moved run would write into the original, and its keep_last delete the original's
+    # checkpoints. An explicit --train.out_dir still wins.
     run = ckpt.run_of(source)
     in_place = [] if run is None else [f"train.out_dir={json.dumps(str(run))}"]
-    return load_experiment(kind, source / "config.yaml", [*in_place, *overrides, f"train.resume={source}"])
+    return load_experiment(kind, config or source / "config.yaml", [*in_place, *overrides, f"train.resume={source}"])
 
 
 def run(args: argparse.Namespace) -> int:
