@@ -118,3 +118,27 @@ def test_missing_weights(tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pyte
         assert load_lpips(required=False) is None
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()
+
+
+def test_missing_weights_name_the_folders_searched(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVIDEOGPT_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match="VGG16 weights for LPIPS not found") as error:
+        load_lpips(required=True)
+    for folder in (tmp_path / "weights", tmp_path / "home" / ".cache" / "ivideogpt" / "weights"):
+        assert str(folder / "vgg16.pth") in str(error.value)
+
+
+@needs_lpips
+@pytest.mark.parametrize("name, content", [("vgg16.pth", b"\x80\x02not a pickle"), ("vgg16.pth", b""),
+                                           ("vgg16.pth", None), ("vgg16.safetensors", b"cut short")])
+def test_a_corrupt_weight_file_is_one_line_naming_it(tmp_path, name: str, content: bytes | None) -> None:
+    path = tmp_path / name
+    if content is None:  # a readable torch file that is no state dict
+        torch.save(torch.zeros(3), path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{path} \(\d+ bytes\) is not a torchvision vgg16 state dict") as error:
+        load_lpips(path, required=False)
+    assert "\n" not in str(error.value)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ivideogpt.weights import weight_dirs
+from ivideogpt.weights import weight_dirs, where_to_put
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +128,20 @@ def _unit_normalize(feats: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """The tensors of a .pth or .safetensors file; a ValueError naming it when it is corrupt or holds no state dict."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        state = load_file(str(path)) if path.suffix == ".safetensors" else \
+            torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, SafetensorError):
+        state = None  # torch's own message runs to several lines; refused below like any file without a state dict
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} ({path.stat().st_size} bytes) is not a torchvision vgg16 state dict (.pth or "
+                         ".safetensors): a truncated download, or another file?")
+    return state
 
 
 def lpips_linear_weights_path() -> Path:
@@ -163,8 +172,7 @@ def find_vgg16_weights(weights_path: str | Path | None = None) -> Path | None:
 def _missing_message(weights_path: str | Path | None) -> str:
     if weights_path is not None:
         return f"VGG16 weights for LPIPS not found at {weights_path}"
-    return ("VGG16 weights for LPIPS not found: put torchvision's vgg16-397923af.pth as "
-            f"{Path.home() / '.cache/ivideogpt/weights/vgg16.pth'} (or $IVIDEOGPT_WEIGHTS_DIR/vgg16.pth)")
+    return f"VGG16 weights for LPIPS not found: put torchvision's vgg16-397923af.pth as {where_to_put('vgg16.pth')}"
 
 
 def load_lpips(weights_path: str | Path | None = None, *, required: bool) -> LPIPS | None:

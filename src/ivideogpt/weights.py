@@ -15,3 +15,11 @@ def weight_dirs() -> list[Path]:
         dirs.append(Path(os.environ[WEIGHTS_DIR_VARIABLE]).expanduser())
     dirs.append(Path.home() / ".cache" / "ivideogpt" / "weights")
     return dirs
+
+
+def where_to_put(filename: str) -> str:
+    """Where a missing weight file goes, for an error: every folder searched, by its real path."""
+    places = " or ".join(str(folder / filename) for folder in weight_dirs())
+    if os.environ.get(WEIGHTS_DIR_VARIABLE):
+        return places
+    return f"{places} (or in a folder named by ${WEIGHTS_DIR_VARIABLE})"

@@ -95,3 +95,22 @@ def test_missing_i3d(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt"):
         metrics.load_i3d(required=True)
     assert metrics.load_i3d(required=False) is None
+
+
+def test_missing_i3d_names_the_folders_searched(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVIDEOGPT_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(FileNotFoundError) as error:
+        metrics.load_i3d(required=True)
+    for folder in (tmp_path / "weights", tmp_path / "home" / ".cache" / "ivideogpt" / "weights"):
+        assert str(folder / "i3d_torchscript.pt") in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut short", b"\x80\x02not a pickle"])
+def test_a_corrupt_i3d_file_is_one_line_naming_it(tmp_path, content: bytes) -> None:
+    path = tmp_path / "i3d_torchscript.pt"
+    path.write_bytes(content)
+    message = rf"{path} \({len(content)} bytes\) is not a TorchScript I3D detector"
+    with pytest.raises(ValueError, match=message) as error:
+        metrics.load_i3d(path)
+    assert "\n" not in str(error.value)

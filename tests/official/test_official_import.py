@@ -61,6 +61,27 @@ def test_not_a_folder_is_refused(tmp_path) -> None:
         read_snapshot(tmp_path / "nothing")
 
 
+def test_a_tokenizer_link_to_a_missing_folder_is_named(fixtures, tmp_path) -> None:
+    snapshot = tmp_path / "act-cond"
+    shutil.copytree(fixtures / "act-cond", snapshot)  # its tokenizer link (a text file) comes, the folder it names not
+    for read in (read_snapshot, load_model):  # load_model reads it as a snapshot, not as a run without step_*
+        with pytest.raises(SnapshotError, match=r"act-cond/tokenizer is a link to \.\./act-free/tokenizer, which "
+                                                r"does not exist"):
+            read(snapshot)
+
+
+def test_an_out_folder_holding_another_model_is_refused(fixtures, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    (out / "step_003000").mkdir(parents=True)  # a trained model that `latest` points at
+    (out / "latest").write_text("step_003000\n")
+    assert main(["import-official", str(fixtures / "act-free"), "--out", str(out)]) == 2
+    assert "holds other files (step_003000)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["latest", "step_003000"]
+    assert (out / "latest").read_text() == "step_003000\n"
+    for _ in range(2):  # a new folder, then over that earlier import
+        assert main(["import-official", str(fixtures / "act-free"), "--out", str(tmp_path / "again")]) == 0
+
+
 def _edit_transformer(snapshot: Path, edit) -> None:
     path = snapshot / "transformer" / "model.safetensors"
     tensors = load_file(str(path))

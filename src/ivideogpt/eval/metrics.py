@@ -25,7 +25,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from ivideogpt.perceptual import LPIPS
-from ivideogpt.weights import weight_dirs
+from ivideogpt.weights import weight_dirs, where_to_put
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +118,19 @@ def load_i3d(path: str | Path | None = None, *, required: bool = False) -> torch
     """The TorchScript I3D detector from a local file; None (with one warning) when missing and not required."""
     found = next((p for p in i3d_candidates(path) if p.is_file()), None)
     if found is None:
-        where = path if path is not None else Path.home() / ".cache/ivideogpt/weights" / I3D_FILENAME
-        message = (f"FVD needs the I3D detector {I3D_FILENAME}, not found; put it at {where}"
-                   + ("" if path is not None else f" (or $IVIDEOGPT_WEIGHTS_DIR/{I3D_FILENAME})"))
+        where = path if path is not None else where_to_put(I3D_FILENAME)
+        message = f"FVD needs the I3D detector {I3D_FILENAME}, not found; put it at {where}"
         if required:
             raise FileNotFoundError(message)
         logger.warning("%s; FVD is skipped", message)
         return None
     with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format this detector ships in
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.load(str(found), map_location="cpu").eval()
+        try:
+            return torch.jit.load(str(found), map_location="cpu").eval()
+        except (RuntimeError, ValueError) as error:  # torch's own message runs to several lines
+            raise ValueError(f"{found} ({found.stat().st_size} bytes) is not a TorchScript I3D detector: a "
+                             "truncated download, or another file?") from error
 
 
 @torch.no_grad()

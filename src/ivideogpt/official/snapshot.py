@@ -37,19 +37,25 @@ class Snapshot:
 
 
 def is_snapshot(path: str | Path) -> bool:
-    """True when `path` has the two config files of a released snapshot."""
+    """True when `path` has a released snapshot's transformer config and a tokenizer (a folder, or a link that
+    `read_snapshot` then reports when what it names is missing)."""
     path = Path(path)
-    return all((part_dir(path, part) / "config.json").is_file() for part in ("tokenizer", "transformer"))
+    return (part_dir(path, "transformer") / "config.json").is_file() and (path / "tokenizer").exists()
+
+
+def link_target(path: Path, part: str) -> Path | None:
+    """Where `path/part` points when it is a link stored as a small text file holding a relative path (git without
+    symlinks), else None."""
+    candidate = path / part
+    if candidate.is_file() and candidate.stat().st_size < 4096:
+        return path / candidate.read_text().strip()
+    return None
 
 
 def part_dir(path: Path, part: str) -> Path:
-    """`path/part`, following a link stored as a small text file holding a relative path (git without symlinks)."""
-    candidate = path / part
-    if candidate.is_file() and candidate.stat().st_size < 4096:
-        target = path / candidate.read_text().strip()
-        if target.is_dir():
-            return target
-    return candidate
+    """`path/part`, following a link stored as a small text file (`link_target`)."""
+    target = link_target(path, part)
+    return target if target is not None and target.is_dir() else path / part
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
@@ -57,6 +63,11 @@ def read_snapshot(path: str | Path) -> Snapshot:
     path = Path(path)
     if not path.is_dir():
         raise SnapshotError(f"{path} is not a folder; expected a released snapshot with tokenizer/ and transformer/")
+    for part in ("tokenizer", "transformer"):
+        target = link_target(path, part)
+        if target is not None and not target.is_dir():  # a snapshot copied without the folder its link names
+            raise SnapshotError(f"{path / part} is a link to {target.relative_to(path)}, which does not exist: copy "
+                                "or download that snapshot beside this one")
     missing = [f"{part}/{name}" for part, name in (("tokenizer", "config.json"), TOKENIZER_WEIGHTS,
                                                    ("transformer", "config.json"), TRANSFORMER_WEIGHTS)
                if not (part_dir(path, part) / name).is_file()]
