@@ -64,8 +64,13 @@ def test_load_test_videos(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     assert videos[0].frames.shape == (5, 3, 16, 16) and videos[0].actions.shape == (5, 2)
     assert videos[0].frames.min() >= -1 and videos[0].frames.max() <= 1
     assert "skipped 1 episode" in caplog.text
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no episode files"):
         load_test_videos(tmp_path / "empty", clip_length=5)
+    with pytest.raises(FileNotFoundError, match="nope does not exist: give a folder of episode files"):
+        load_test_videos(tmp_path / "nope", clip_length=5)
+    with pytest.raises(FileNotFoundError, match="ep0.npz is a file, not a folder of episode files"):
+        load_test_videos(tmp_path / "ep0.npz", clip_length=5)
 
 
 def test_evaluate_command(tmp_path, no_weights, capsys: pytest.CaptureFixture) -> None:

@@ -40,7 +40,10 @@ def load_test_videos(data_dir: str | Path, clip_length: int, max_videos: int | N
     if clips_per_episode < 1:
         raise ValueError(f"clips_per_episode must be >= 1, got {clips_per_episode}")
     data_dir = Path(data_dir)
-    paths = sorted(data_dir.rglob(pattern)) if data_dir.is_dir() else []
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir} {'is a file, not' if data_dir.exists() else 'does not exist: give'} "
+                                f"a folder of episode files ({pattern})")
+    paths = sorted(data_dir.rglob(pattern))
     if not paths:
         raise FileNotFoundError(f"no episode files ({pattern}) under {data_dir}")
     videos, short, unreadable = [], [], []
