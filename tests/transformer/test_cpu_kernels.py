@@ -208,3 +208,29 @@ def test_fused_layer_ops_reject_what_they_cannot_read() -> None:
         ops.split_rotate(torch.randn(2, 3 * 2 * 16), torch.ones(16), torch.ones(16), 2)
     with pytest.raises(RuntimeError, match="float32 or bfloat16"):
         ops.swiglu(torch.randn(2, 64, dtype=torch.float64))
+
+
+def test_a_lock_left_by_a_killed_build_is_removed_not_waited_for(monkeypatch, tmp_path, caplog) -> None:
+    from torch.utils import cpp_extension
+
+    (tmp_path / "lock").write_text("")  # torch's lock file, as a build stopped by Ctrl-C leaves it
+    seen = []
+    monkeypatch.setattr(cpp_extension, "load_inline",
+                        lambda *args, **kwargs: seen.append((kwargs["build_directory"], (tmp_path / "lock").exists())))
+    monkeypatch.setattr(cpu_kernels, "_unavailable_reason", lambda: None)
+    monkeypatch.setattr(cpu_kernels, "_build_directory", lambda: tmp_path)
+    cpu_extension.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            cpu_extension()
+    finally:
+        cpu_extension.cache_clear()
+    assert seen == [(str(tmp_path), False)] and "stopped midway" in caplog.text
+
+
+def test_each_torch_installation_builds_in_its_own_folder(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    here = cpu_kernels._build_directory()
+    assert here.parent == tmp_path and here.name.startswith(cpu_kernels.NAME) and here.is_dir()
+    monkeypatch.setattr(torch, "__file__", "/another/venv/lib/python3.11/site-packages/torch/__init__.py")
+    assert cpu_kernels._build_directory().name != here.name

@@ -9,19 +9,21 @@
 - `cpu_extension().decode_layers`: all of a bf16 token step's layers with the kernels above, one call
   (`decode.CpuLayerLoop`).
 They need a CPU with AVX-512 and a C++ compiler: torch's extension tools compile them once (~30 s,
-cached in `$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`). Without them, or with
-`IVIDEOGPT_CPU_KERNEL=0`, the decode step uses PyTorch and oneDNN ops (same results up to rounding,
-slower), after one warning that says why.
+cached per torch installation under `$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`).
+Without them, or with `IVIDEOGPT_CPU_KERNEL=0`, the decode step uses PyTorch and oneDNN ops (same
+results up to rounding, slower), after one warning that says why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -31,6 +33,7 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
+NAME = "ivideogpt_cpu_kernels"
 CSRC = Path(__file__).with_name("csrc")
 # simd.h comes first, as text, and the sources' own `#include "simd.h"` lines are dropped: what torch
 # hashes to decide a rebuild is then the code and flags alone, not this checkout's path (an include
@@ -114,17 +117,47 @@ def cpu_extension() -> ModuleType | None:
     log.info("loading the CPU kernels (compiled on first use per machine, ~30 s)")
     try:
         sources = [source.read_text().replace(LOCAL_INCLUDE, "") for source in SOURCES]
-        return cpp_extension.load_inline(
-            "ivideogpt_cpu_kernels", cpp_sources=sources,
-            functions=["attend_parts", "bf16_linear", "has_bf16_dot", "rms_norm", "split_rotate", "swiglu",
-                       "decode_layers"],
-            # -fopenmp: at::parallel_for is inline, so without it the kernels would run on one thread.
-            # The loader maps the libgomp torch already loaded (same soname): one thread pool for all.
-            # AVX512_BF16 is enabled per function (decode_linear.cpp), so the rest runs on any AVX-512 CPU.
-            extra_cflags=["-O3", "-mavx512f", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
+        directory = _build_directory()
+        with _building_alone(directory):
+            return cpp_extension.load_inline(
+                NAME, cpp_sources=sources, build_directory=str(directory),
+                functions=["attend_parts", "bf16_linear", "has_bf16_dot", "rms_norm", "split_rotate", "swiglu",
+                           "decode_layers"],
+                # -fopenmp: at::parallel_for is inline, so without it the kernels would run on one thread.
+                # The loader maps the libgomp torch already loaded (same soname): one thread pool for all.
+                # AVX512_BF16 is enabled per function (decode_linear.cpp), so the rest runs on any AVX-512 CPU.
+                extra_cflags=["-O3", "-mavx512f", "-mfma", "-fopenmp"], extra_ldflags=["-fopenmp"])
     except Exception as error:  # a failed compile or link: fall back, never fail a rollout
         log.warning("CPU kernels off (build failed: %s): rollouts use PyTorch ops", error)
         return None
+
+
+def _build_directory() -> Path:
+    """Where the kernels are built: one folder per torch installation. Two environments on a machine differ in
+    their include paths, so sharing one folder would make each rebuild over the other's build (~30 s a switch)."""
+    from torch.utils import cpp_extension
+
+    installation = hashlib.sha256(f"{torch.__file__}|{torch.__version__}".encode()).hexdigest()[:10]
+    return Path(cpp_extension._get_build_directory(f"{NAME}_{installation}", verbose=False))
+
+
+@contextlib.contextmanager
+def _building_alone(directory: Path) -> Iterator[None]:
+    """Build under an OS file lock, which ends with its process. torch's own `lock` file outlives a build killed
+    midway (Ctrl-C during the first start), and every later start would wait for it forever: under this lock no
+    other build runs, so such a file is stale and is removed."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's lock alone
+        yield
+        return
+    with open(directory / "ivideogpt.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        stale = directory / "lock"
+        if stale.exists():
+            log.warning("removing %s, left by a kernel build that was stopped midway", stale)
+            stale.unlink(missing_ok=True)
+        yield
 
 
 def _unavailable_reason() -> str | None:
