@@ -134,3 +134,37 @@ def test_an_error_from_a_dataloader_worker_is_its_own_message_without_the_worker
     monkeypatch.setattr(describe, "run", run)
     assert main(["describe", "tokenizer_tiny"]) == 2
     assert capsys.readouterr().err == f"ivideogpt describe: {error}\n"
+
+
+def test_predict_stays_within_the_training_window_and_scales_actions_as_training_did(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    import numpy as np
+
+    from ivideogpt.data.episode import Episode
+    from ivideogpt.world_model import WorldModel
+
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "pusht"  # window 9: 1 context + 8 predicted
+    rng = np.random.default_rng(0)
+    Episode(frames=rng.integers(0, 256, (12, 64, 64, 3), dtype=np.uint8),
+            actions=rng.uniform(0, 512, (12, 2)).astype(np.float32)).save(tmp_path / "episode.npz")
+    held, largest_action = [], []
+    step = WorldModel.step
+
+    def spy(self, actions=None, decode=True):
+        largest_action.append(float(abs(actions).max()))
+        result = step(self, actions, decode)
+        held.append(self.state.num_context + self.state.num_future)
+        return result
+
+    monkeypatch.setattr(WorldModel, "step", spy)
+    command = ["predict", str(shipped), str(tmp_path / "episode.npz"), "--out", str(tmp_path / "p.gif")]
+    assert main(command) == 0  # the rest of the episode: 11 frames, past the window
+    assert capsys.readouterr().out.count("PSNR") == 11
+    assert max(held) == 9 and held[8] == 2  # re-anchored before the 9th predicted frame
+    assert max(largest_action) <= 1.0  # Push-T's [0, 512] targets, normalised as in training
+    held.clear()
+    assert main([*command, "--past-window", "extend"]) == 0 and max(held) == 12
+    assert main([*command, "--past-window", "refuse"]) == 2
+    assert "9-frame training window: pass --horizon 8 or less" in capsys.readouterr().err
+    assert main([*command, "--past-window", "refuse", "--horizon", "8"]) == 0

@@ -277,3 +277,14 @@ def test_windowed_rollout_re_anchors_on_its_newest_frames_and_the_action_between
         WindowedRollout(world, window=2).reset(ctx, ctx_actions)
     with pytest.raises(ValueError, match="window must be >= 2"):
         WindowedRollout(world, window=1)
+
+
+def test_a_sibling_shares_modules_and_settings_but_not_the_rollout_or_sampler(parts) -> None:
+    world = WorldModel(*parts, temperature=0.5, top_k=7, seed=0)
+    world.num_context, world.window = 2, 4
+    world.reset(context(), torch.randn(2, 1, 2))
+    sibling = world.sibling(seed=1)
+    assert sibling.tokenizer is world.tokenizer and sibling.transformer is world.transformer
+    assert (sibling.num_context, sibling.window, sibling.temperature, sibling.top_k, sibling.precision) == \
+        (2, 4, 0.5, 7, world.precision)
+    assert sibling.state is None and sibling.generator is not world.generator

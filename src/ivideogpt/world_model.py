@@ -16,8 +16,9 @@ prefix at every frame, as naive implementations do) and `cache="none"` (no cache
 check equivalence and to measure the speed-up.
 
 Past `window` frames (the training clip length) `step` keeps growing the sequence into positions the
-transformer never saw; `WindowedRollout` re-anchors there instead (the gym envs step through it;
-`ivideogpt play` re-anchors at the same boundary, `RolloutState.fills`).
+transformer never saw; `WindowedRollout` re-anchors there instead (the gym envs, `ivideogpt predict`,
+evaluate-policy's imagined episodes and MBPO's branches step through it; `ivideogpt play` re-anchors at
+the same boundary, `RolloutState.fills`).
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class WorldModel:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
         self.state: RolloutState | None = None
+        self.num_context: int | None = None  # the context frames it was trained with (`load_model`), when known
         self.window: int | None = None
         self.frames = FrameGenerator(transformer) if cache == "static" else None
         bf16_weights = transformer.lm_head.weight.dtype == torch.bfloat16
@@ -302,6 +304,14 @@ class WorldModel:
     def set_state(self, state: RolloutState) -> None:
         """Continue from `state` (it will be advanced in place: pass `state.repeat(1)` to keep it)."""
         self.state = state
+
+    def sibling(self, seed: int | None = None) -> "WorldModel":
+        """The same modules and settings (`window` included) with its own rollout state and sampler, so a second
+        user of the model (an imagined env beside a planner) neither disturbs it nor loses its training window."""
+        other = WorldModel(self.tokenizer, self.transformer, temperature=self.temperature, top_k=self.top_k, seed=seed,
+                           cache=self.cache_mode, prefill_rows=self.prefill_rows, precision=self.precision)
+        other.num_context, other.window = self.num_context, self.window
+        return other
 
     @torch.inference_mode()
     def rollout(self, context: Tensor | RolloutState, actions: Tensor | None = None, horizon: int | None = None,

@@ -63,6 +63,19 @@ def test_plan_refuses_bad_world_model_flags_in_one_line(tmp_path, capsys, flags,
     assert capsys.readouterr().err.strip() == f"ivideogpt plan: {message}"
 
 
+def test_plan_and_evaluate_policy_refuse_a_horizon_past_the_training_window(tmp_path, capsys) -> None:
+    small = ["--episodes", "1", "--max-steps", "1", "--candidates", "2", "--elites", "1", "--iterations", "1",
+             "--controllers", "world-model"]
+    for command in ("plan", "evaluate-policy"):
+        assert cli.main([command, "--checkpoint", "checkpoints/pusht", "--out", str(tmp_path), "--horizon", "9",
+                         *small]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"ivideogpt {command}: --horizon 9 after 1 context frame(s) goes past the model's 9-frame training "
+            "window: pass --horizon 8 or less")
+    assert cli.main(["plan", "--checkpoint", "checkpoints/pusht", "--out", str(tmp_path), "--horizon", "8",
+                     *small]) == 0
+
+
 def test_plan_command_needs_checkpoint_for_world_model(tmp_path, capsys) -> None:
     assert cli.main(["plan", "--out", str(tmp_path), *TINY]) == 2
     assert capsys.readouterr().err.startswith("ivideogpt plan: --checkpoint DIR is needed")

@@ -44,6 +44,23 @@ def test_imagined_episode_starts_from_the_real_frame_and_imagines_the_rest(tiny_
         real.close()
 
 
+def test_an_imagined_episode_longer_than_the_training_window_re_anchors_within_it(tiny_world_model) -> None:
+    from ivideogpt.world_model import WorldModel
+
+    model = WorldModel(tiny_world_model.tokenizer, tiny_world_model.transformer, seed=0)
+    model.window = 3  # as `load_model` sets it: 1 context frame + 2 predicted
+    env = ImaginedPushT(model, action_low=np.zeros(2), action_high=np.full(2, 512.0))
+    try:
+        env.reset(seed=3, options=NEAR_GOAL)
+        held = []
+        for _ in range(7):
+            env.step(np.asarray([300.0, 400.0]))
+            held.append(env.model.state.num_context + env.model.state.num_future)
+        assert max(held) == 3 and held[:3] == [2, 3, 2]  # never past the window: re-anchored before steps 3, 5, 7
+    finally:
+        env.close()
+
+
 def test_evaluate_policies_reports_predicted_and_real_returns(tiny_world_model, tmp_path) -> None:
     settings = PlanSettings(episodes=2, max_steps=3, start="near-goal", videos=1, video_format="gif",
                             controllers=("random", "hold-still", "world-model"))

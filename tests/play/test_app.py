@@ -105,7 +105,10 @@ def test_nan_infinity_and_broken_json_are_refused(client: TestClient) -> None:
         assert reply.status_code == 422 and "finite" in reply.json()["detail"]
     broken = client.post(f"/api/sessions/{sid}/step", content='{"action": [1, ', headers=headers)
     assert broken.status_code == 422 and "malformed request" in broken.json()["detail"]
+    huge = client.post(f"/api/sessions/{sid}/step", content='{"action": [' + "1, " * 100_000 + "1]}", headers=headers)
+    assert huge.status_code == 413 and "request body over 65536 bytes" in huge.json()["detail"]  # never parsed
     assert client.post(f"/api/sessions/{sid}/step", json={"action": [200, 200]}).status_code == 200
+    assert client.get(f"/api/sessions/{sid}").json()["step"] == 1
 
 
 def test_bad_sessions_starts_and_exports_are_refused(client: TestClient) -> None:
@@ -117,6 +120,8 @@ def test_bad_sessions_starts_and_exports_are_refused(client: TestClient) -> None
     refused = client.post("/api/sessions", json={"start": "clip"})  # no data folder beside the test checkout
     assert refused.status_code == 422 and "start must be one of" in refused.json()["detail"]
     assert client.post("/api/sessions", json={"start": "dream"}).status_code == 422
+    negative = client.post("/api/sessions", json={"start": "reset", "seed": -1})  # gymnasium raised: a 500
+    assert negative.status_code == 422 and "seed must be >= 0" in negative.json()["detail"]
     sid = start(client)["session"]
     undo = client.post(f"/api/sessions/{sid}/undo")
     assert undo.status_code == 409 and "nothing to undo" in undo.json()["detail"]

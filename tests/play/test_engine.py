@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ivideogpt.play.engine import PlayEngine, PlayError, _Forward
+from ivideogpt.play.session import SessionStore
 
 
 def test_sessions_stepped_in_one_forward_match_sessions_stepped_alone(slider_engine: PlayEngine) -> None:
@@ -87,6 +88,19 @@ def test_limits_and_refusals(slider_engine: PlayEngine) -> None:
     with pytest.raises(PlayError, match="only the last 1 steps"):
         limited.undo(session.id)
     limited.close()
+
+
+def test_the_engine_keeps_the_store_it_is_given(slider_model) -> None:
+    store = SessionStore(max_sessions=1, idle_seconds=60.0)  # empty, so falsy: `--max-sessions` was ignored
+    engine = PlayEngine(slider_model, store)
+    try:
+        first, second = engine.create("clip"), engine.create("clip")
+        assert engine.store is store and len(store) == 1
+        with pytest.raises(PlayError, match="unknown session") as dropped:
+            engine.step(first.id, [0, 0, 0])
+        assert dropped.value.status == 404 and engine.session(second.id) is second
+    finally:
+        engine.close()
 
 
 def test_a_clip_start_uses_the_clip_frames_and_actions(slider_engine: PlayEngine) -> None:

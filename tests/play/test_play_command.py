@@ -27,6 +27,21 @@ def test_a_missing_checkpoint_is_refused_before_serving(tmp_path: Path) -> None:
         play.run(args)
 
 
+def test_a_port_in_use_is_refused_in_one_line_before_the_model_loads(capsys) -> None:
+    import socket
+
+    from ivideogpt.cli import main
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["play", "--port", str(port)]) == 2  # uvicorn exited 3 after loading, having printed the URL
+    out, err = capsys.readouterr()
+    assert err.strip() == f"ivideogpt play: cannot serve on 127.0.0.1:{port}: Address already in use" and not out
+
+
 def test_the_page_ships_inside_the_package() -> None:
     static = ROOT / "src" / "ivideogpt" / "play" / "static"
     assert {p.name for p in static.iterdir()} >= {"index.html", "play.js", "play.css"}

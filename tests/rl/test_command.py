@@ -74,6 +74,7 @@ def test_a_pretrained_world_model_notes_what_differs_from_its_training(caplog):
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "pusht"  # 1 context frame, action repeat 3
     config = build_config(build_parser().parse_args(["rl", "--env", "pusht", "--tiny", "--world-model", str(shipped)]))
     with caplog.at_level(logging.WARNING, logger="ivideogpt"):
-        make_world_model(config)
+        model = make_world_model(config)
+    assert model.rollout.window == config.mbpo.sequence_length  # the clips MBPO trains it on, not its own 9
     assert "trained with 1 context frame(s); MBPO gives it 2 (mbpo.num_context=1 matches it)" in caplog.text
     assert "frames 3 env steps apart; this env's action repeat is 2" in caplog.text

@@ -50,6 +50,28 @@ def test_mbpo_with_tiny_world_model():
         assert np.array_equal(mine.frames, theirs.frames) and np.array_equal(mine.rewards, theirs.rewards)
 
 
+def test_branches_longer_than_the_training_clips_re_anchor_within_them(monkeypatch):
+    from ivideogpt.rl.imagination import imagine
+    from ivideogpt.rl.world_models import build_world_model
+    from ivideogpt.world_model import WorldModel
+
+    model = build_world_model(2, "tokenizer_tiny", "transformer_tiny", seed=0, window=4)  # MBPO's sequence_length
+    held = []
+    step = WorldModel.step
+
+    def spy(self, actions=None, decode=True):
+        result = step(self, actions, decode)
+        held.append(self.state.num_context + self.state.num_future)
+        return result
+
+    monkeypatch.setattr(WorldModel, "step", spy)
+    rng = np.random.default_rng(0)
+    out = imagine(model, lambda obs: torch.zeros(obs.shape[0], 2), rng.integers(0, 256, (2, 3, 64, 64, 3), np.uint8),
+                  rng.uniform(-1, 1, (2, 2, 2)).astype(np.float32), horizon=5, frame_stack=3)
+    assert out.frames.shape == (2, 8, 64, 64, 3) and np.isfinite(out.rewards).all()
+    assert held == [3, 4, 3, 4, 3]  # 2 context frames + 2 predicted at most: re-anchored before steps 3 and 5
+
+
 def test_a_sampler_state_from_another_device_kind_reseeds_deterministically():
     from ivideogpt.rl.world_models import build_world_model
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ivideogpt.commands.plan import cem_config, load_world_model, plan_settings
+    from ivideogpt.commands.plan import cem_config, check_horizon, load_world_model, plan_settings
     from ivideogpt.planning.experiment import make_controllers
     from ivideogpt.planning.policy_eval import ImaginedPushT, evaluate_policies, format_returns_table
     from ivideogpt.planning.pusht import make_pusht
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
                                    args.precision)
     settings = plan_settings(args, controllers, world_model)
     cem = cem_config(args)
+    if "world-model" in controllers:
+        check_horizon(cem, world_model)
     real_env = make_pusht(settings.size, action_repeat=settings.action_repeat)
     imagined_env = ImaginedPushT(world_model.model, action_low=world_model.action_low,
                                  action_high=world_model.action_high, size=settings.size, seed=args.seed)

@@ -115,6 +115,16 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
                             action_repeat=repeat)
 
 
+def check_horizon(cem: Any, world_model: Any) -> None:
+    """Refuse CEM rollouts longer than the model's training window (its clip length, context included): past it the
+    transformer reads positions it never saw, and candidates are scored on what it makes of them."""
+    window = None if world_model is None else getattr(world_model.model, "window", None)
+    if window is not None and world_model.context_frames + cem.horizon > window:
+        raise ValueError(f"--horizon {cem.horizon} after {world_model.context_frames} context frame(s) goes past the "
+                         f"model's {window}-frame training window: pass --horizon "
+                         f"{window - world_model.context_frames} or less")
+
+
 def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:
     """(action low, action high, action repeat) the checkpoint's model was trained with, as far as known.
 
@@ -178,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
                                        args.precision)
     settings = plan_settings(args, controllers, world_model)
     cem = cem_config(args)
+    check_horizon(cem, world_model)
     env = make_pusht(settings.size, action_repeat=settings.action_repeat)
     try:
         model_facts = None if world_model is None else {

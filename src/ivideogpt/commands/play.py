@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 from pathlib import Path
 
 from ivideogpt.commands.plan import add_precision_argument
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
+    check_bindable(args.host, args.port)
     model = load_play_model(args.checkpoint, args.data, args.device, args.temperature, args.precision)
     if not model.describe()["starts"]:
         raise ValueError(f"{args.checkpoint} is not a Push-T model and no held-out clips were found to start "
@@ -72,3 +74,13 @@ def run(args: argparse.Namespace) -> int:
     engine.close()
     print(engine.latency.summary(), flush=True)
     return 0
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Refuse in one line, before the model loads, an address uvicorn could not bind (a port in use, a foreign host)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ValueError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None

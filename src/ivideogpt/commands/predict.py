@@ -2,8 +2,13 @@
 
 MODEL is a checkpoint (or run) directory or a released iVideoGPT snapshot folder; EPISODE is a
 `.npz` episode (`docs/data.md`). The model's context frames start at `--start`; action-conditioned
-models follow the episode's own actions. Writes ground truth | prediction side by side and prints
+models follow the episode's own actions (normalised with the checkpoint's training bounds when its data
+normalised them, as training did). Writes ground truth | prediction side by side and prints
 the PSNR of each predicted frame against the episode.
+
+A rollout longer than the model's training window (`data.segment_length` frames, context included)
+re-anchors there on its newest predicted frames (`WindowedRollout`, as the gym envs and `play` do);
+`--past-window refuse` stops at the window instead, `extend` lets the sequence grow past it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=100, help="sample among the k most likely codes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="torch device to roll out on (e.g. cuda)")
+    parser.add_argument("--past-window", choices=("reanchor", "refuse", "extend"), default="reanchor",
+                        help="past the model's training window (its clip length, context included): re-anchor on "
+                             "the newest predicted frames (default), refuse a longer --horizon, or extend the "
+                             "sequence into positions it was never trained on")
     add_precision_argument(parser)
 
 
@@ -36,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ivideogpt.frames import to_model, to_uint8
     from ivideogpt.media import check_video_path, side_by_side, write_video
     from ivideogpt.train import load_model
+    from ivideogpt.world_model import WindowedRollout
 
     check_video_path(args.out)  # before the rollout, not after it
     model = load_model(args.model)  # bad input raises, reported in one line by `ivideogpt.cli`
@@ -44,13 +54,19 @@ def run(args: argparse.Namespace) -> int:
     model.to(args.device).set_precision(args.precision)
     model.temperature, model.top_k = args.temperature, args.top_k
     episode = load_episode(args.episode)
-    context, actions, horizon = _window(model, episode, args.start, args.horizon)
+    context, actions, horizon = _window(model, episode, args.start, args.horizon, _action_bounds(args.model, model))
+    window = getattr(model, "window", None)
+    if args.past_window == "refuse" and window is not None and context + horizon > window:
+        raise ValueError(f"{horizon} predicted frames after {context} context frame(s) go past the model's "
+                         f"{window}-frame training window: pass --horizon {window - context} or less, or "
+                         "--past-window reanchor")
     frames = to_model(episode.frames[args.start: args.start + context + horizon])[None]  # (1, T, 3, H, W)
     context_actions = None if actions is None else actions[:, :context - 1]
     future_actions = None if actions is None else actions[:, context - 1:]
-    predicted, _ = model.rollout(frames[:, :context], future_actions, horizon=horizon,
-                                 context_actions=context_actions, seed=args.seed)
-    predicted = predicted.cpu()
+    rollout = WindowedRollout(model, window, args.past_window)
+    rollout.reset(frames[:, :context], context_actions, seed=args.seed)
+    predicted = torch.stack([rollout.step(None if future_actions is None else future_actions[:, t])[0].cpu()
+                             for t in range(horizon)], dim=1)
     truth = frames[:, context:]
     for t in range(horizon):
         print(f"t+{t + 1}: PSNR {float(psnr(predicted[:, t], truth[:, t])):.2f} dB")
@@ -60,11 +76,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _window(model, episode, start: int, horizon: int | None) -> tuple[int, "torch.Tensor | None", int]:
-    """(context frames, the actions (1, context - 1 + horizon, A) or None, horizon) for a rollout from `start`."""
+def _action_bounds(path: str, model) -> "ActionBounds | None":
+    """The bounds a checkpoint's training data normalised its actions with (None: raw actions, or a released
+    snapshot), so that the episode's raw actions reach the model on the scale it learned."""
+    from ivideogpt.commands.plan import training_action_facts
+    from ivideogpt.data.actions import ActionBounds
+    from ivideogpt.official import is_snapshot
+
+    if not model.action_dim or is_snapshot(path):
+        return None
+    low, high, _ = training_action_facts(path)
+    return None if low is None else ActionBounds(low, high)
+
+
+def _window(model, episode, start: int, horizon: int | None, bounds: "ActionBounds | None" = None
+            ) -> tuple[int, "torch.Tensor | None", int]:
+    """(context frames, the actions (1, context - 1 + horizon, A) or None, horizon) for a rollout from `start`;
+    actions normalised with `bounds` when given."""
     import torch
 
-    context = int(getattr(model, "num_context", 1))
+    context = int(getattr(model, "num_context", None) or 1)
     resolution = model.tokenizer.config.resolution
     if episode.frames.shape[1:3] != (resolution, resolution):
         raise ValueError(f"the episode's frames are {episode.frames.shape[2]}x{episode.frames.shape[1]} (width x "
@@ -81,5 +112,6 @@ def _window(model, episode, start: int, horizon: int | None) -> tuple[int, "torc
     if episode.action_dim != model.action_dim:
         raise ValueError(f"the model is action-conditioned on {model.action_dim}-d actions; the episode has "
                          f"{episode.action_dim or 'no'} actions")
-    actions = torch.as_tensor(episode.actions[start: start + context - 1 + horizon], dtype=torch.float32)
+    actions = episode.actions[start: start + context - 1 + horizon]
+    actions = torch.as_tensor(actions if bounds is None else bounds.normalize(actions), dtype=torch.float32)
     return context, actions[None], horizon

@@ -88,7 +88,8 @@ def make_world_model(config: Any) -> Any:
     probe.close()
     torch.manual_seed(config.seed)
     common = dict(action_dim=action_dim, num_context=config.mbpo.num_context, lr=config.mbpo.model_lr,
-                  weight_decay=config.mbpo.model_weight_decay, seed=config.seed, device=config.device)
+                  weight_decay=config.mbpo.model_weight_decay, seed=config.seed, device=config.device,
+                  window=config.mbpo.sequence_length)  # the clips it trains on: longer branches re-anchor
     if config.mbpo.world_model:
         return load_world_model(config.mbpo.world_model, action_repeat=config.env.action_repeat, **common)
     return build_world_model(tokenizer_preset=config.mbpo.tokenizer_preset,

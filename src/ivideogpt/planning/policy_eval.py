@@ -27,7 +27,7 @@ from ivideogpt.planning.experiment import PlanSettings, start_options
 from ivideogpt.planning.loop import Controller, run_episode
 from ivideogpt.planning.pusht import agent_position, coverage, make_pusht
 from ivideogpt.media import side_by_side, write_video
-from ivideogpt.world_model import WorldModel
+from ivideogpt.world_model import WindowedRollout, WorldModel
 
 
 class ImaginedPushT:
@@ -35,15 +35,17 @@ class ImaginedPushT:
 
     `reset` resets a private simulator to the same start as the real episode and takes its frame as
     the context; each `step` is one imagined frame and its predicted reward (raw actions, normalised
-    with `action_low`/`action_high` as in training). The simulator is never stepped, so `unwrapped`
-    shows the start state: where the agent began, which is where hold-still keeps it.
+    with `action_low`/`action_high` as in training). An episode longer than the model's training window
+    (`model.window`) re-anchors on its newest imagined frames there (`WindowedRollout`), as the gym envs do.
+    The simulator is never stepped, so `unwrapped` shows the start state: where the agent began, which is
+    where hold-still keeps it.
     """
 
     def __init__(self, model: WorldModel, *, action_low: np.ndarray | None = None,
                  action_high: np.ndarray | None = None, size: int = 64, seed: int = 0) -> None:
         # its own rollout state and sampler, so a planner using `model` cannot disturb the imagination
-        self.model = WorldModel(model.tokenizer, model.transformer, temperature=model.temperature, top_k=model.top_k,
-                                seed=seed)
+        self.model = model.sibling(seed)
+        self.rollout = WindowedRollout(self.model, self.model.window)
         self.bounds = None if action_low is None or action_high is None else ActionBounds(action_low, action_high)
         self.start_env = make_pusht(size)
 
@@ -59,7 +61,7 @@ class ImaginedPushT:
         context = context_from_history([obs["pixels"]], [], fixed or 1,
                                        fill_action=agent_position(self.start_env) if fixed else None)
         actions = None if context.actions is None else self._model_actions(context.actions.numpy())[None]
-        self.model.reset(context.frames[None], actions, seed=seed)  # (1, Tc, 3, h, w)
+        self.rollout.reset(context.frames[None], actions, seed=seed)  # (1, Tc, 3, h, w)
         return {"pixels": obs["pixels"]}, info
 
     def _model_actions(self, actions: np.ndarray) -> torch.Tensor:
@@ -68,7 +70,7 @@ class ImaginedPushT:
         return torch.as_tensor(actions, dtype=torch.float32)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
-        frames, rewards = self.model.step(self._model_actions(action)[None])
+        frames, rewards = self.rollout.step(self._model_actions(action)[None])
         reward = 0.0 if rewards is None else float(rewards[0])
         return {"pixels": to_uint8(frames[0])}, reward, False, False, {}
 

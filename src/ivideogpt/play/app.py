@@ -17,12 +17,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ivideogpt.play.engine import PlayEngine, PlayError
 from ivideogpt.play.session import Session
 
 STATIC = Path(__file__).parent / "static"
 MEDIA_TYPES = {"gif": "image/gif", "mp4": "video/mp4"}
+MAX_BODY_BYTES = 64 * 1024
+"""the API's request bodies hold a few numbers; parsing a huge one would take gigabytes of memory."""
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over `limit` bytes with a 413 as it arrives, before it is parsed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, f"request body over {self.limit} bytes: the API takes a few numbers")
+            return message
+
+        await self.app(scope, counted if scope["type"] == "http" else receive, send)
 
 
 class StartRequest(BaseModel):
@@ -71,6 +95,7 @@ def create_app(engine: PlayEngine) -> FastAPI:
     """The play server of `engine`: the page at `/`, its files under `/static`, the API under `/api`."""
 
     app = FastAPI(title="ivideogpt play")
+    app.add_middleware(BodyLimit)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(PlayError)

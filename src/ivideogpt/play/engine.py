@@ -62,7 +62,7 @@ class PlayEngine:
 
     def __init__(self, model: PlayModel, store: SessionStore | None = None, max_undo: int = 32,
                  max_steps: int = 1000, on_step: Callable[[int], None] | None = None) -> None:
-        self.model, self.store = model, store or SessionStore()
+        self.model, self.store = model, SessionStore() if store is None else store  # an empty store is falsy
         self.max_undo, self.max_steps = max_undo, max_steps
         self.on_step = on_step
         """called with the number of steps served so far after each one (the command prints the latency)."""
@@ -78,6 +78,8 @@ class PlayEngine:
             raise PlayError(422, f"start must be one of {starts} for this model, got {start!r}")
         if real and not self.model.is_pusht:
             raise PlayError(422, "the real simulator runs only beside a Push-T model")
+        if seed is not None and seed < 0:
+            raise PlayError(422, f"seed must be >= 0 (a simulator reset seed), got {seed}")
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else seed
         simulator = self._simulator() if real or start == "reset" else None
         try:

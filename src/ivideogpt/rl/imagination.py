@@ -46,11 +46,17 @@ class WorldModelAdapter:
 
     Rewards: the transformer regresses symlog rewards when its config says `symlog_rewards`
     and `WorldModel.step` maps predictions back, so both sides here stay on the env's scale.
+    `window`: the clip length the transformer trains on (MBPO's `sequence_length`); a branch longer than
+    that re-anchors on its newest imagined frames (`WindowedRollout`), as the gym envs do. None: never.
     """
 
     def __init__(self, world_model: Any, tokenizer_objective: torch.nn.Module, transformer_objective: torch.nn.Module,
-                 num_context: int = 2, lr: float = 1e-4, weight_decay: float = 0.0, grad_clip: float = 1.0) -> None:
+                 num_context: int = 2, lr: float = 1e-4, weight_decay: float = 0.0, grad_clip: float = 1.0,
+                 window: int | None = None) -> None:
+        from ivideogpt.world_model import WindowedRollout
+
         self.world_model, self.num_context, self.grad_clip = world_model, num_context, grad_clip
+        self.rollout = WindowedRollout(world_model, window)
         self.tokenizer_objective, self.transformer_objective = tokenizer_objective, transformer_objective
         tokenizer_objective.requires_grad_(True)  # a transformer-mode objective freezes the shared tokenizer
         self.tokenizer_params = list(tokenizer_objective.parameters())
@@ -61,7 +67,7 @@ class WorldModelAdapter:
     @classmethod
     def from_modules(cls, tokenizer: torch.nn.Module, transformer: torch.nn.Module, num_context: int = 2,
                      lr: float = 1e-4, weight_decay: float = 0.0, seed: int | None = None,
-                     tokenizer_loss: Any = None) -> "WorldModelAdapter":
+                     tokenizer_loss: Any = None, window: int | None = None) -> "WorldModelAdapter":
         """Wrap a tokenizer and an action-conditioned transformer with a reward head; the tokenizer trains with
         `tokenizer_loss` (a `TokenizerObjectiveConfig`; default the paper's), never a perceptual term."""
         from ivideogpt.tokenizer.objective import TokenizerObjective
@@ -74,13 +80,13 @@ class WorldModelAdapter:
         tokenizer_objective.to(next(tokenizer.parameters()).device)  # a discriminator it builds starts on the CPU
         transformer_objective = TransformerObjective(transformer, tokenizer)
         world_model = WorldModel(tokenizer, transformer, seed=seed)
-        return cls(world_model, tokenizer_objective, transformer_objective, num_context, lr, weight_decay)
+        return cls(world_model, tokenizer_objective, transformer_objective, num_context, lr, weight_decay, window=window)
 
     def reset(self, context: torch.Tensor, actions: torch.Tensor | None = None) -> Any:
-        return self.world_model.reset(context, actions)
+        return self.rollout.reset(context, actions)
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, rewards = self.world_model.step(actions)
+        frames, rewards = self.rollout.step(actions)
         return frames.clone(), rewards.clone()  # out of inference mode
 
     def _train(self, objective: torch.nn.Module, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter],

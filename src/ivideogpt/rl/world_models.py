@@ -26,8 +26,9 @@ def _rl_transformer_config(config: Any, action_dim: int) -> Any:
 
 def build_world_model(action_dim: int, tokenizer_preset: str = "tokenizer_64", transformer_preset: str = "transformer_small",
                       num_context: int = 2, lr: float = 1e-4, weight_decay: float = 0.0, seed: int | None = None,
-                      device: str | torch.device = "cpu") -> WorldModelAdapter:
-    """A world model from scratch: tokenizer and transformer presets (see `ivideogpt describe`)."""
+                      device: str | torch.device = "cpu", window: int | None = None) -> WorldModelAdapter:
+    """A world model from scratch: tokenizer and transformer presets (see `ivideogpt describe`); `window` as for
+    `WorldModelAdapter`."""
     from ivideogpt.presets import get_preset
     from ivideogpt.tokenizer.objective import preset_objective
 
@@ -39,14 +40,15 @@ def build_world_model(action_dim: int, tokenizer_preset: str = "tokenizer_64", t
             action_dim)
     transformer = transformer_cfg.build().to(device)
     return WorldModelAdapter.from_modules(tokenizer, transformer, num_context, lr, weight_decay, seed,
-                                          tokenizer_loss=preset_objective(tokenizer_preset))
+                                          tokenizer_loss=preset_objective(tokenizer_preset), window=window)
 
 
 def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr: float = 1e-4,
                      weight_decay: float = 0.0, seed: int | None = None, device: str | torch.device = "cpu",
-                     action_repeat: int | None = None) -> WorldModelAdapter:
+                     action_repeat: int | None = None, window: int | None = None) -> WorldModelAdapter:
     """A pre-trained world model from a checkpoint (or run) directory holding a world model
-    (an object with `.tokenizer` and `.transformer`), re-headed for `action_dim` and rewards.
+    (an object with `.tokenizer` and `.transformer`), re-headed for `action_dim` and rewards; `window` as for
+    `WorldModelAdapter` (MBPO's clip length, which it trains the model on from then on).
 
     Where the env differs from what the model was trained on (action width, context frames, the env's
     `action_repeat`), a note says so: allowed, but the model then starts further from its training.
@@ -68,7 +70,7 @@ def load_world_model(path: str | Path, action_dim: int, num_context: int = 2, lr
         fresh.load_pretrained(state)
         transformer = fresh
     return WorldModelAdapter.from_modules(tokenizer.to(device), transformer.to(device), num_context, lr,
-                                          weight_decay, seed, tokenizer_loss=tokenizer_loss(path))
+                                          weight_decay, seed, tokenizer_loss=tokenizer_loss(path), window=window)
 
 
 def _note_differences(path: str | Path, loaded: Any, action_dim: int, num_context: int,
