@@ -122,7 +122,8 @@ class _Failing(torch.utils.data.Dataset):
 
 
 @pytest.mark.parametrize("error", [DataError("consumer 1 of 2 found no usable segment\nepisodes found: 1"),
-                                   FileNotFoundError(2, "No such file", "shard-000001.tar")])
+                                   FileNotFoundError(2, "No such file", "shard-000001.tar"),
+                                   ValueError()])  # no message: nothing of the worker's traceback either
 def test_an_error_from_a_dataloader_worker_is_its_own_message_without_the_workers_traceback(capsys, monkeypatch,
                                                                                           error):
     from ivideogpt.commands import describe

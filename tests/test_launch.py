@@ -44,7 +44,7 @@ FSDP_THEN_LEAVE = textwrap.dedent("""
     from torch import nn
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    from ivideogpt.launch import StoppedWithOthers, failing_together, leave_process_group
+    from ivideogpt.launch import leave_process_group
 
     def gloo_threads():
         names = (open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task"))

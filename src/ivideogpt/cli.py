@@ -108,7 +108,6 @@ def report(command: str, error: Exception) -> bool:
     return True
 
 
-
 WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):\n"  # torch's ExceptionWrapper.reraise
 
 
@@ -118,10 +117,14 @@ def own_message(error: BaseException) -> str:
     text = str(error)
     if WORKER_TRACEBACK not in text:
         return text
-    kind = type(error)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    where = text.rfind(f"\n{name}: ")  # the traceback's last entry: "module.Type: message"
+    kind = type(error)  # named in the traceback's last entry as `traceback` names it: "module.Type: message"
+    module = "" if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}."
+    name = f"{module}{kind.__qualname__}"
+    if text.endswith(f"\n{name}\n"):  # an error without a message
+        return ""
+    where = text.rfind(f"\n{name}: ")
     return text[where + len(name) + 3:].rstrip("\n") if where >= 0 else text
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -187,3 +187,15 @@ def test_an_undecodable_aloha_frame_names_the_file_camera_and_frame(tmp_path):
     (info,) = reader.scan(DataReport())
     with pytest.raises(EpisodeError, match=r"episode_0.hdf5:/observations/images/cam_high frame 2: cannot decode"):
         reader.load(info)
+
+
+def test_2d_uint8_frames_that_are_not_jpeg_rows_are_refused_when_indexed(tmp_path):
+    _write_aloha(tmp_path / "episode_0.hdf5")
+    with h5py.File(tmp_path / "episode_1.hdf5", "w") as root:  # frames flattened to pixel rows: not images
+        root["frames"] = _frames(5).reshape(5, -1)
+        root["actions"] = np.zeros((5, 2))
+    report = DataReport()
+    assert [info.episode_id for info in make_reader("hdf5", tmp_path).scan(report)] == ["episode_0"]
+    (where, kind, reason), = report.skipped
+    assert where.endswith("episode_1.hdf5:/") and kind == "inconsistent"
+    assert "frames: bad shape (5, 192) (2-D rows must be zero-padded JPEG/PNG bytes" in reason

@@ -152,7 +152,11 @@ def _building_alone(directory: Path) -> Iterator[None]:
         yield
         return
     with open(directory / "ivideogpt.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some NFS): torch's lock alone, as before
+            yield
+            return
         stale = directory / "lock"
         if stale.exists():
             log.warning("removing %s, left by a kernel build that was stopped midway", stale)

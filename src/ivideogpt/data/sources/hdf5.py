@@ -67,9 +67,21 @@ def default_alignment(handle: Any) -> str:
     return "after_action" if data is not None and "env_args" in data.attrs else "on_arrival"
 
 
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # how JPEG and PNG files begin
+
+
 def _is_encoded(frames: Any) -> bool:
     """Whether a frame dataset holds encoded images: one blob per frame, or ALOHA's zero-padded uint8 rows."""
-    return frames.ndim == 1 or frames.dtype == object or (frames.ndim == 2 and frames.dtype == np.uint8)
+    return frames.ndim == 1 or frames.dtype == object or _padded_rows(frames)
+
+
+def _padded_rows(frames: Any) -> bool:
+    """Whether a 2-D uint8 frame dataset holds zero-padded JPEG/PNG rows (ALOHA), told by its first row's signature:
+    other 2-D uint8 data (frames flattened to pixel rows) is not images, and decoding it would fail only at load."""
+    if frames.ndim != 2 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        return False
+    first = bytes(np.asarray(frames[0, :len(IMAGE_SIGNATURES[1])]))
+    return first.startswith(IMAGE_SIGNATURES)
 
 
 def _frame_bytes(blob: Any, padded: bool) -> bytes:
@@ -150,7 +162,8 @@ class Hdf5Reader(FileTreeReader):
         frames = arrays["frames"]
         length = int(frames.shape[0])
         if length == 0 or not (_is_encoded(frames) or frames.ndim in (3, 4)):
-            raise EpisodeError(f"frames: bad shape {frames.shape}")
+            rows = " (2-D rows must be zero-padded JPEG/PNG bytes, as ALOHA writes them)" if frames.ndim == 2 else ""
+            raise EpisodeError(f"frames: bad shape {frames.shape}{rows}")
         action_dim = None
         if "actions" in arrays:
             shape = arrays["actions"].shape
