@@ -40,6 +40,8 @@ def test_a_port_in_use_is_refused_in_one_line_before_the_model_loads(capsys) -> 
         assert main(["play", "--port", str(port)]) == 2  # uvicorn exited 3 after loading, having printed the URL
     out, err = capsys.readouterr()
     assert err.strip() == f"ivideogpt play: cannot serve on 127.0.0.1:{port}: Address already in use" and not out
+    assert main(["play", "--host", "no-such-host.invalid"]) == 2  # a name that does not resolve: before loading too
+    assert capsys.readouterr().err.startswith("ivideogpt play: cannot serve on no-such-host.invalid:")
 
 
 def test_the_page_ships_inside_the_package() -> None:

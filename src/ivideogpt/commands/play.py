@@ -78,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
 def check_bindable(host: str, port: int) -> None:
     """Refuse in one line, before the model loads, an address uvicorn could not bind (a port in use, a foreign host)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise ValueError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]  # as uvicorn binds
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:  # a port in use, an address not of this machine, a name that does not resolve
+        raise ValueError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
