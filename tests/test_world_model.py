@@ -261,6 +261,19 @@ def test_cuda_graph_frames_sample_the_tokens_of_the_kept_cache(parts) -> None:
     assert torch.equal(ids["static"], ids["kept"])
 
 
+@pytest.mark.cuda
+def test_a_windowed_rollout_through_cuda_graphs_samples_the_tokens_of_the_kept_cache(parts) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(5, 2, 2)
+    frames = {}
+    for mode in ("kept", "static"):
+        world = WorldModel(*map(copy.deepcopy, parts), cache=mode).to("cuda")
+        rollout = WindowedRollout(world, window=4)  # re-anchors before steps 3 and 5
+        rollout.reset(ctx.cuda(), ctx_actions.cuda(), seed=7)
+        frames[mode] = torch.stack([rollout.step(action.cuda())[0] for action in actions], dim=1)
+        assert frames[mode].device.type == "cuda" and world.state.num_future == 1
+    torch.testing.assert_close(frames["static"], frames["kept"])
+
+
 def test_windowed_rollout_re_anchors_on_its_newest_frames_and_the_action_between_them(parts) -> None:
     ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(3, 2, 2)
     world = WorldModel(*parts, temperature=0.0)

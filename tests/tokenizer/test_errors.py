@@ -75,6 +75,25 @@ def test_bad_future_ids_and_features(model, clip) -> None:
         model.encode_future(clip[:, 1:], features.levels)
 
 
+def test_features_of_the_other_path(model, clip) -> None:
+    """Encoder and decoder features have the same shapes here: only their source tells them apart."""
+    context_ids, encoder_features = model.encode_context(clip[:, :1])
+    decoder_features = model.context_decoder_features(context_ids)
+    assert [t.shape for t in encoder_features.levels] == [t.shape for t in decoder_features.levels]
+    with pytest.raises(ValueError, match=r"decoder_features must be the context decoder's features \(from "
+                                         r"context_decoder_features\); got the encoder's \(from encode_context\)"):
+        model.decode_future(model.encode_future(clip[:, 1:], encoder_features), encoder_features.repeat(1))
+    with pytest.raises(ValueError, match=r"context_features must be the context encoder's features"):
+        model.encode_future(clip[:, 1:], decoder_features.to("cpu"))
+
+
+def test_context_frames_of_another_length(model, clip) -> None:
+    """Context frames match the ids one for one (a residual tokenizer codes on the last): a whole clip is refused."""
+    context_ids, _ = model.encode(clip[:, :1], clip[:, 1:])
+    with pytest.raises(ValueError, match=r"context_frames must be .* with T = 1 .*; got \(2, 3, 3, 64, 64\)"):
+        model.context_decoder_features(context_ids, clip)
+
+
 def test_resolution_mismatch_with_other_preset(tiny_config, clip) -> None:
     model = replace(tiny_config, resolution=32, down_channels=(16, 32)).build()
     with pytest.raises(ValueError, match=r"\(B, T, 3, 32, 32\).*got \(2, 1, 3, 64, 64\)"):

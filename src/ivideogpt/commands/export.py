@@ -1,4 +1,4 @@
-"""`ivideogpt export RUN DEST`: copy a trained world model out of its run, as it is shipped.
+"""`ivideogpt export RUN DEST`: copy a trained model (a tokenizer or a world model) out of its run, as it is shipped.
 
 DEST receives the model's weights, config and training-data metadata (no optimizer state, RNG or
 logs), so `load_model(DEST)`, `ivideogpt plan --checkpoint DEST` and `ivideogpt play --checkpoint DEST`

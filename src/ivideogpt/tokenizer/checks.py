@@ -7,8 +7,9 @@ import torch
 _RANGE_SLACK = 1e-3  # tolerate rounding just outside [-1, 1]
 
 
-def check_frames(name: str, frames: torch.Tensor, resolution: int, batch: int | None = None) -> None:
-    """Frames must be float (B, T, 3, R, R), finite, in [-1, 1] (and have batch `batch` when given)."""
+def check_frames(name: str, frames: torch.Tensor, resolution: int, batch: int | None = None,
+                 count: int | None = None) -> None:
+    """Frames must be float (B, T, 3, R, R), finite, in [-1, 1] (and have batch `batch`, T = `count` when given)."""
     expected = f"{name} must be (B, T, 3, {resolution}, {resolution}) float in [-1, 1]"
     if not isinstance(frames, torch.Tensor):
         raise ValueError(f"{expected}; got {type(frames).__name__}")
@@ -19,6 +20,8 @@ def check_frames(name: str, frames: torch.Tensor, resolution: int, batch: int | 
         raise ValueError(f"{expected}; got dtype {frames.dtype} (convert uint8 with ivideogpt.frames.to_model)")
     if batch is not None and shape[0] != batch:
         raise ValueError(f"{expected} with B = {batch} (the context batch); got {shape}")
+    if count is not None and shape[1] != count:
+        raise ValueError(f"{expected} with T = {count} (one frame per context id grid); got {shape}")
     if frames.device.type == "meta":
         return
     finite, low, high = torch.stack([frames.isfinite().all().float(), frames.min().float(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
@@ -31,11 +31,13 @@ class ContextFeatures:
 
     They also carry `frames` (B, Tc, 3, H, W): the observed context frames for encoder features, the
     observed or decoded ones for decoder features. A `future_residual` tokenizer codes future frames
-    as changes on the last of them.
+    as changes on the last of them. `source` says which context path made them: `encode_future` needs
+    the encoder's and `decode_future` the decoder's, whose maps can have the same shapes (None: unknown).
     """
 
     levels: list[torch.Tensor]
     frames: torch.Tensor | None = None
+    source: Literal["encoder", "decoder"] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -61,7 +63,7 @@ class ContextFeatures:
     def concat(parts: list["ContextFeatures"]) -> "ContextFeatures":
         """The batch elements of `parts` one after another (all with the same levels and frame count)."""
         frames = None if parts[0].frames is None else torch.cat([p.frames for p in parts])
-        return ContextFeatures([torch.cat(maps) for maps in zip(*(p.levels for p in parts))], frames)
+        return ContextFeatures([torch.cat(maps) for maps in zip(*(p.levels for p in parts))], frames, parts[0].source)
 
     def to(self, device: torch.device | str) -> "ContextFeatures":
         return self._map(lambda t: t.to(device))
@@ -72,7 +74,7 @@ class ContextFeatures:
     def _map(self, function: Any) -> "ContextFeatures":
         """The same function applied to every level map and to `frames`."""
         frames = None if self.frames is None else function(self.frames)
-        return ContextFeatures([function(level) for level in self.levels], frames)
+        return ContextFeatures([function(level) for level in self.levels], frames, self.source)
 
 
 @dataclass
@@ -167,7 +169,7 @@ class ContextFutureTokenizer(nn.Module):
 
     def decode(self, context_ids: torch.Tensor, future_ids: torch.Tensor, use_context: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W))."""
+        """-> (context_recon (B, Tc, 3, H, W), future_recon (B, Tf, 3, H, W)), not clamped to [-1, 1]."""
         context_recon, features = self._decode_context(context_ids)
         check_ids("future_ids", future_ids, self.future_side, self.config.codebook_size, batch=context_ids.shape[0])
         return context_recon, self.decode_future(future_ids, features, use_context)
@@ -198,7 +200,8 @@ class CompressiveTokenizer(ContextFutureTokenizer):
         """
         features = self._decode_context(context_ids)[1]
         if context_frames is not None:
-            check_frames("context_frames", context_frames, self.config.resolution, batch=context_ids.shape[0])
+            check_frames("context_frames", context_frames, self.config.resolution, batch=context_ids.shape[0],
+                         count=context_ids.shape[1])
             features.frames = context_frames
         return features
 
@@ -209,7 +212,7 @@ class CompressiveTokenizer(ContextFutureTokenizer):
         b = future_ids.shape[0]
         contexts = None
         if use_context:
-            contexts = self._check_features("decoder_features", decoder_features,
+            contexts = self._check_features("decoder_features", decoder_features, "decoder",
                                             self.prediction.decoder.level_shapes(), b)
         quantized = self.prediction.quantize.lookup(rearrange(future_ids, "b t h w -> (b t) h w"))
         frames = split_batch(self.prediction.decode(quantized, contexts)[0], b)
@@ -223,7 +226,7 @@ class CompressiveTokenizer(ContextFutureTokenizer):
         future_q = self._encode_future(future_frames, encoder_features)
         context_recon, decoder_maps = self.context.decode(context_q.quantized)
         context_recon = split_batch(context_recon, b)
-        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps], context_frames)
+        decoder_features = ContextFeatures([split_batch(m, b) for m in decoder_maps], context_frames, "decoder")
         future_recon, _ = self.prediction.decode(future_q.quantized, decoder_features.levels)
         future_ids = split_batch(future_q.ids, b)
         future_recon = self._add_base(split_batch(future_recon, b), decoder_features, future_ids)
@@ -256,13 +259,13 @@ class CompressiveTokenizer(ContextFutureTokenizer):
         check_frames("context_frames", frames, self.config.resolution)
         b = frames.shape[0]
         out, maps = self.context.encode(rearrange(frames, "b t c h w -> (b t) c h w"))
-        return out, ContextFeatures([split_batch(m, b) for m in maps], frames)
+        return out, ContextFeatures([split_batch(m, b) for m in maps], frames, "encoder")
 
     def _encode_future(self, frames: torch.Tensor, features: ContextFeatures) -> QuantizerOutput:
         b = features.batch_size if isinstance(features, ContextFeatures) else None
         check_frames("future_frames", frames, self.config.resolution, batch=b)
-        contexts = self._check_features("context_features", features, self.prediction.encoder.level_shapes(),
-                                        frames.shape[0])
+        contexts = self._check_features("context_features", features, "encoder",
+                                        self.prediction.encoder.level_shapes(), frames.shape[0])
         if self.config.future_residual:  # the prediction encoder reads what changed, as its decoder writes it
             frames = frames - self._base(features)
         flat = rearrange(frames, "b t c h w -> (b t) c h w")
@@ -293,7 +296,7 @@ class CompressiveTokenizer(ContextFutureTokenizer):
         quantized = self.context.quantize.lookup(rearrange(context_ids, "b t h w -> (b t) h w"))
         recon, maps = self.context.decode(quantized)
         recon = split_batch(recon, b)
-        return recon, ContextFeatures([split_batch(m, b) for m in maps], recon)
+        return recon, ContextFeatures([split_batch(m, b) for m in maps], recon, "decoder")
 
     def _add_base(self, future: torch.Tensor, decoder_features: ContextFeatures | None, future_ids: torch.Tensor
                   ) -> torch.Tensor:
@@ -319,12 +322,16 @@ class CompressiveTokenizer(ContextFutureTokenizer):
         return features.frames[:, -1:]
 
     @staticmethod
-    def _check_features(name: str, features: Any, shapes: list[tuple[int, int]], batch: int | None
+    def _check_features(name: str, features: Any, source: str, shapes: list[tuple[int, int]], batch: int | None
                         ) -> list[torch.Tensor]:
-        """The level maps of `features`, after checking them against the expected (channels, side) per level."""
+        """The level maps of `features`, after checking the path that made them and their (channels, side) per level."""
         expected = ", ".join(f"(B, Tc, {c}, {s}, {s})" for c, s in shapes)
         if not isinstance(features, ContextFeatures):
             raise ValueError(f"{name} must be ContextFeatures with levels {expected}; got {type(features).__name__}")
+        if features.source not in (None, source):
+            made_by = {"encoder": "encode_context", "decoder": "context_decoder_features"}
+            raise ValueError(f"{name} must be the context {source}'s features (from {made_by[source]}); got the "
+                             f"{features.source}'s (from {made_by[features.source]})")
         got = [tuple(level.shape) for level in features.levels]
         ok = len(got) == len(shapes) and all(
             len(g) == 5 and g[2:] == (c, s, s) and g[1] >= 1 and g[:2] == got[0][:2] for g, (c, s) in zip(got, shapes))
