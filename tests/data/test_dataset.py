@@ -117,6 +117,19 @@ def test_splits_are_disjoint_stable_and_respect_heldout(tmp_path, write_episodes
     assert datasets["val"].episode_segments(0) == [0, 4, 8] and datasets["val"].episode_segments(0, stride=2)[-1] == 8
 
 
+def test_a_val_split_whose_only_pick_is_too_short_validates_on_a_usable_episode(tmp_path, write_episodes,
+                                                                                make_episode):
+    write_episodes(tmp_path, 7)
+    config = _config(SourceConfig("a", str(tmp_path)), val_fraction=0.15)  # one episode to validate on
+    (picked,) = build_dataset(config, "val").episode_ids
+    make_episode(2).save(tmp_path / f"{picked.split('/')[1]}.npz")  # now too short for a segment
+    datasets = build_datasets(config)
+    (instead,) = datasets["val"].episode_ids
+    assert instead != picked and instead not in datasets["train"].episode_ids
+    assert len(datasets["train"].episode_ids) == 5
+    assert f"{instead} validates instead" in datasets["train"].index.report.summary()
+
+
 def test_actions_are_normalised_with_metadata_bounds(npz_dir):
     (npz_dir / "metadata.json").write_text(json.dumps({"action_space": {"low": [0, -20], "high": [20, 0]}}))
     dataset = build_dataset(_config(SourceConfig("a", str(npz_dir))))

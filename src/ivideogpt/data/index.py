@@ -68,6 +68,21 @@ def assign_splits(ids: list[str], val_fraction: float, seed: int, heldout: set[s
     return result
 
 
+def _keep_a_validation_episode(splits: dict[str, list[IndexedEpisode]], config: DataConfig,
+                               report: DataReport) -> None:
+    """Move one training episode to an empty val split whose picks were all unusable (too short, no actions).
+
+    Splits are drawn over every episode found, so that they do not change with `segment_length` (a tokenizer
+    and a transformer on the same data share them); only where that leaves val empty does a usable one move.
+    """
+    if config.val_fraction <= 0 or splits["val"] or len(splits["train"]) < 2:
+        return
+    moved = min(splits["train"], key=lambda episode: _hash(config.seed, episode.episode_id))
+    splits["train"].remove(moved)
+    splits["val"].append(moved)
+    report.note(f"the val split's episodes are all unusable here; {moved.episode_id} validates instead")
+
+
 def _source_bounds(source: SourceConfig, path: object, dims: set[int], report: DataReport) -> ActionBounds | None:
     if not source.normalize_actions or not dims:
         return None
@@ -160,6 +175,7 @@ def build_index(config: DataConfig) -> DataIndex:
     splits: dict[str, list[IndexedEpisode]] = {s: [] for s in SPLITS}
     for episode in kept:
         splits[split_of[episode.episode_id]].append(episode)
+    _keep_a_validation_episode(splits, config, report)
     report.used = len(kept)
     action_dim = next(iter(widths)) if with_actions else None
     return DataIndex(config, readers, bounds, splits, with_actions, with_rewards, action_dim, report)
