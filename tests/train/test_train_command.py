@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,11 @@ def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path, capsy
     capsys.readouterr()
     assert cli([*stream, "--train.max_steps=4", "--resume"]) == 0  # already there: nothing trained, no "None" loss
     assert "tokenizer: trained to step 4, no loss logged in this launch;" in capsys.readouterr().out
+    assert cli(["train", "tokenizer", "--resume", "runs/stream", "--tokenizer.embed_dim=4"]) == 2  # another model
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # one line, not load_state_dict's traceback
+    assert re.fullmatch(r"ivideogpt train: runs/stream/checkpoints/step_000004 does not fit this TokenizerObjective "
+                        r"\(another architecture: .*\): .*\(8, 8, 3, 3\) there, \(4, 8, 3, 3\) here and \d+ more",
+                        last)
     state = json.loads((workdir / "runs/stream/checkpoints/step_000004/trainer_state.json").read_text())
     assert state["data_position"]["stream"]["positions"]["0"]["draws"] == 4 * 2  # batch 2, one process
 

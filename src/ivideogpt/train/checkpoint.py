@@ -286,22 +286,35 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def load_weights(module: nn.Module, checkpoint: Path) -> None:
-    """Load `model.safetensors` of `checkpoint` into `module` (strict)."""
-    module.load_state_dict(load_file(str(Path(checkpoint) / "model.safetensors")), strict=True)
+    """Load `model.safetensors` of `checkpoint` into `module` (strict); another architecture (e.g. a resume given a
+    changed model setting) is refused in one line by `check_fits`."""
+    state = load_file(str(Path(checkpoint) / "model.safetensors"))
+    check_fits(module, state, Path(checkpoint), strict=True)
+    module.load_state_dict(state, strict=True)
 
 
 def weights_for(module: nn.Module, checkpoint: str | Path, prefix: str) -> dict[str, torch.Tensor]:
-    """`read_weights` of the checkpoint `checkpoint` resolves to, refused (ValueError) where a tensor's shape differs
-    from `module`'s: a checkpoint of another architecture, named by the first tensors that differ."""
+    """`read_weights` of the checkpoint `checkpoint` resolves to, refused by `check_fits` where a tensor's shape
+    differs from `module`'s."""
     path = resolve(checkpoint)
-    state, own = read_weights(path, prefix), module.state_dict()
+    state = read_weights(path, prefix)
+    check_fits(module, state, path)
+    return state
+
+
+def check_fits(module: nn.Module, state: dict[str, torch.Tensor], path: Path, strict: bool = False) -> None:
+    """Raise ValueError naming the first tensors of `state` that differ in shape from `module`'s (with `strict`,
+    also those either lacks): the checkpoint at `path` is of another architecture."""
+    own = module.state_dict()
     wrong = [f"{name} {tuple(tensor.shape)} there, {tuple(own[name].shape)} here" for name, tensor in state.items()
              if name in own and own[name].shape != tensor.shape]
+    if strict:
+        wrong += [f"{name} only there" for name in state if name not in own]
+        wrong += [f"{name} only here" for name in own if name not in state]
     if wrong:
         more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
         raise ValueError(f"{path} does not fit this {type(module).__name__} (another architecture: compare its "
-                         f"config.yaml): {'; '.join(wrong[:3])}{more}")
-    return state
+                         f"config.yaml with this run's settings): {'; '.join(wrong[:3])}{more}")
 
 
 def read_weights(checkpoint: Path, prefix: str) -> dict[str, torch.Tensor]:
