@@ -249,28 +249,19 @@ def test_to_another_device_moves_modules_and_generator_and_stays_seeded(parts) -
 
 
 @pytest.mark.cuda
-def test_cuda_graph_frames_sample_the_tokens_of_the_kept_cache(parts) -> None:
-    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(2, 3, 2)
-    ids = {}
+@pytest.mark.parametrize("window", [None, 4])  # 4: re-anchored before steps 3 and 5
+def test_cuda_graph_frames_sample_the_tokens_of_the_kept_cache(parts, window) -> None:
+    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(5, 2, 2)
+    ids, frames = {}, {}
     for mode in ("kept", "static"):
         world = WorldModel(*map(copy.deepcopy, parts), cache=mode).to("cuda")
-        frames, rewards = world.rollout(ctx, actions, context_actions=ctx_actions, seed=7)
-        assert frames.device.type == rewards.device.type == "cuda"
-        ids[mode] = world.state.ids
+        rollout = WindowedRollout(world, window)
+        rollout.reset(ctx.cuda(), ctx_actions.cuda(), seed=7)
+        steps = [rollout.step(action.cuda()) for action in actions]
+        assert all(frame.device.type == reward.device.type == "cuda" for frame, reward in steps)
+        ids[mode], frames[mode] = world.state.ids, torch.stack([frame for frame, _ in steps], dim=1)
     assert world.frames.captured  # the static rollout replayed captured graphs
     assert torch.equal(ids["static"], ids["kept"])
-
-
-@pytest.mark.cuda
-def test_a_windowed_rollout_through_cuda_graphs_samples_the_tokens_of_the_kept_cache(parts) -> None:
-    ctx, ctx_actions, actions = context(), torch.randn(2, 1, 2), torch.randn(5, 2, 2)
-    frames = {}
-    for mode in ("kept", "static"):
-        world = WorldModel(*map(copy.deepcopy, parts), cache=mode).to("cuda")
-        rollout = WindowedRollout(world, window=4)  # re-anchors before steps 3 and 5
-        rollout.reset(ctx.cuda(), ctx_actions.cuda(), seed=7)
-        frames[mode] = torch.stack([rollout.step(action.cuda())[0] for action in actions], dim=1)
-        assert frames[mode].device.type == "cuda" and world.state.num_future == 1
     torch.testing.assert_close(frames["static"], frames["kept"])
 
 
