@@ -86,6 +86,8 @@ def test_frames_follow_the_actions(client: TestClient) -> None:
     ({"action": [600.0, 10.0]}, 422, "outside the action bounds"),
     ({"action": [-1.0, 10.0]}, 422, "outside the action bounds"),
     ({"action": "left"}, 422, "malformed request: body.action"),
+    ({"action": [True, False]}, 422, "malformed request: body.action.0"),  # not read as 1.0 and 0.0
+    ({"action": ["100", "200"]}, 422, "malformed request: body.action.0"),
     ({"action": [1.0, 2.0], "speed": 3}, 422, "body.speed"),
     ({}, 422, "body.action: Field required"),
 ])

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictFloat
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,7 +64,7 @@ class StepRequest(BaseModel):
     """One action, and how long the page took from the previous click to showing its frame."""
 
     model_config = ConfigDict(extra="forbid")
-    action: list[float]
+    action: list[StrictFloat]  # numbers only: pydantic would read true / "1" as 1.0
     click_to_frame_ms: float | None = None
 
 
