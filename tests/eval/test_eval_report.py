@@ -91,6 +91,10 @@ def test_evaluate_command(tmp_path, no_weights, capsys: pytest.CaptureFixture) -
                "--protocol", "custom", "--context-frames", "1", "--horizon", "2", "--no-progress"]
     assert cli.main(missing) == 2
     assert "ivideogpt evaluate:" in capsys.readouterr().err
+    for flags, field in ((["--samples", "0"], "ProtocolConfig.samples (--samples) must be >= 1, got 0"),
+                         (["--seeds", "1", "1"], "ProtocolConfig.seeds (--seeds) must be distinct and non-empty")):
+        assert cli.main([*argv, *flags]) == 2  # named as the flag the user typed, too
+        assert capsys.readouterr().err.startswith(f"ivideogpt evaluate: {field}")
 
 
 def test_evaluate_feeds_an_action_conditioned_model_its_actions_unless_told(tmp_path, no_weights, capsys) -> None:

@@ -42,6 +42,11 @@ FRAME_METRICS = ("psnr", "ssim", "lpips")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fvd": False}
 
 
+def _field(name: str) -> str:
+    """A protocol field as both its users know it: in Python, and as `ivideogpt evaluate`'s flag."""
+    return f"ProtocolConfig.{name} (--{name.replace('_', '-')})"
+
+
 @dataclass(frozen=True)
 class ProtocolConfig:
     """One evaluation protocol; `bair` and `robonet` are the paper's (use `protocol_config`)."""
@@ -58,11 +63,11 @@ class ProtocolConfig:
     def __post_init__(self) -> None:
         for name in ("context_frames", "horizon", "samples", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ProtocolConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{_field(name)} must be >= 1, got {getattr(self, name)}")
         if self.visualize < 0:
             raise ValueError(f"ProtocolConfig.visualize must be >= 0, got {self.visualize}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"ProtocolConfig.seeds must be distinct and non-empty, got {self.seeds}")
+            raise ValueError(f"{_field('seeds')} must be distinct and non-empty, got {list(self.seeds)}")
 
     @property
     def clip_length(self) -> int:
