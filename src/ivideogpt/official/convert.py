@@ -35,30 +35,17 @@ def load_snapshot(path: str | Path) -> Any:
     return world_model
 
 
-def check_out(out: Path) -> None:
-    """Refuse an `out` holding anything but an earlier import: the import would point its `latest` away from
-    another model, or mix its files into a run or data folder."""
-    earlier = out / ckpt.checkpoint_name(0)
-    others = sorted(p.name for p in out.iterdir() if p.name not in ("latest", earlier.name)
-                    and not p.name.startswith(".tmp-")) if out.is_dir() else []
-    if (earlier / ckpt.STATE).is_file():
-        others.insert(0, f"{earlier.name} of a training run")
-    if others:
-        raise ckpt.CheckpointError(f"{out} holds other files ({', '.join(others[:5])}); import into a new or empty "
-                                   "folder, or over an earlier import")
-
-
 def import_snapshot(path: str | Path, out: str | Path) -> Path:
     """Write a released snapshot as a checkpoint of this project under `out`; returns the checkpoint directory.
 
     The checkpoint is a transformer run's (config.yaml + model.safetensors with `tokenizer.*` and
     `transformer.*`), so `load_model(out)`, `evaluate`, `plan` and fine-tuning read it like a trained one.
-    An earlier import in `out` is replaced; an `out` holding anything else is refused (`check_out`).
+    An earlier import in `out` is replaced; an `out` holding anything else is refused.
     """
     from ivideogpt.train.experiments import TransformerExperiment
     from ivideogpt.transformer.objective import TransformerObjective
 
-    check_out(Path(out))
+    ckpt.check_destination(Path(out), lambda entry: entry.name in ("latest", ckpt.checkpoint_name(0)), "import")
     tokenizer, transformer = build_modules(read_snapshot(path))
     context = tokenizer.config.context_frames
     experiment = TransformerExperiment(

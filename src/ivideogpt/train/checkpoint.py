@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,20 @@ def verify(path: Path, deep: bool = True) -> str | None:
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under `root` (size-checked), oldest first."""
     return [p for p in _step_dirs(root) if verify(p, deep=False) is None]
+
+
+def check_destination(dest: Path, ours: Callable[[Path], bool], verb: str) -> None:
+    """Refuse (CheckpointError) a `dest` to write a model into that holds a training run's checkpoints, or entries
+    `ours` does not accept: a run or data folder's own files would decide what `load_model(dest)` finds."""
+    trained = [path for path in _step_dirs(dest) if (path / STATE).is_file()]
+    if trained:
+        raise CheckpointError(f"{dest} holds a training run's checkpoints ({trained[-1].name}); "
+                              f"{verb} to a directory of its own")
+    others = sorted(p.name for p in dest.iterdir() if not ours(p) and not p.name.startswith(".tmp-")) \
+        if dest.is_dir() else []
+    if others:
+        raise CheckpointError(f"{dest} holds other files ({', '.join(others[:5])}); {verb} into a new or empty "
+                              f"directory, or over an earlier {verb}")
 
 
 def _step_dirs(root: Path) -> list[Path]:

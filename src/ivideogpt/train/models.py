@@ -75,16 +75,9 @@ def export_model(checkpoint: str | Path, dest: str | Path) -> Path:
     step would be the one `load_model` picks. A training run's checkpoints in `dest` are an error.
     """
     source, dest = ckpt.resolve(checkpoint), Path(dest)
+    ckpt.check_destination(dest, lambda entry: ckpt.step_of(entry) is not None or entry.name in ("latest", "best"),
+                           "export")
     earlier = ckpt.list_checkpoints(dest)
-    trained = [path for path in earlier if (path / ckpt.STATE).is_file()]
-    if trained:
-        raise ckpt.CheckpointError(f"{dest} holds a training run's checkpoints ({trained[-1].name}); "
-                                   f"export to a directory of its own")
-    others = sorted(p.name for p in dest.iterdir() if ckpt.step_of(p) is None and p.name not in ("latest", "best")
-                    and not p.name.startswith(".tmp-")) if dest.is_dir() else []
-    if others:  # a run or data folder: its own files would decide what load_model(dest) finds
-        raise ckpt.CheckpointError(f"{dest} holds other files ({', '.join(others[:5])}); export to a new or empty "
-                                   f"directory, or over an earlier export")
     step = ckpt.step_of(source) or 0
     data_metadata = training_data_metadata(source)
     tmp = ckpt.begin(dest, step)
