@@ -116,13 +116,18 @@ def load_world_model(checkpoint: str, device: str, context_frames: int | None = 
 
 
 def check_horizon(cem: Any, world_model: Any) -> None:
-    """Refuse CEM rollouts longer than the model's training window (its clip length, context included): past it the
-    transformer reads positions it never saw, and candidates are scored on what it makes of them."""
-    window = None if world_model is None else getattr(world_model.model, "window", None)
-    if window is not None and world_model.context_frames + cem.horizon > window:
-        raise ValueError(f"--horizon {cem.horizon} after {world_model.context_frames} context frame(s) goes past the "
-                         f"model's {window}-frame training window: pass --horizon "
-                         f"{window - world_model.context_frames} or less")
+    """Refuse CEM rollouts longer than the model's training window: past it the transformer reads positions it
+    never saw, and candidates are scored on what it makes of them."""
+    if world_model is not None:
+        check_within_window(getattr(world_model.model, "window", None), world_model.context_frames, cem.horizon)
+
+
+def check_within_window(window: int | None, context: int, horizon: int, other_way: str = "") -> None:
+    """Refuse (ValueError naming the longest --horizon that fits) `context` + `horizon` frames past the model's
+    `window`-frame training window (its clip length, context included; None: unknown, never refused)."""
+    if window is not None and context + horizon > window:
+        raise ValueError(f"--horizon {horizon} after {context} context frame(s) goes past the model's {window}-frame "
+                         f"training window: pass --horizon {window - context} or less{other_way}")
 
 
 def training_action_facts(checkpoint: str) -> tuple[Any, Any, int | None]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ivideogpt.commands.plan import add_precision_argument
+from ivideogpt.commands.plan import add_precision_argument, check_within_window
 
 HELP = "predict future frames of an episode with a world model (checkpoint or released snapshot)"
 
@@ -56,10 +56,8 @@ def run(args: argparse.Namespace) -> int:
     episode = load_episode(args.episode)
     context, actions, horizon = _window(model, episode, args.start, args.horizon, _action_bounds(args.model, model))
     window = getattr(model, "window", None)
-    if args.past_window == "refuse" and window is not None and context + horizon > window:
-        raise ValueError(f"{horizon} predicted frames after {context} context frame(s) go past the model's "
-                         f"{window}-frame training window: pass --horizon {window - context} or less, or "
-                         "--past-window reanchor")
+    if args.past_window == "refuse":
+        check_within_window(window, context, horizon, other_way=", or --past-window reanchor")
     frames = to_model(episode.frames[args.start: args.start + context + horizon])[None]  # (1, T, 3, H, W)
     context_actions = None if actions is None else actions[:, :context - 1]
     future_actions = None if actions is None else actions[:, context - 1:]
