@@ -50,6 +50,20 @@ def test_bad_input_is_one_line_naming_the_command(tmp_path, capsys, monkeypatch)
         main(["describe", "no_such_preset"])
 
 
+def test_data_check_takes_overrides_in_the_forms_train_takes(tmp_path, capsys):
+    config = str(tmp_path / "data.yaml")
+    (tmp_path / "data.yaml").write_text("sources:\n  - {name: a, path: nowhere}\n")
+    for given in (["root=/x"], ["--root=/x"], ["--quiet", "root=/x"], ["--root=/y", "--quiet", "root=/x"]):
+        assert main(["data", "check", config, *given]) == 2, given
+        assert capsys.readouterr().err.splitlines() == [  # the override reached the config: the root is /x
+            "ivideogpt data: none of the 1 data source path(s) exists (the first: /x/nowhere); check data.root='/x'"]
+    assert main(["data", "check", config, "--root", "/x"]) == 2  # refused, as `ivideogpt train` refuses it
+    assert capsys.readouterr().err.splitlines() == ["ivideogpt data: override '--root' must look like key.sub=value"]
+    with pytest.raises(SystemExit):  # a command without overrides still refuses an unknown flag
+        main(["describe", "--root=/x"])
+    assert "unrecognized arguments: --root=/x" in capsys.readouterr().err
+
+
 def test_notes_of_the_package_reach_stderr(capsys):
     import logging
 

@@ -80,8 +80,20 @@ def show_notes() -> None:
         logger.setLevel(logging.INFO)
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's arguments. A subcommand whose parser sets `flag_overrides` also takes its dotted
+    overrides written as flags (`--root=/x` beside `root=/x`), as `ivideogpt train` does; they join `overrides`."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "flag_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.overrides = [*args.overrides, *unknown]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     show_notes()
     try:
         return int(args.handler(args) or 0)

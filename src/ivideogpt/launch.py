@@ -1,5 +1,5 @@
 """How a process joins a multi-process launch (torchrun, accelerate launch), on GPUs and on CPUs alike, and how
-the launch's processes stop together when one of them fails, with the reason shown once."""
+the launch's processes stop together when one of them fails, with each reason shown once."""
 
 from __future__ import annotations
 
@@ -116,10 +116,25 @@ def stop_together(error: BaseException | None, reporter: int) -> NoReturn:
     raise StoppedWithOthers(f"process {reporter} failed") from error
 
 
+def _words(error: BaseException | None) -> str | None:
+    """What an error says, its type and message (None: no error)."""
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def says_the_same(error: BaseException | None, reporter: int) -> bool:
+    """Whether `error` says what process `reporter`'s error says: one broadcast of the reporter's words, called by
+    every process of the launch (no collective without a process group)."""
+    said = [_words(error)]
+    if _in_group():
+        torch.distributed.broadcast_object_list(said, src=reporter, device=process_state().device)
+    return said[0] == _words(error)
+
+
 @contextlib.contextmanager
 def failing_together() -> Iterator[None]:
     """Run a block on every process of a launch, then agree in one collective whether it failed anywhere: if so,
-    every process stops and the first that failed reports its error (see `stop_together`).
+    every process stops, the first that failed reporting its error (see `stop_together`), and so does every other
+    one whose error says something else (a second collective), so that no reason waits for the first to be fixed.
 
     The block must hold no collective: a process that failed before one would leave the others waiting in it.
     """
@@ -129,5 +144,9 @@ def failing_together() -> Iterator[None]:
     except Exception as caught:  # any error, a bug too: re-raised below by the process that reports it
         error = caught
     first = first_failure(error is not None)
-    if first is not None:
-        stop_together(error, first)
+    if first is None:
+        return
+    same = says_the_same(error, first)  # a collective: every process takes part, failed or not
+    if error is not None and not same:
+        raise error  # a reason of its own: shown too
+    stop_together(error, first)

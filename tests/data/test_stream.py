@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -126,6 +127,38 @@ def test_restart_begins_at_the_earliest_epoch_and_empty_shares_fail(tmp_path, ma
         list(stream.ShardStream(tmp_path, _config()))
     with pytest.raises(DataError, match="tar shards only"):
         build_stream(_config(stream=True, sources=[{"name": "x", "path": str(tmp_path), "format": "npz"}]))
+
+
+def test_a_share_without_data_says_what_it_held_in_that_epoch(tmp_path, make_episode):
+    _shards(tmp_path, make_episode, 2, 3, short=True)  # 2 shards for 8 consumers: 7 samples, 6 usable, shared
+    source = stream.ShardStream(tmp_path, _config(), name="few")
+    endless = source.items(0, 8, endless=True)
+    assert {next(endless)["epoch"] for _ in range(12)} == {0, 1, 2, 3, 4, 5}  # 6 epochs read: counts stay per epoch
+    with pytest.raises(DataError) as raised:
+        source.check(6, 8)
+    assert str(raised.value) == (
+        "consumer 6 of 8 found no usable segment in epoch 0 of few: the 2 shards (fewer than the consumers: each "
+        "takes one usable sample in 8) held 7 samples, 6 usable (too_short: 1); use at most 6 consumers (processes x "
+        "DataLoader workers), or more samples")
+
+
+def test_a_share_emptied_by_a_later_epochs_shards_says_so_mid_run(tmp_path, make_episode):
+    write_shard(tmp_path / "shard-000.tar", {"a": make_episode(8)})
+    write_shard(tmp_path / "shard-001.tar", {"tiny": make_episode(2)})  # no usable sample
+    write_shard(tmp_path / "shard-002.tar", {"c": make_episode(8)})
+    source = stream.ShardStream(tmp_path, _config(), name="dealt")
+    source.check(1, 2)  # epoch 0 gives consumer 1 of 2 shard-000; epoch 2 (seed 0) gives it shard-001 alone
+    items = source.items(1, 2, endless=True)
+    with pytest.raises(DataError) as raised:
+        while True:
+            next(items)
+    assert str(raised.value) == (
+        "consumer 1 of 2 found no usable segment in epoch 2 of dealt: its share of the epoch's 3 shards (dealt out "
+        "anew each epoch), shard-001.tar, held 1 sample, none usable (too_short: 1); remove the shards without usable "
+        "samples, or use fewer consumers (processes x DataLoader workers)")
+    source.set_epoch(2)
+    with pytest.raises(DataError, match=f"^{re.escape(str(raised.value))}$"):  # the check at start-up says the same
+        source.check(1, 2)
 
 
 def test_a_streamed_mixture_names_its_missing_sources_as_the_indexed_one_does(tmp_path, make_episode):

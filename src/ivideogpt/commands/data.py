@@ -4,7 +4,7 @@
     ivideogpt data generate metaworld --task button-press-topdown --episodes 50 --out data/mw
     ivideogpt data convert bair softmotion30_44k/train --out data/bair/train
     ivideogpt data convert npz data/pusht --out data/pusht_shards --shards 8
-    ivideogpt data check configs/data/my_mix.yaml root=/datasets
+    ivideogpt data check configs/data/my_mix.yaml root=/datasets          # or --root=/datasets
     ivideogpt data check configs/data/my_mix.yaml --deep --workers 4
 """
 
@@ -73,12 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     check = actions.add_parser("check", help="index a data config and report what would be used")
     check.add_argument("config", help="YAML DataConfig, or an experiment config with a `data:` section")
-    check.add_argument("overrides", nargs="*", help="dotted overrides, e.g. root=/datasets segment_length=12")
+    check.add_argument("overrides", nargs="*",
+                       help="dotted overrides, e.g. root=/datasets segment_length=12 (or --root=/datasets, as "
+                            "ivideogpt train takes them)")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.add_argument("--deep", action="store_true",
                        help="also decode every episode (finds broken videos and arrays; exit status 1 if any)")
     check.add_argument("--workers", type=int, default=1, help="processes decoding episodes with --deep (default 1)")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.set_defaults(flag_overrides=True)  # `--key=value` overrides reach `overrides` (see `ivideogpt.cli.parse`)
 
 
 def _generate(args: argparse.Namespace) -> int:

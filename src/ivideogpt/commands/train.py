@@ -75,10 +75,13 @@ def load(kind: str, config: str | None, resume: str | None, overrides: list[str]
 
 
 def run(args: argparse.Namespace) -> int:
+    from ivideogpt.launch import failing_together, process_state
     from ivideogpt.train.run import train_experiment
 
-    known, overrides = parse_options(args.kind, args.options)  # bad input: one line from `ivideogpt.cli`
-    experiment = load(args.kind, known.config, known.resume, overrides)
+    process_state()  # join the launch first: a bad option, found by every process, is then said once
+    with failing_together():  # bad input: one line from `ivideogpt.cli`
+        known, overrides = parse_options(args.kind, args.options)
+        experiment = load(args.kind, known.config, known.resume, overrides)
     summary = train_experiment(experiment)
     if os.environ.get("RANK", "0") != "0":  # one summary line per run, not per process
         return 0

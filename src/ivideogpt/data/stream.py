@@ -20,13 +20,18 @@ the first n slots of its epoch e). `start(rank, world_size, positions)` continue
 from there: it re-reads its shards from the start of epoch e and replays the shuffle buffer, but
 decodes no slot before the position (tar members are read and array headers parsed, no pixels).
 A slot whose pixels fail to decode is reported and passed over (it still counts in the offset).
+
+No data: a consumer whose share of an epoch yields nothing raises a one-line DataError saying what
+that share held. `check` finds it for the starting epoch before training; since whole shards are
+dealt out anew each epoch, shards without a usable sample can empty a consumer's share in a later
+epoch only, which then raises the same error mid-run.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +60,34 @@ class Slot:
     segment: int
     key: str
     members: dict[str, bytes]
+
+
+@dataclass
+class Share:
+    """What one consumer's share of one epoch held, for the message of a share without data: the shards it read,
+    their samples, the usable ones (long enough, with the required actions and rewards) and those it took."""
+
+    shards: list[Path] = field(default_factory=list)
+    samples: int = 0
+    usable: int = 0
+    taken: int = 0
+    unusable: Counter = field(default_factory=Counter)  # samples not usable, by kind (too_short, ...)
+
+    def held(self) -> str:
+        """What the share's shards held: "7 samples, 6 usable (too_short: 1)"."""
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.unusable.items()))
+        return f"{_counted(self.samples, 'sample')}, {self.usable or 'none'} usable" + (f" ({kinds})" if kinds else "")
+
+
+def _counted(number: int, noun: str) -> str:
+    """'1 sample', '2 samples'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _names(shards: list[Path], shown: int = 3) -> str:
+    """The first `shown` shards' file names, and how many more."""
+    more = f" and {len(shards) - shown} more" if len(shards) > shown else ""
+    return ", ".join(shard.name for shard in shards[:shown]) + more
 
 
 def consumer_of(rank: int, world_size: int, taken: int = 0) -> tuple[int, int]:
@@ -184,9 +217,9 @@ class ShardStream(Resumable):
         epoch, offset = (position["epoch"], position["offset"]) if position else (self.epoch, 0)
         decoded: OrderedDict[tuple[int, int], Episode] = OrderedDict()
         while True:
-            yielded = 0
+            yielded, share = 0, Share()
             rng = np.random.default_rng([self.config.seed, epoch, consumers, consumer])
-            for number, slot in enumerate(shuffled(self._slots(epoch, consumer, consumers),
+            for number, slot in enumerate(shuffled(self._slots(epoch, consumer, consumers, share),
                                                    self.config.shuffle_buffer, rng)):
                 if number < offset:
                     continue
@@ -195,7 +228,7 @@ class ShardStream(Resumable):
                     yielded += 1
                     yield {**item, "position": {"epoch": epoch, "offset": number + 1}}
             if not yielded and offset == 0:
-                raise self._no_segment(consumer, consumers, epoch)
+                raise self._no_segment(consumer, consumers, epoch, share)
             if not endless:
                 return
             epoch, offset = epoch + 1, 0
@@ -203,49 +236,73 @@ class ShardStream(Resumable):
     def check(self, consumer: int, consumers: int) -> None:
         """Raise `items`' DataError when this consumer has no usable sample in the current epoch (array headers only:
         nothing decoded, no shuffle buffer filled)."""
-        if next(self._slots(self.epoch, consumer, consumers), None) is None:
-            raise self._no_segment(consumer, consumers, self.epoch)
+        share = Share()
+        if next(self._slots(self.epoch, consumer, consumers, share), None) is None:
+            raise self._no_segment(consumer, consumers, self.epoch, share)
 
-    def _no_segment(self, consumer: int, consumers: int, epoch: int) -> DataError:
-        """The error of a consumer that has nothing to yield in epoch `epoch`."""
+    def _no_segment(self, consumer: int, consumers: int, epoch: int, share: Share) -> DataError:
+        """The one-line error of a consumer that has nothing to yield in epoch `epoch`: what its share held, and
+        what to change (the same at start-up, `check`, and mid-run, when a later epoch deals it other shards)."""
         return DataError(f"consumer {consumer} of {consumers} found no usable segment in epoch {epoch} of "
-                         f"{self.name or self.shards[0].parent} (too few samples for the processes and "
-                         f"DataLoader workers, or all too short)\n{self.report.summary()}")
+                         f"{self.name or self.shards[0].parent}: {self._why_empty(share, consumers)}")
 
-    def _slots(self, epoch: int, consumer: int, consumers: int) -> Iterator[Slot]:
-        """This consumer's share of epoch `epoch`, in shard order, undecoded."""
+    def _why_empty(self, share: Share, consumers: int) -> str:
+        """What `share` held, said for how its epoch was split (whole shards, or one usable sample in C), and what to
+        change."""
+        if share.taken:
+            return f"its {_counted(share.taken, 'usable sample')} failed to decode (see the warnings above)"
+        if len(self.shards) >= consumers:
+            return (f"its share of the epoch's {len(self.shards)} shards (dealt out anew each epoch), "
+                    f"{_names(share.shards)}, held {share.held()}; remove the shards without usable samples, "
+                    "or use fewer consumers (processes x DataLoader workers)")
+        split = (f"the {_counted(len(self.shards), 'shard')} (fewer than the consumers: each takes one usable sample "
+                 f"in {consumers}) held {share.held()}")
+        advice = f"; use at most {_counted(share.usable, 'consumer')} (processes x DataLoader workers), or more samples"
+        return split + advice if share.usable else split
+
+    def _slots(self, epoch: int, consumer: int, consumers: int, share: Share) -> Iterator[Slot]:
+        """This consumer's share of epoch `epoch`, in shard order, undecoded; `share` counts what it held."""
         order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.shards))
         by_shard = len(self.shards) >= consumers
-        counter = 0
         for place, shard in enumerate(order):
             if by_shard and place % consumers != consumer:
                 continue
+            share.shards.append(self.shards[shard])
             for sample, (key, members) in enumerate(iter_samples(self.shards[shard], self.report)):
-                # sharing samples, every consumer checks each one (consumer 0 reports) and takes every C-th usable one
-                if not self._usable(shard, key, members, report=by_shard or consumer == 0):
+                share.samples += 1
+                problem = self._problem(key, members)
+                if problem is not None:
+                    share.unusable[problem[0]] += 1
+                    if by_shard or consumer == 0:  # sharing samples, every consumer checks each one: consumer 0 reports
+                        self._skip_once(f"{self.shards[shard]}:{key}", *problem)
                     continue
-                counter += 1
-                if by_shard or (counter - 1) % consumers == consumer:
+                share.usable += 1
+                if by_shard or (share.usable - 1) % consumers == consumer:  # sharing: every C-th usable one
+                    share.taken += 1
                     for segment in range(self.per_episode):
                         yield Slot(int(shard), sample, segment, key, members)
 
-    def _usable(self, shard: int, key: str, members: dict[str, bytes], report: bool = True) -> bool:
-        """Whether a sample's headers show a long enough episode with the required actions and rewards."""
-        where, span = f"{self.shards[shard]}:{key}", segment_span(self.config.segment_length, self.step)
-        skip = self.report.skip if report and where not in self._reported else lambda *reason: None
-        self._reported.add(where)  # each epoch reads the sample again: report it once
+    def _problem(self, key: str, members: dict[str, bytes]) -> tuple[str, str] | None:
+        """Why a sample is not usable, as (kind, reason), read from its headers: too short, without the required
+        actions or rewards, unreadable; None when it is usable."""
+        span = segment_span(self.config.segment_length, self.step)
         try:
             info = header_info(key, members, self.options)
         except READ_ERRORS as error:
-            skip(where, str(error), "unreadable")
-            return False
-        problem = (f"{info.length} frames < {span}" if info.length < span else
-                   f"action width {info.action_dim}, the stream needs {self.action_dim}"
-                   if self.action_dim is not None and info.action_dim != self.action_dim else
-                   "no rewards" if self.rewards and not info.has_rewards else None)
-        if problem is not None:
-            skip(where, problem, "too_short" if info.length < span else "inconsistent")
-        return problem is None
+            return "unreadable", str(error)
+        if info.length < span:
+            return "too_short", f"{info.length} frames < {span}"
+        if self.action_dim is not None and info.action_dim != self.action_dim:
+            return "inconsistent", f"action width {info.action_dim}, the stream needs {self.action_dim}"
+        if self.rewards and not info.has_rewards:
+            return "inconsistent", "no rewards"
+        return None
+
+    def _skip_once(self, where: str, kind: str, reason: str) -> None:
+        """Report a skipped sample the first time it is met: each epoch reads it again."""
+        if where not in self._reported:
+            self._reported.add(where)
+            self.report.skip(where, reason, kind)
 
     def _item(self, slot: Slot, epoch: int, decoded: OrderedDict) -> dict[str, Any] | None:
         """The segment of one slot (its episode decoded or taken from `decoded`); None when it fails to decode."""
