@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from ivideogpt.configuration import ConfigError
 from ivideogpt.data.batch import Batch
 from ivideogpt.tokenizer.discriminator import hinge_discriminator_loss
 from ivideogpt.tokenizer.config import TokenizerConfig
@@ -63,6 +64,16 @@ def test_missing_lpips_weights(tiny_config, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="vgg16.pth"):
         TokenizerObjective(tiny_config, loss=replace(loss, require_perceptual=True))
     assert TokenizerObjective(tiny_config, loss=loss).perceptual is None  # warns, trains without it
+
+
+def test_a_set_perceptual_weights_path_must_name_a_file(tmp_path) -> None:
+    typo = TokenizerObjectiveConfig(perceptual_weights_path=str(tmp_path / "vgg16.pht"))
+    with pytest.raises(ConfigError, match=r"^objective.perceptual_weights_path=\S+vgg16.pht: no such file; correct"):
+        typo.check_weights_path("objective")
+    replace(typo, perceptual_weight=0.0).check_weights_path("objective")  # no perceptual loss: the path is unused
+    TokenizerObjectiveConfig().check_weights_path("objective")  # unset: the usual places, and a warning if absent
+    (tmp_path / "vgg16.pht").write_bytes(b"")  # there: read (and judged) when the objective is built
+    typo.check_weights_path("objective")
 
 
 def test_adversarial_term_starts_at_disc_start(tiny_config, clip) -> None:

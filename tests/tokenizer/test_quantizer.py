@@ -69,14 +69,22 @@ def test_nan_latents_reach_the_loss_instead_of_crashing_the_stats() -> None:
     assert 0 < usage <= 1 and torch.isfinite(perplexity)
 
 
-def test_lookup_is_chunk_independent(monkeypatch) -> None:
+@pytest.mark.parametrize("bound, value", [("_LOOKUP_ROWS", 7), ("_LOOKUP_BYTES", 5 * 64 * 4)])
+def test_lookup_is_chunk_independent(monkeypatch, bound: str, value: int) -> None:
     from ivideogpt.tokenizer import quantizer as module
 
     quantizer = VectorQuantizer(codebook_size=64, embed_dim=8)
     z = torch.randn(4, 8, 8, 8)
     reference = quantizer(z).ids
-    monkeypatch.setattr(module, "_LOOKUP_CHUNK", 7)
+    monkeypatch.setattr(module, bound, value)
     assert torch.equal(quantizer(z).ids, reference)
+
+
+def test_lookup_scores_stay_small_for_a_large_codebook() -> None:
+    from ivideogpt.tokenizer.quantizer import lookup_rows
+
+    assert lookup_rows(128) == lookup_rows(8192) == 8192  # the paper's codebook: chunks as before
+    assert lookup_rows(10**6) * 10**6 * 4 <= 2**28 and lookup_rows(10**10) == 1  # not 8192 x 10^6 floats (33 GB)
 
 
 def test_dead_codes_are_restarted_on_batch_rows_in_training_only() -> None:

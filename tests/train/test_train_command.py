@@ -103,6 +103,52 @@ def test_bad_options_exit_with_a_clear_message(workdir: Path, capsys) -> None:
         "ivideogpt train: no valid checkpoint under runs/none: the path does not exist"]
 
 
+def test_a_codebook_too_large_for_the_memory_is_refused_before_allocation(workdir: Path, capsys) -> None:
+    assert cli(["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+                "--tokenizer.quantizer=vq", "--tokenizer.future_residual=false", "--tokenizer.future_skip_threshold=0",
+                "--tokenizer.codebook_size=1000000000000", "--train.max_steps=1"]) == 2
+    assert re.fullmatch(r"ivideogpt train: tokenizer.codebook_size=1000000000000 needs 272,000.0 GB to train but "
+                        r"[\d.,]+ GB is free on cpu; lower tokenizer.codebook_size",
+                        capsys.readouterr().err.splitlines()[-1])
+
+
+def test_a_mistyped_perceptual_weights_path_is_refused_not_skipped(workdir: Path, capsys) -> None:
+    train = ["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+             "--objective.perceptual_weight=1", "--train.max_steps=1", "--train.sample_every=0"]
+    assert cli([*train, "--objective.perceptual_weights_path=weights/vgg16.pht"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "ivideogpt train: objective.perceptual_weights_path=weights/vgg16.pht: no such file; correct the path, "
+        "or leave it unset to look for the VGG16 weights in the usual places")
+    assert not (workdir / "runs").exists()
+
+
+def test_a_resumed_run_reads_its_weights_once(workdir: Path, monkeypatch) -> None:
+    from ivideogpt.train import checkpoint as ckpt
+    from ivideogpt.train import state
+
+    train = ["train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *SMALL_TOKENIZER, *SHORT,
+             "--data.sampled_future=1", "--train.sample_every=0", "--train.out_dir=runs/tok"]
+    assert cli([*train, "--train.max_steps=2"]) == 0
+    reads: list[str] = []
+
+    def counted(read):
+        def wrapper(path, *args, **kwargs):
+            reads.append(f"{read.__name__} {Path(path).as_posix().split('checkpoints/')[-1]}")
+            return read(path, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(ckpt, "load_file", counted(ckpt.load_file))
+    monkeypatch.setattr(state, "load_file", counted(state.load_file))
+    monkeypatch.setattr(ckpt, "_sha256", counted(ckpt._sha256))  # verifying the checkpoint reads every file
+    assert cli([*train, "--train.max_steps=3", "--resume"]) == 0
+    resumed = [read for read in reads if "step_000002" in read]
+    assert sorted(resumed) == ["_sha256 step_000002/config.yaml", "_sha256 step_000002/model.safetensors",
+                               "_sha256 step_000002/optimizer.json", "_sha256 step_000002/optimizer.safetensors",
+                               "_sha256 step_000002/rng/rank0.json", "_sha256 step_000002/trainer_state.json",
+                               "load_file step_000002/model.safetensors",
+                               "load_file step_000002/optimizer.safetensors"]
+
+
 @pytest.mark.slow
 def test_tokenizer_trains_from_converted_shards_and_resumes(workdir: Path, capsys) -> None:
     assert cli(["data", "convert", "npz", "data/pusht", "--out", "data/shards", "--shards", "3", "--quiet"]) == 0
@@ -158,19 +204,24 @@ def _shard(path: Path, damaged: bool) -> None:
             archive.addfile(member, io.BytesIO(bytes(data)))
 
 
-def _train_on_two_processes(shards: Path, out: Path) -> subprocess.CompletedProcess:
-    """A streamed tokenizer run as 2 torchrun processes. The launcher checks its processes every 3 s (not 0.1), so a
-    process that another's failure stops has the time to show how it stops rather than being ended first."""
+def _tokenizer_on_two_processes(*options: str) -> subprocess.CompletedProcess:
+    """`ivideogpt train tokenizer --config configs/tokenizer_cpu.yaml OPTIONS` as 2 torchrun processes. The launcher
+    checks its processes every 3 s (not 0.1), so a process that another's failure stops has the time to show how it
+    stops rather than being ended first."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 "--monitor-interval", "3"]
-    train = ["-m", "ivideogpt", "train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"),
-             *SMALL_TOKENIZER, "--data.sampled_future=1", "--data.segment_length=4", "--data.stream=true",
-             f"--data.sources=[{{name: one, path: {shards}}}]", "--data.segments_per_episode=1",
-             "--train.batch_size=2", "--train.max_steps=2", "--train.sample_every=0", "--train.progress=false",
-             f"--train.out_dir={out}"]
+    train = ["-m", "ivideogpt", "train", "tokenizer", "--config", str(CONFIGS / "tokenizer_cpu.yaml"), *options]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
            "PYTHONPATH": str(Path(ivideogpt.__file__).resolve().parents[1])}
     return subprocess.run([*launcher, *train], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _train_on_two_processes(shards: Path, out: Path) -> subprocess.CompletedProcess:
+    """A streamed tokenizer run as 2 torchrun processes."""
+    return _tokenizer_on_two_processes(
+        *SMALL_TOKENIZER, "--data.sampled_future=1", "--data.segment_length=4", "--data.stream=true",
+        f"--data.sources=[{{name: one, path: {shards}}}]", "--data.segments_per_episode=1", "--train.batch_size=2",
+        "--train.max_steps=2", "--train.sample_every=0", "--train.progress=false", f"--train.out_dir={out}")
 
 
 def _our_lines(stderr: str) -> list[str]:
@@ -178,7 +229,15 @@ def _our_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("ivideogpt train:")]
 
 
-NO_DATA = "ivideogpt train: consumer 1 of 2 found no usable segment in epoch 0 of one (too few samples"
+NO_DATA = "ivideogpt train: consumer 1 of 2 found no usable segment in epoch 0 of one: "
+
+
+@pytest.mark.slow
+def test_a_bad_option_in_a_launch_is_said_once(tmp_path: Path) -> None:
+    done = _tokenizer_on_two_processes("--train.lrr=1", f"--train.out_dir={tmp_path / 'run'}")
+    lines = _our_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("ivideogpt train: unknown config key(s) train.lrr;"), done.stderr
+    assert done.returncode != 0 and "exitcode  : 2" in done.stderr  # each process's status, as in a single run
 
 
 @pytest.mark.slow
@@ -187,7 +246,9 @@ def test_a_process_without_data_stops_every_process_with_one_message(tmp_path: P
     done = _train_on_two_processes(tmp_path / "shards", tmp_path / "run")
     assert done.returncode != 0
     lines = _our_lines(done.stderr)
-    assert len(lines) == 1 and lines[0].startswith(NO_DATA), done.stderr[-3000:]
+    assert lines == [f"{NO_DATA}the 1 shard (fewer than the consumers: each takes one usable sample in 2) held "
+                     "1 sample, 1 usable; use at most 1 consumer (processes x DataLoader workers), or more samples"], \
+        done.stderr[-3000:]
     assert "[rank0]" not in done.stderr and "Connection closed by peer" not in done.stderr, done.stderr[-3000:]
     assert not (tmp_path / "run").exists()  # found before training: no process began
 
@@ -198,6 +259,7 @@ def test_a_process_failing_mid_run_leaves_the_others_a_short_line(tmp_path: Path
     done = _train_on_two_processes(tmp_path / "shards", tmp_path / "run")
     assert done.returncode != 0
     lines = _our_lines(done.stderr)
-    assert len(lines) == 2 and lines[0].startswith(NO_DATA), done.stderr[-3000:]
-    assert lines[1] == "ivideogpt train: stopped, another process of the launch failed; see its message above"
+    assert lines == [f"{NO_DATA}its 1 usable sample failed to decode (see the warnings above)",
+                     "ivideogpt train: stopped, another process of the launch failed; see its message above"], \
+        done.stderr[-3000:]
     assert "[rank0]" not in done.stderr and "Connection closed by peer" not in done.stderr, done.stderr[-3000:]

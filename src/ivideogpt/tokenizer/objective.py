@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ivideogpt.configuration import ConfigError
 from ivideogpt.data.batch import Batch
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.tokenizer.discriminator import PatchDiscriminator, hinge_discriminator_loss
@@ -29,7 +30,8 @@ class TokenizerObjectiveConfig:
     l2_weight: float = 0.0
     quantizer_weight: float = 1.0  # weight of commitment + codebook loss
     perceptual_weight: float = 1.0  # LPIPS; 0 skips the VGG16 pass
-    perceptual_weights_path: str | None = None  # local VGG16 weights file (default: the usual places, see README)
+    perceptual_weights_path: str | None = None  # local VGG16 weights file; unset: the usual places (see README).
+    #   A set path that names no file is refused when training starts; unset and not found: a warning only
     require_perceptual: bool = False  # missing VGG16 weights: an error instead of a warning and no perceptual loss
     discriminator: bool = False  # add a hinge-loss patch discriminator
     adversarial_weight: float = 1.0
@@ -45,6 +47,16 @@ class TokenizerObjectiveConfig:
                      "disc_start"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+
+    def check_weights_path(self, section: str) -> None:
+        """Refuse (ConfigError) a set `perceptual_weights_path` naming no file while the perceptual loss is on: a typo
+        must not train without it. Unset, the usual places are searched, and weights found nowhere only warn."""
+        from ivideogpt.perceptual import find_vgg16_weights
+
+        path = self.perceptual_weights_path
+        if self.perceptual_weight > 0 and path is not None and find_vgg16_weights(path) is None:
+            raise ConfigError(f"{section}.perceptual_weights_path={path}: no such file; correct the path, or leave it "
+                              "unset to look for the VGG16 weights in the usual places")
 
 
 LOSS_FIELDS = tuple(f.name for f in fields(TokenizerObjectiveConfig))

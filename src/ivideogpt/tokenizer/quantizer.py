@@ -18,7 +18,8 @@ from torch import nn
 if TYPE_CHECKING:
     from ivideogpt.tokenizer.config import TokenizerConfig
 
-_LOOKUP_CHUNK = 8192  # rows per distance chunk: bounds the (rows, K) score matrix to ~256 MB at K=8192
+_LOOKUP_ROWS = 8192  # rows per distance chunk at most...
+_LOOKUP_BYTES = _LOOKUP_ROWS * 8192 * 4  # ...and (rows, K) float32 scores of ~256 MB at most, whatever K is
 
 
 @dataclass
@@ -29,6 +30,12 @@ class QuantizerOutput:
     ids: torch.Tensor
     commitment: torch.Tensor
     codebook_loss: torch.Tensor
+
+
+def lookup_rows(codebook_size: int) -> int:
+    """Rows of a lookup's distance chunk: 8192, fewer past 8192 codes, so its scores never outgrow ~256 MB (a chunk
+    of 8192 rows against 10^6 codes would need 33 GB)."""
+    return max(1, min(_LOOKUP_ROWS, _LOOKUP_BYTES // (4 * codebook_size)))
 
 
 class VectorQuantizer(nn.Module):
@@ -88,7 +95,7 @@ class VectorQuantizer(nn.Module):
         """Ids (M,) of the nearest codes to rows of z (M, D), computed in float32 in chunks."""
         codes = (self.codes() if codes is None else codes).float()
         ids = []
-        for rows in z.float().split(_LOOKUP_CHUNK):
+        for rows in z.float().split(lookup_rows(codes.shape[0])):
             if self.l2_normalize:  # unit vectors: nearest == highest dot product
                 ids.append((rows @ codes.t()).argmax(dim=1))
             else:  # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2; ||z||^2 is the same for every code

@@ -20,6 +20,7 @@ from ivideogpt.data.config import DataConfig
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.tokenizer.objective import LOSS_FIELDS, TokenizerObjectiveConfig, preset_objective
 from ivideogpt.train import checkpoint as ckpt
+from ivideogpt.train import memory
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.transformer.config import TransformerConfig
 from ivideogpt.transformer.objective import TransformerObjectiveConfig
@@ -49,6 +50,8 @@ class TokenizerExperiment:
         """The TokenizerObjective to train (weights from `init_from` when `initialise`)."""
         from ivideogpt.tokenizer.objective import TokenizerObjective
 
+        self.objective.check_weights_path("objective")
+        memory.check_codebook(self.tokenizer)
         objective = TokenizerObjective(self.tokenizer, loss=self.objective)
         if initialise and self.init_from:
             objective.tokenizer.load_state_dict(ckpt.weights_for(objective.tokenizer, self.init_from, "tokenizer."))
@@ -120,6 +123,7 @@ class TransformerExperiment:
         self.transformer = dataclasses.replace(self.transformer, codebook_size=facts["codebook_size"],
                                                context_grid=tuple(facts["context_tokens"]),
                                                future_grid=tuple(facts["future_tokens"]))
+        memory.check_vocabulary(self.transformer)
         transformer = self.transformer.build()
         if initialise and self.init_from:
             transformer.load_pretrained(ckpt.weights_for(transformer, self.init_from, "transformer."))
@@ -127,6 +131,8 @@ class TransformerExperiment:
         if self.objective.mode != "transformer":
             from ivideogpt.tokenizer.objective import TokenizerObjective
 
+            if self.tokenizer_objective is not None:
+                self.tokenizer_objective.check_weights_path("tokenizer_objective")
             tokenizer_objective = TokenizerObjective(self.tokenizer, tokenizer, loss=self.tokenizer_objective)
         return TransformerObjective(transformer, tokenizer, self.objective, tokenizer_objective)
 

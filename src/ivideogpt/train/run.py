@@ -34,7 +34,7 @@ def train_experiment(experiment: Any) -> dict[str, Any]:
         train_data = _cached_tokens(experiment, objective.tokenizer, train_data)
     trainer = Trainer(objective, train_data, cfg, val_dataset=datasets.get("val"),
                       collate_fn=partial(collate_segments, num_context=data.num_context),
-                      component=experiment.kind, config=experiment)
+                      component=experiment.kind, config=experiment, resumed_from=resume_from)
     return trainer.fit()
 
 

@@ -57,11 +57,13 @@ class Trainer:
     (`data/stream.py`: `ShardStream`, `MixedStream`), whose consumers' positions go into every checkpoint.
     `collate_fn` turns a list of items into a Batch.
     `config` is the full experiment config saved (as YAML) with every checkpoint.
+    `resumed_from`: the checkpoint `cfg.resume` resolved to, whose weights the caller has already loaded into
+    `objective` (`train_experiment` does, to encode the token cache with them): neither resolved nor read again.
     """
 
     def __init__(self, objective: nn.Module, train_dataset: Dataset, cfg: TrainConfig, *,
                  val_dataset: Dataset | None = None, collate_fn: Callable[[list[Any]], Any] | None = None,
-                 component: str = "model", config: Any = None) -> None:
+                 component: str = "model", config: Any = None, resumed_from: Path | None = None) -> None:
         self.cfg, self.component = cfg, component
         self.config = config if config is not None else cfg
         self.train_dataset, self.val_dataset, self.collate_fn = train_dataset, val_dataset, collate_fn
@@ -70,11 +72,9 @@ class Trainer:
         self.micro_batch = cfg.micro_batch(acc.num_processes)
         self.out_dir = Path(cfg.out_dir)
         self.io = CheckpointIO(acc, self.out_dir / "checkpoints", cfg)
-        resume_from = self.io.resume_target()
+        resume_from = resumed_from if resumed_from is not None else self._restore_weights(objective)
 
         self.objective = objective
-        if resume_from is not None:
-            ckpt.load_weights(objective, resume_from)
         optimizer = build_optimizer(objective, cfg)
         self.scheduler = build_scheduler(optimizer, cfg)
         self.model, self.optimizer = acc.prepare(LossModule(objective), optimizer)
@@ -98,6 +98,13 @@ class Trainer:
         self.tracker = (Tracker(self.out_dir, cfg, component, config_to_dict(self.config), self.step)
                         if acc.is_main_process else None)
         self._bad_step = torch.zeros((), dtype=torch.long, device=acc.device)  # first non-finite step + 1
+
+    def _restore_weights(self, objective: nn.Module) -> Path | None:
+        """The checkpoint `train.resume` asks for, its weights loaded into `objective` (None for a fresh run)."""
+        resume_from = self.io.resume_target()
+        if resume_from is not None:
+            ckpt.load_weights(objective, resume_from)
+        return resume_from
 
     # ---------------------------------------------------------------- data
     def _loader(self, dataset: Dataset, sampler: torch.utils.data.Sampler | None,
