@@ -37,14 +37,25 @@ def _private_cache_dir(tmp_path_factory) -> None:
     os.environ["IVIDEOGPT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
-def _run_processes(args: list, processes: int = 1, timeout: float = 300) -> str:
+def _launch(args: list, processes: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     command = [*(launcher if processes > 1 else [sys.executable]), *map(str, args)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _run_processes(args: list, processes: int = 1, timeout: float = 300) -> str:
+    done = _launch(args, processes, timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+@pytest.fixture(scope="session")
+def launch() -> Callable[..., subprocess.CompletedProcess]:
+    """`launch([script or "-m", module, *args], processes=1)`: as `run_processes`, with the launcher's own settings,
+    but returns the finished launch, succeeded or not."""
+    return _launch
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,33 @@ def test_data_check_takes_overrides_in_the_forms_train_takes(tmp_path, capsys):
     assert "unrecognized arguments: --root=/x" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("config", ["sources:\n  - {name: a, path: nowhere}\n",  # a data config alone
+                                    "data:\n  sources:\n    - {name: a, path: nowhere}\n"])  # an experiment's
+def test_data_check_takes_an_override_copied_from_train_with_any_config(config, tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text(config)
+    for given in (["--data.root=/x"], ["data.root=/x"], ["--data.root=/y", "root=/x"]):
+        assert main(["data", "check", str(tmp_path / "config.yaml"), *given]) == 2, given
+        assert capsys.readouterr().err.splitlines() == [  # the override reached the config: the root is /x
+            "ivideogpt data: none of the 1 data source path(s) exists (the first: /x/nowhere); check data.root='/x'"]
+    assert main(["data", "check", str(tmp_path / "config.yaml"), "--data.root", "/x"]) == 2  # as train refuses it
+    assert capsys.readouterr().err.splitlines() == [
+        "ivideogpt data: override '--data.root' must look like key.sub=value"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, error", [
+    (["train", "tokenizer", "--config"], "ivideogpt train tokenizer: error: argument --config: expected one argument"),
+    (["trian"], "ivideogpt: error: argument COMMAND: invalid choice: 'trian' (choose from ")])
+def test_a_usage_error_in_a_launch_is_said_once_with_status_2(command, error, launch, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # one process: argparse's own message and status
+        main(command)
+    assert exit_info.value.code == 2 and capsys.readouterr().err.splitlines()[-1].startswith(error)
+    done = launch(["-m", "ivideogpt", *command], processes=2, timeout=120)
+    said = [line for line in done.stderr.splitlines() if line.startswith(("usage: ", error.split(":")[0] + ":"))]
+    assert len(said) == 2 and said[1].startswith(error), done.stderr[-3000:]  # usage line and error, once
+    assert done.returncode != 0 and "exitcode  : 2" in done.stderr, done.stderr[-3000:]
+
+
 def test_notes_of_the_package_reach_stderr(capsys):
     import logging
 

@@ -11,7 +11,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 COMMANDS = {
     "describe": "ivideogpt.commands.describe",
@@ -29,8 +29,24 @@ COMMANDS = {
 }
 
 
+def first_process() -> bool:
+    """Whether this process runs alone or is the first of a launch (global rank 0, from the launcher's environment:
+    known before any process group exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage error a launch of several processes shows once: the first process alone says
+    it (every process has the same command line, so the same error); every process exits with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if not first_process():
+            self.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivideogpt", description="iVideoGPT: an interactive video world model.")
+    parser = Parser(prog="ivideogpt", description="iVideoGPT: an interactive video world model.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -74,7 +90,7 @@ def show_notes() -> None:
     if not any(isinstance(handler, _StderrNow) for handler in logger.handlers):
         handler = _StderrNow()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        if os.environ.get("RANK", "0") != "0":  # a launched process other than the first: its warnings only,
+        if not first_process():  # a launched process other than the first: its warnings only,
             handler.setLevel(logging.WARNING)  # not N copies of every note
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -100,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get(TRACEBACK) == "1" or not report(args.command, error):
             raise
+        from ivideogpt.launch import said_together  # imports torch: not before a command needs it
+
+        said_together(error)  # under a launch, no process ends before the others have said why they stop
         return 2
 
 

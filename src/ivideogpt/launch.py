@@ -112,8 +112,30 @@ def stop_together(error: BaseException | None, reporter: int) -> NoReturn:
     """Stop this process of a launch whose processes all stop now: process `reporter` raises its `error`, every
     other one StoppedWithOthers (which the command line leaves unsaid), so the reason is shown once."""
     if _rank() == reporter and error is not None:
-        raise error
-    raise StoppedWithOthers(f"process {reporter} failed") from error
+        raise _stopping_all(error)
+    raise _stopping_all(StoppedWithOthers(f"process {reporter} failed")) from error
+
+
+STOPS_ALL = "stops_every_process"  # the attribute marking an error that every process of the launch stops with
+
+
+def _stopping_all(error: BaseException) -> BaseException:
+    """`error`, marked as one that this process stops with while every other process of the launch stops too."""
+    setattr(error, STOPS_ALL, True)
+    return error
+
+
+def said_together(error: BaseException) -> None:
+    """Once this process has shown why it stops (a StoppedWithOthers: nothing), wait for every other one stopping with
+    it (`stop_together`, `failing_together`) to have shown its reason too: the launcher ends the other processes as
+    soon as one exits, which would cut a reason not yet shown. No wait for any other error, or without a group."""
+    if not (_in_group() and getattr(error, STOPS_ALL, False)):
+        return
+    try:
+        process_state().wait_for_everyone()
+    except RuntimeError as lost:
+        if not lost_another_process(lost):  # one already gone (its traceback shown): nothing left to wait for
+            raise
 
 
 def _words(error: BaseException | None) -> str | None:
@@ -148,5 +170,5 @@ def failing_together() -> Iterator[None]:
         return
     same = says_the_same(error, first)  # a collective: every process takes part, failed or not
     if error is not None and not same:
-        raise error  # a reason of its own: shown too
+        raise _stopping_all(error)  # a reason of its own: shown too
     stop_together(error, first)

@@ -1,4 +1,5 @@
-"""`ivideogpt evaluate` on 2 processes (torchrun, gloo on the CPU) writes what 1 process writes."""
+"""`ivideogpt evaluate` on 2 processes (torchrun, gloo on the CPU) writes what 1 process writes, and says bad input
+once."""
 
 from __future__ import annotations
 
@@ -42,6 +43,30 @@ def test_two_processes_write_what_one_writes(tmp_path: Path, i3d_file: Path, run
     for path in arrays:
         with np.load(one / path) as first, np.load(two / path) as second:
             assert all(np.array_equal(first[key], second[key]) for key in first.files), path
+
+
+def _said(launch, *options: object) -> list[str]:
+    """The lines `ivideogpt evaluate --baseline copy-last-frame --protocol custom --horizon 3 OPTIONS` wrote itself
+    as 2 processes, which failed with status 2, as a single process would (the launcher then ends the other)."""
+    done = launch(["-m", "ivideogpt", "evaluate", "--baseline", "copy-last-frame", "--protocol", "custom",
+                   "--context-frames", "1", "--horizon", "3", "--no-progress", *options], processes=2, timeout=120)
+    assert done.returncode != 0 and "exitcode  : 2" in done.stderr, done.stderr[-3000:]
+    return [line for line in done.stderr.splitlines() if line.startswith("ivideogpt evaluate:")]
+
+
+@pytest.mark.slow
+def test_bad_input_found_by_every_process_is_said_once(tmp_path: Path, launch, no_weights) -> None:
+    assert _said(launch, "--data", tmp_path / "nowhere") == [
+        f"ivideogpt evaluate: {tmp_path / 'nowhere'} does not exist: give a folder of episode files (*.npz)"]
+
+
+@pytest.mark.slow
+def test_a_protocol_error_of_process_0_is_said_once(tmp_path: Path, launch, no_weights) -> None:
+    Episode(frames=np.zeros((4, 16, 16, 3), np.uint8)).save(tmp_path / "data" / "ep0.npz")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "protocol.json").write_text('{"predictor": "another"}')  # another evaluation's results
+    said = _said(launch, "--data", tmp_path / "data", "--output", tmp_path / "out")
+    assert len(said) == 1 and said[0].startswith(f"ivideogpt evaluate: {tmp_path / 'out'} holds results of "), said
 
 
 def test_one_process_shares_with_itself() -> None:

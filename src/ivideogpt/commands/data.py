@@ -4,7 +4,7 @@
     ivideogpt data generate metaworld --task button-press-topdown --episodes 50 --out data/mw
     ivideogpt data convert bair softmotion30_44k/train --out data/bair/train
     ivideogpt data convert npz data/pusht --out data/pusht_shards --shards 8
-    ivideogpt data check configs/data/my_mix.yaml root=/datasets          # or --root=/datasets
+    ivideogpt data check configs/data/my_mix.yaml root=/datasets          # or --root=/datasets, --data.root=/datasets
     ivideogpt data check configs/data/my_mix.yaml --deep --workers 4
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 HELP = "generate embedded robot data, convert datasets to episodes, check a data config"
@@ -74,8 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = actions.add_parser("check", help="index a data config and report what would be used")
     check.add_argument("config", help="YAML DataConfig, or an experiment config with a `data:` section")
     check.add_argument("overrides", nargs="*",
-                       help="dotted overrides, e.g. root=/datasets segment_length=12 (or --root=/datasets, as "
-                            "ivideogpt train takes them)")
+                       help="dotted overrides of the data config, e.g. root=/datasets segment_length=12, also as "
+                            "flags (--root=/datasets) and, with any config, as ivideogpt train takes them "
+                            "(--data.root=/datasets)")
     check.add_argument("--json", action="store_true", help="print JSON")
     check.add_argument("--deep", action="store_true",
                        help="also decode every episode (finds broken videos and arrays; exit status 1 if any)")
@@ -108,6 +110,12 @@ def _convert(args: argparse.Namespace) -> int:
     return 0 if report.used else 1
 
 
+def _within_data(override: str) -> str:
+    """An override of `data check`, relative to the data config: `--data.root=/x`, as `ivideogpt train` takes it, is
+    read as `--root=/x` (never ambiguous: a DataConfig has no field `data`)."""
+    return re.sub(r"^(--)?data\.(?=[^=]+=)", r"\1", override)
+
+
 def _check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -119,7 +127,7 @@ def _check(args: argparse.Namespace) -> int:
     tree = read_tree(path)
     tree = tree if isinstance(tree.get("data"), dict) else {"data": tree}  # an experiment, or a data config alone
     section = expand_includes(tree, path.parent)["data"]
-    index = build_index(from_dict(DataConfig, read_tree(None, args.overrides, base=section)))
+    index = build_index(from_dict(DataConfig, read_tree(None, list(map(_within_data, args.overrides)), base=section)))
     counts = {s: {} for s in SPLITS}
     for split in SPLITS:
         for episode in index.splits[split]:

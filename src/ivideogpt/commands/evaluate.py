@@ -10,7 +10,8 @@
 
 Writes results.json, results.md and sample grids (GIF/PNG) to --output; a rerun resumes.
 Launched as several processes (torchrun, accelerate launch), the protocol's videos are shared out
-among them and process 0 writes the same files a single process would:
+among them and process 0 writes the same files a single process would; bad input (missing data, checkpoint
+or weights) stops every process and is said once:
 
     ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node 2 -m ivideogpt evaluate --checkpoint ...
 LPIPS and FVD need local weight files (see `ivideogpt.perceptual` and `ivideogpt.eval.metrics`);
@@ -141,21 +142,38 @@ def _output_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ivideogpt.eval.metrics import load_i3d
-    from ivideogpt.eval.predictors import CopyLastFrame
-    from ivideogpt.eval.protocol import protocol_config, run_protocol
+    from ivideogpt.eval.protocol import run_protocol
     from ivideogpt.eval.ranks import Ranks
     from ivideogpt.eval.report import results_markdown, write_report
-    from ivideogpt.eval.videos import load_test_videos
-    from ivideogpt.launch import process_state
-    from ivideogpt.perceptual import load_lpips
+    from ivideogpt.launch import failing_together, process_state
 
     state = process_state()  # joins the process group of a multi-process launch; this process's device
     ranks = Ranks.current()
     device = args.device or str(state.device)
-    if (args.controllability or args.horizon_curve) and not ranks.main:
-        return 0  # greedy curves run on one process
-    # bad input (missing data or weights, a wrong model): one line and status 2, via ivideogpt.cli
+    greedy = args.controllability or args.horizon_curve
+    with failing_together():  # bad input (missing data or weights, a wrong model): said once, via ivideogpt.cli
+        predictor, videos, config = _set_up(args, device)
+        lpips_model, i3d = (None, None) if greedy else _scorers(args, device)
+    if greedy:
+        return _greedy_curve(args, predictor, videos, config) if ranks.main else 0  # on one process
+    result = run_protocol(predictor, videos, config, _output_dir(args), lpips_model, i3d,
+                          progress=not args.no_progress, ranks=ranks)
+    if not ranks.main:
+        return 0
+    paths = write_report(result.out_dir)
+    print(results_markdown(result.summary))
+    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir} "
+          f"({ranks.size} process{'es' if ranks.size > 1 else ''})")
+    return 0
+
+
+def _set_up(args: argparse.Namespace, device: str) -> tuple[Any, list[Any], Any]:
+    """The predictor, the test videos and the protocol config, checked to fit one another. Reads files only, no
+    collective: every process of a launch gets through it, failed or not, to agree on the outcome."""
+    from ivideogpt.eval.predictors import CopyLastFrame
+    from ivideogpt.eval.protocol import protocol_config
+    from ivideogpt.eval.videos import load_test_videos
+
     config = protocol_config(args.protocol, samples=args.samples, context_frames=args.context_frames,
                              horizon=args.horizon, action_conditioned=args.action_conditioned,
                              seeds=args.seeds, batch_size=args.batch_size)
@@ -167,26 +185,25 @@ def run(args: argparse.Namespace) -> int:
     config = match_conditioning(config, predictor, args.action_conditioned)
     check_videos_fit(videos, predictor, config, args.data)
     note_context_mismatch(predictor, config)
-    if args.controllability:
-        return _controllability(predictor, videos, config, _output_dir(args))
-    if args.horizon_curve:
-        return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every,
-                              args.true_history)
+    return predictor, videos, config
+
+
+def _scorers(args: argparse.Namespace, device: str) -> tuple[Any, Any]:
+    """LPIPS and the I3D detector for FVD on `device`; None for either whose weights are missing (unless
+    --require-all, which raises)."""
+    from ivideogpt.eval.metrics import load_i3d
+    from ivideogpt.perceptual import load_lpips
+
     lpips_model = load_lpips(args.lpips_weights, required=args.require_all)
     i3d = load_i3d(args.i3d, required=args.require_all)
-    if lpips_model is not None:
-        lpips_model.to(device)
-    if i3d is not None:
-        i3d.to(device)
-    result = run_protocol(predictor, videos, config, _output_dir(args), lpips_model, i3d,
-                          progress=not args.no_progress, ranks=ranks)
-    if not ranks.main:
-        return 0
-    paths = write_report(result.out_dir)
-    print(results_markdown(result.summary))
-    print(f"wrote {result.out_dir / 'results.json'} and {len(paths)} report file(s) in {result.out_dir} "
-          f"({ranks.size} process{'es' if ranks.size > 1 else ''})")
-    return 0
+    return (None if lpips_model is None else lpips_model.to(device)), (None if i3d is None else i3d.to(device))
+
+
+def _greedy_curve(args: argparse.Namespace, predictor: Any, videos: list[Any], config: Any) -> int:
+    """--controllability or --horizon-curve instead of the protocol."""
+    if args.controllability:
+        return _controllability(predictor, videos, config, _output_dir(args))
+    return _horizon_curve(predictor, videos, config, _output_dir(args), args.reanchor_every, args.true_history)
 
 
 def _greedy_clips(predictor: Any, videos: list[Any], config: Any, flag: str) -> tuple[Any, dict[str, Any]]:

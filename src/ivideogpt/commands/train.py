@@ -27,8 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _options_parser(kind: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"ivideogpt train {kind}", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ivideogpt.cli import Parser
+
+    parser = Parser(prog=f"ivideogpt train {kind}", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="experiment YAML (e.g. configs/tokenizer_cpu.yaml)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
                         help="continue the run in train.out_dir, or the one in the checkpoint / run directory PATH")

@@ -34,6 +34,7 @@ from ivideogpt.eval.predictors import Predictor
 from ivideogpt.eval.ranks import Ranks
 from ivideogpt.eval.videos import TestVideo
 from ivideogpt.frames import to_uint8
+from ivideogpt.launch import stop_together
 from ivideogpt.perceptual import LPIPS
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,8 @@ def run_protocol(predictor: Predictor, videos: Iterable[TestVideo], config: Prot
     With several `ranks` (processes), the (seed, video) evaluations left to do are dealt out one per
     rank per round; rank 0 gathers each round and alone writes the files, in a 1-process run's order.
     Every video's samples come from its own generator (`_generator`), so the results do not depend on
-    the number of processes. Every rank returns the same `ProtocolRun`.
+    the number of processes. Every rank returns the same `ProtocolRun`. A problem (results of another protocol in
+    `out_dir`, a video that cannot be evaluated) stops every rank, rank 0 alone saying it (`stop_together`).
     """
     from tqdm import tqdm
 
@@ -245,7 +247,7 @@ def run_protocol(predictor: Predictor, videos: Iterable[TestVideo], config: Prot
             problem = str(error)
     problem, todo = ranks.share((problem, [job for job in jobs if job not in done]))
     if problem is not None:
-        raise ValueError(problem)
+        stop_together(ValueError(problem), reporter=0)
     with (out_dir / "videos.jsonl").open("a") if ranks.main else nullcontext() as stream, \
             tqdm(total=len(todo), desc=name, disable=not (progress and ranks.main)) as bar:
         for start in range(0, len(todo), ranks.size):
@@ -261,7 +263,7 @@ def run_protocol(predictor: Predictor, videos: Iterable[TestVideo], config: Prot
             bar.update(len(batch))
             problem = ranks.share(problem)
             if problem is not None:
-                raise ValueError(problem)
+                stop_together(ValueError(problem), reporter=0)
     run = _summarize_run([done[job] for job in jobs], config, name, out_dir, lpips_model, i3d) if ranks.main else None
     return ranks.share(run)
 
