@@ -53,12 +53,16 @@ def test_bad_input_is_one_line_naming_the_command(tmp_path, capsys, monkeypatch)
 def test_data_check_takes_overrides_in_the_forms_train_takes(tmp_path, capsys):
     config = str(tmp_path / "data.yaml")
     (tmp_path / "data.yaml").write_text("sources:\n  - {name: a, path: nowhere}\n")
-    for given in (["root=/x"], ["--root=/x"], ["--quiet", "root=/x"], ["--root=/y", "--quiet", "root=/x"]):
+    for given in (["root=/x"], ["--root=/x"], ["--quiet", "root=/x"], ["--root=/y", "--quiet", "root=/x"],
+                  ["--root=/y", "root=/x"], ["root=/y", "--root=/x"]):  # the last one given wins
         assert main(["data", "check", config, *given]) == 2, given
         assert capsys.readouterr().err.splitlines() == [  # the override reached the config: the root is /x
             "ivideogpt data: none of the 1 data source path(s) exists (the first: /x/nowhere); check data.root='/x'"]
-    assert main(["data", "check", config, "--root", "/x"]) == 2  # refused, as `ivideogpt train` refuses it
-    assert capsys.readouterr().err.splitlines() == ["ivideogpt data: override '--root' must look like key.sub=value"]
+    for unknown in (["--root", "/x"], ["--jsn"], ["-q"]):  # a value apart from its key, or a mistyped flag
+        with pytest.raises(SystemExit):
+            main(["data", "check", config, *unknown])
+        assert (f"unrecognized arguments: {' '.join(unknown)}; overrides are written key=value or --key=value"
+                in capsys.readouterr().err)
     with pytest.raises(SystemExit):  # a command without overrides still refuses an unknown flag
         main(["describe", "--root=/x"])
     assert "unrecognized arguments: --root=/x" in capsys.readouterr().err
@@ -72,9 +76,9 @@ def test_data_check_takes_an_override_copied_from_train_with_any_config(config, 
         assert main(["data", "check", str(tmp_path / "config.yaml"), *given]) == 2, given
         assert capsys.readouterr().err.splitlines() == [  # the override reached the config: the root is /x
             "ivideogpt data: none of the 1 data source path(s) exists (the first: /x/nowhere); check data.root='/x'"]
-    assert main(["data", "check", str(tmp_path / "config.yaml"), "--data.root", "/x"]) == 2  # as train refuses it
-    assert capsys.readouterr().err.splitlines() == [
-        "ivideogpt data: override '--data.root' must look like key.sub=value"]
+    with pytest.raises(SystemExit):  # a value apart from its key
+        main(["data", "check", str(tmp_path / "config.yaml"), "--data.root", "/x"])
+    assert "unrecognized arguments: --data.root /x;" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -111,10 +115,39 @@ def test_only_the_first_process_of_a_launch_shows_notes(capsys, monkeypatch):
     logger = logging.getLogger("ivideogpt")
     monkeypatch.setattr(logger, "handlers", [])  # as in a fresh process
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     cli.show_notes()
     logging.getLogger("ivideogpt.train").info("token cache reused")
     logging.getLogger("ivideogpt.train").warning("a warning")
     assert capsys.readouterr().err == "a warning\n"
+
+
+def test_a_bug_every_process_stops_with_keeps_its_traceback_and_waits_for_the_others(capsys, monkeypatch):
+    import argparse
+
+    from ivideogpt import cli, launch
+
+    waited: list[BaseException] = []
+    monkeypatch.setattr(launch, "said_together", waited.append)
+    for error in (launch._stopping_all(TypeError("a bug")), launch._stopping_all(ValueError("bad input"))):
+        def fail(args: argparse.Namespace, error: BaseException = error) -> int:
+            raise error
+        monkeypatch.setattr(cli, "parse", lambda argv: argparse.Namespace(command="describe", handler=fail))
+        monkeypatch.setenv("IVIDEOGPT_TRACEBACK", "1" if isinstance(error, ValueError) else "0")
+        assert cli.main([]) == 1  # as Python's own exit status for an uncaught error
+        assert waited[-1] is error and "Traceback" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "parse", lambda argv: argparse.Namespace(command="describe", handler=lambda args: 1 / 0))
+    with pytest.raises(ZeroDivisionError):
+        cli.main([])
+    assert len(waited) == 2  # a bug of this process alone: raised, no wait
+
+
+def test_a_rank_left_set_outside_a_launch_still_says_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # e.g. inherited by a shell, with no launch of several processes
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main(["trian"])
+    assert stopped.value.code == 2 and "invalid choice: 'trian'" in capsys.readouterr().err
 
 
 GLOO_LOST = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "

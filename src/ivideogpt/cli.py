@@ -11,6 +11,8 @@ import importlib
 import logging
 import os
 import sys
+import time
+import traceback
 from typing import NoReturn, TextIO
 
 COMMANDS = {
@@ -31,8 +33,8 @@ COMMANDS = {
 
 def first_process() -> bool:
     """Whether this process runs alone or is the first of a launch (global rank 0, from the launcher's environment:
-    known before any process group exists)."""
-    return os.environ.get("RANK", "0") == "0"
+    known before any process group exists). A RANK left set without a WORLD_SIZE above 1 is no launch."""
+    return os.environ.get("RANK", "0") == "0" or int(os.environ.get("WORLD_SIZE", "1")) <= 1
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +43,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if not first_process():
+            time.sleep(1)  # the launcher ends every process once one exits: leave the first the time to say it
             self.exit(2)
         super().error(message)
 
@@ -98,14 +101,25 @@ def show_notes() -> None:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line's arguments. A subcommand whose parser sets `flag_overrides` also takes its dotted
-    overrides written as flags (`--root=/x` beside `root=/x`), as `ivideogpt train` does; they join `overrides`."""
+    overrides written as flags (`--root=/x` beside `root=/x`), as `ivideogpt train` does: they join `overrides`
+    in command-line order, so the last one given wins."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "flag_overrides", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    flags = getattr(args, "flag_overrides", False)
+    refused = [token for token in unknown if not (flags and _override_like(token))]
+    if refused:
+        forms = "; overrides are written key=value or --key=value" if flags else ""
+        parser.error(f"unrecognized arguments: {' '.join(refused)}{forms}")
     if unknown:
-        args.overrides = [*args.overrides, *unknown]
+        given = {*args.overrides, *unknown}
+        args.overrides = [token for token in argv if token in given]
     return args
+
+
+def _override_like(token: str) -> bool:
+    """`key=value` or `--key=value` (argparse leaves a positional override it has no place for among the unknown)."""
+    return "=" in token and (token.startswith("--") or not token.startswith("-"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,12 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except Exception as error:
-        if os.environ.get(TRACEBACK) == "1" or not report(args.command, error):
-            raise
-        from ivideogpt.launch import said_together  # imports torch: not before a command needs it
+        shown = os.environ.get(TRACEBACK) != "1" and report(args.command, error)
+        from ivideogpt.launch import said_together, stops_every_process  # torch: not before a command needs it
 
+        if not shown and not stops_every_process(error):
+            raise  # a bug of this process alone: its traceback, as Python shows it
+        if not shown:
+            traceback.print_exc()  # a bug that stops every process: shown before waiting for the others
         said_together(error)  # under a launch, no process ends before the others have said why they stop
-        return 2
+        return 2 if shown else 1
 
 
 def report(command: str, error: Exception) -> bool:

@@ -125,11 +125,16 @@ def _stopping_all(error: BaseException) -> BaseException:
     return error
 
 
+def stops_every_process(error: BaseException) -> bool:
+    """Whether `error` is one that every process of the launch stops with (`stop_together`, `failing_together`)."""
+    return getattr(error, STOPS_ALL, False)
+
+
 def said_together(error: BaseException) -> None:
     """Once this process has shown why it stops (a StoppedWithOthers: nothing), wait for every other one stopping with
     it (`stop_together`, `failing_together`) to have shown its reason too: the launcher ends the other processes as
     soon as one exits, which would cut a reason not yet shown. No wait for any other error, or without a group."""
-    if not (_in_group() and getattr(error, STOPS_ALL, False)):
+    if not (_in_group() and stops_every_process(error)):
         return
     try:
         process_state().wait_for_everyone()

@@ -45,10 +45,22 @@ def test_the_memory_free_is_read_where_the_model_trains(monkeypatch, tmp_path: P
     meminfo.write_text("MemTotal:       8000 kB\nMemAvailable:   2000 kB\n")
     monkeypatch.setattr(memory, "MEMINFO", meminfo)
     assert memory.available_bytes(CPU) == 2000 * 1024
-    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "none")  # not Linux: the free pages
-    monkeypatch.setattr(memory.os, "sysconf", lambda name: {"SC_AVPHYS_PAGES": 3, "SC_PAGE_SIZE": 4096}[name])
-    assert memory.available_bytes(CPU) == 3 * 4096
+    meminfo.write_text("MemTotal:       8000 kB\nMemFree:        1000 kB\n")  # an old kernel: not known
+    assert memory.available_bytes(CPU) is None
+    memory.check_codebook(TokenizerConfig(codebook_size=10**12), CPU)  # unknown: no refusal
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "none")  # not Linux
+    assert memory.available_bytes(CPU) is None
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (5 * 2**30, 80 * 2**30))
     assert memory.available_bytes(torch.device("cuda", 0)) == 5 * 2**30
-    with pytest.raises(ConfigError, match=r"needs 8.6 GB to train but 5.4 GB is free on cuda:0"):
+    with pytest.raises(ConfigError, match=r"needs 8.6 GB to train but 5 GB is free on cuda;"):  # alike on every GPU
         memory.check_vocabulary(transformer_medium(codebook_size=2**17), torch.device("cuda", 0))
+    memory.check_vocabulary(transformer_medium(codebook_size=2**17), torch.device("cuda", 0), trained=False)  # frozen
+    memory.check_vocabulary(transformer_medium(codebook_size=2**17), torch.device("cuda", 0), shards=2)  # FSDP
+
+
+def test_fsdp_shards_what_the_check_counts(monkeypatch) -> None:
+    from ivideogpt.train.config import TrainConfig
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert memory.sharded_over(TrainConfig(distributed="fsdp")) == 4
+    assert memory.sharded_over(TrainConfig(distributed="ddp")) == 1  # every process holds everything

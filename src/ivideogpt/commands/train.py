@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 HELP = "train the tokenizer or the transformer from a YAML recipe (see configs/)"
@@ -77,6 +76,7 @@ def load(kind: str, config: str | None, resume: str | None, overrides: list[str]
 
 
 def run(args: argparse.Namespace) -> int:
+    from ivideogpt.cli import first_process
     from ivideogpt.launch import failing_together, process_state
     from ivideogpt.train.run import train_experiment
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         known, overrides = parse_options(args.kind, args.options)
         experiment = load(args.kind, known.config, known.resume, overrides)
     summary = train_experiment(experiment)
-    if os.environ.get("RANK", "0") != "0":  # one summary line per run, not per process
+    if not first_process():  # one summary line per run, not per process
         return 0
     print(f"{args.kind}: trained to step {summary['step']}, {_losses(summary)}; "
           f"run directory {experiment.train.out_dir}")

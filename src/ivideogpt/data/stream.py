@@ -22,7 +22,7 @@ decodes no slot before the position (tar members are read and array headers pars
 A slot whose pixels fail to decode is reported and passed over (it still counts in the offset).
 
 No data: a consumer whose share of an epoch yields nothing raises a one-line DataError saying what
-that share held. `check` finds it for the starting epoch before training; since whole shards are
+that share held. `check` finds it for the current epoch (set by `set_epoch`) before training; since whole shards are
 dealt out anew each epoch, shards without a usable sample can empty a consumer's share in a later
 epoch only, which then raises the same error mid-run.
 """

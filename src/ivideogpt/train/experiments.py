@@ -51,7 +51,7 @@ class TokenizerExperiment:
         from ivideogpt.tokenizer.objective import TokenizerObjective
 
         self.objective.check_weights_path("objective")
-        memory.check_codebook(self.tokenizer)
+        memory.check_codebook(self.tokenizer, shards=memory.sharded_over(self.train))
         objective = TokenizerObjective(self.tokenizer, loss=self.objective)
         if initialise and self.init_from:
             objective.tokenizer.load_state_dict(ckpt.weights_for(objective.tokenizer, self.init_from, "tokenizer."))
@@ -123,7 +123,10 @@ class TransformerExperiment:
         self.transformer = dataclasses.replace(self.transformer, codebook_size=facts["codebook_size"],
                                                context_grid=tuple(facts["context_tokens"]),
                                                future_grid=tuple(facts["future_tokens"]))
-        memory.check_vocabulary(self.transformer)
+        shards = memory.sharded_over(self.train)
+        memory.check_vocabulary(self.transformer, trained=self.objective.mode != "tokenizer", shards=shards)
+        if self.objective.mode != "transformer":  # the tokenizer trains too
+            memory.check_codebook(self.tokenizer, shards=shards)
         transformer = self.transformer.build()
         if initialise and self.init_from:
             transformer.load_pretrained(ckpt.weights_for(transformer, self.init_from, "transformer."))

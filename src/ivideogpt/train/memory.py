@@ -12,6 +12,7 @@ import torch
 from ivideogpt.configuration import ConfigError
 from ivideogpt.launch import on_cpu
 from ivideogpt.tokenizer.config import TokenizerConfig
+from ivideogpt.train.config import TrainConfig
 from ivideogpt.transformer.config import TransformerConfig
 
 MEMINFO = Path("/proc/meminfo")
@@ -33,17 +34,20 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def host_available_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo, else the free pages os.sysconf reports; None where neither is known."""
+    """MemAvailable of /proc/meminfo; None where it is not known (not Linux, an old kernel). Not the free pages
+    instead: they leave out the reclaimable page cache, and would refuse a config that fits."""
     try:
         for line in MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024  # the kernel writes kB
     except OSError:
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # a name this platform lacks (macOS, Windows)
-        return None
+    return None
+
+
+def sharded_over(train: TrainConfig) -> int:
+    """Over how many processes training shards its weights, gradients and optimizer state: the launch's under FSDP."""
+    return int(os.environ.get("WORLD_SIZE", "1")) if train.distributed == "fsdp" else 1
 
 
 def codebook_bytes(config: TokenizerConfig) -> int:
@@ -56,32 +60,33 @@ def codebook_bytes(config: TokenizerConfig) -> int:
     return tables * config.codebook_size * config.embed_dim * FLOAT32 * TRAINED_COPIES + histogram
 
 
-def vocabulary_bytes(config: TransformerConfig) -> int:
-    """Bytes the transformer's vocabulary-sized weights (token embedding and output head) take, trained by AdamW."""
-    return 2 * config.vocab_size * config.hidden_size * FLOAT32 * TRAINED_COPIES
+def vocabulary_bytes(config: TransformerConfig, trained: bool = True) -> int:
+    """Bytes the transformer's vocabulary-sized weights (token embedding and output head) take: with their gradients
+    and AdamW moments when `trained`, the weights alone when frozen."""
+    return 2 * config.vocab_size * config.hidden_size * FLOAT32 * (TRAINED_COPIES if trained else 1)
 
 
-def check_codebook(config: TokenizerConfig, device: torch.device | None = None) -> None:
-    """Refuse (ConfigError) a tokenizer to train whose codebook cannot fit on `device` (default: `training_device`)."""
+def check_codebook(config: TokenizerConfig, device: torch.device | None = None, shards: int = 1) -> None:
+    """Refuse (ConfigError) a tokenizer to train whose codebook cannot fit on `device` (default: `training_device`),
+    its training state sharded over `shards` processes."""
     field = "fsq_levels" if config.quantizer == "fsq" else "codebook_size"
     setting = f"tokenizer.{field}={list(config.fsq_levels) if field == 'fsq_levels' else config.codebook_size}"
-    _check(setting, codebook_bytes(config), device, f"lower tokenizer.{field}")
+    _check(setting, codebook_bytes(config) // shards, device, f"lower tokenizer.{field}")
 
 
-def check_vocabulary(config: TransformerConfig, device: torch.device | None = None) -> None:
-    """Refuse (ConfigError) a transformer to train whose vocabulary (2 x the tokenizer's codebook + 2) cannot fit."""
+def check_vocabulary(config: TransformerConfig, device: torch.device | None = None, trained: bool = True,
+                     shards: int = 1) -> None:
+    """Refuse (ConfigError) a transformer whose vocabulary (2 x the tokenizer's codebook + 2) cannot fit, trained or
+    frozen, its training state sharded over `shards` processes."""
     what = f"a transformer vocabulary of {config.vocab_size} ids (the tokenizer's codebook_size={config.codebook_size})"
-    _check(what, vocabulary_bytes(config), device, "train on a tokenizer with a smaller codebook")
+    _check(what, vocabulary_bytes(config, trained) // shards, device, "train on a tokenizer with a smaller codebook")
 
 
 def _check(what: str, needed: int, device: torch.device | None, remedy: str) -> None:
-    """Raise ConfigError when `needed` bytes exceed what `device` has free (never when that is unknown)."""
+    """Raise ConfigError when `needed` bytes exceed what `device` has free (never when that is unknown). The message
+    names the kind of device and whole gigabytes free, so the processes of a launch say it alike, and once."""
     device = training_device() if device is None else device
     free = available_bytes(device)
     if free is not None and needed > free:
-        raise ConfigError(f"{what} needs {_gigabytes(needed)} to train but {_gigabytes(free)} is free on "
-                          f"{device}; {remedy}")
-
-
-def _gigabytes(count: int) -> str:
-    return f"{count / 1e9:,.1f} GB"
+        raise ConfigError(f"{what} needs {needed / 1e9:,.1f} GB to train but {free / 1e9:,.0f} GB is free on "
+                          f"{device.type}; {remedy}")
