@@ -292,3 +292,51 @@ def test_a_sibling_shares_modules_and_settings_but_not_the_rollout_or_sampler(pa
     assert (sibling.num_context, sibling.window, sibling.temperature, sibling.top_k, sibling.precision) == \
         (2, 4, 0.5, 7, world.precision)
     assert sibling.state is None and sibling.generator is not world.generator
+
+
+def test_float64_frames_arrays_and_lists_are_taken_like_float32_tensors(parts) -> None:
+    world = WorldModel(*parts, seed=0)
+    ctx, actions = context(2, 1), torch.randn(2, 2, 2)
+    expected = world.rollout(ctx, actions, seed=3)[0]
+    float64 = ctx.double().numpy()  # what numpy arithmetic gives
+    torch.testing.assert_close(world.rollout(float64, actions.numpy(), seed=3)[0], expected)
+    torch.testing.assert_close(world.rollout(ctx.tolist(), actions.tolist(), seed=3)[0], expected)
+    codes = world.encode(ctx.double().numpy(), ctx.numpy())
+    assert [c.shape[:2] for c in codes] == [(2, 1), (2, 1)]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda w: w.reset(context(2, 1)[:, :0]), r"context_frames must be \(B, T, 3, H, W\) with B, T >= 1, got \(2, 0,"),
+    (lambda w: w.step(torch.zeros(2, 2, dtype=torch.bool)), "step actions must be real numbers, got dtype torch.bool"),
+    (lambda w: w.step(torch.zeros(2, 2, dtype=torch.complex64)), "must be real numbers, got dtype torch.complex64"),
+    (lambda w: w.step("left"), "step actions must be numbers"),
+    (lambda w: w.fork(2.5), r"repeat's n must be an integer >= 1, got 2.5"),
+    (lambda w: w.rollout(context(2, 1), torch.zeros(2, 2, 2), horizon=2.0), "horizon must be an integer >= 1, got 2.0"),
+    (lambda w: w.decode_frames(rows=[0.5]), "rows must be integer batch indices"),
+    (lambda w: w.decode_frames(rows=[5]), r"rows must be batch indices in \[0, 2\), got \[5\]"),
+    (lambda w: w.decode_frames(frames=0), "frames must be an integer >= 1, got 0"),
+    (lambda w: w.decode_frames(frames=3), r"frames must be in \[1, 1\] \(the state's future frames\), got 3"),
+    (lambda w: w.set_state(context()), "set_state takes a RolloutState"),
+    (lambda w: RolloutState.concat([]), "at least one state"),
+])
+def test_bad_api_input_is_refused_with_what_was_expected(parts, call, match) -> None:
+    world = WorldModel(*parts, seed=0)
+    world.reset(context(2, 1))
+    world.step(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=match):
+        call(world)
+
+
+def test_refused_codes_leave_the_state_to_score_on(parts) -> None:
+    """Float or out-of-range codes are refused before any token is fed, so the next call scores as if none came."""
+    world = WorldModel(*parts, seed=0)
+    codes = torch.randint(0, world.layout.codebook_size, (2, *world.layout.future_grid))
+    world.reset(context(2, 1))
+    expected, _ = world.score_step(codes, torch.zeros(2, 2))
+    world.reset(context(2, 1))
+    for bad, match in ((codes.float(), "got dtype torch.float32"), (codes + world.layout.codebook_size, "got ids in")):
+        message = rf"codes must be \(2, .*\) \(B, h', w'\) integer ids in \[0, \d+\), {match}"
+        with pytest.raises(ValueError, match=message):
+            world.score_step(bad, torch.zeros(2, 2))
+    logits, _ = world.score_step(codes.numpy(), torch.zeros(2, 2))
+    torch.testing.assert_close(logits, expected)

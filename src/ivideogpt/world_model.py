@@ -24,6 +24,7 @@ the same boundary, `RolloutState.fills`).
 from __future__ import annotations
 
 import contextlib
+import numbers
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
@@ -75,8 +76,7 @@ class RolloutState:
 
     def repeat(self, n: int) -> "RolloutState":
         """An independent copy with each batch row repeated n times in a row: (B, ...) -> (B*n, ...)."""
-        if n < 1:
-            raise ValueError(f"repeat needs n >= 1, got {n}")
+        n = _count(n, "repeat's n")
         return replace(
             self, ids=self.ids.repeat_interleave(n, 0),
             actions=None if self.actions is None else self.actions.repeat_interleave(n, 0),
@@ -89,6 +89,8 @@ class RolloutState:
 
         They must be at the same point: equal token length and context size (their caches then line up).
         """
+        if not states:
+            raise ValueError("concat needs at least one state, got none")
         first = states[0]
         if any(s.length != first.length or s.num_context != first.num_context for s in states):
             raise ValueError(f"only states of one length and context size concatenate, got "
@@ -101,7 +103,7 @@ class RolloutState:
 
     def index(self, rows: Tensor | list[int]) -> "RolloutState":
         """An independent copy holding only batch `rows`."""
-        rows = torch.as_tensor(rows, dtype=torch.long, device=self.ids.device)
+        rows = _batch_rows(rows, self.batch_size).to(self.ids.device)
         return replace(
             self, ids=self.ids[rows], actions=None if self.actions is None else self.actions[rows],
             cache=None if self.cache is None else self.cache.copy(indices=rows),
@@ -194,9 +196,7 @@ class WorldModel:
         """
         if seed is not None:
             self.generator.manual_seed(seed)
-        context_frames = torch.as_tensor(context_frames)
-        if context_frames.ndim != 5:
-            raise ValueError(f"context_frames must be (B, Tc, 3, H, W), got {tuple(context_frames.shape)}")
+        context_frames = _frames_tensor(context_frames, "context_frames")
         batch, tc = context_frames.shape[:2]
         actions = self._context_actions(actions, batch, tc)
         context_frames = context_frames.to(self._tok_device)
@@ -241,18 +241,20 @@ class WorldModel:
         return self._decode(future_ids, state.decoder_features)[:, 0]
 
     @torch.inference_mode()
-    def encode(self, context_frames: Tensor, future_frames: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, context_frames: Tensor | np.ndarray, future_frames: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
         """Observed frames -> their codes (context (B, Tc, h, w), future (B, F, h', w')) in the world model's precision.
 
         The future codes are what `score_step` takes to feed observed frames in place of predicted ones.
         """
         device = self._tok_device
         with self._tokenizer_precision():
-            context_ids, future_ids = self.tokenizer.encode(context_frames.to(device), future_frames.to(device))
+            context_ids, future_ids = self.tokenizer.encode(_frames_tensor(context_frames, "context_frames").to(device),
+                                                            _frames_tensor(future_frames, "future_frames").to(device))
         return context_ids.to(self.device), future_ids.to(self.device)
 
     @torch.inference_mode()
-    def score_step(self, codes: Tensor, actions: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor | None]:
+    def score_step(self, codes: Tensor | np.ndarray, actions: Tensor | np.ndarray | None = None
+                   ) -> tuple[Tensor, Tensor | None]:
         """Advance every rollout by a given frame (teacher forcing) through the same cached path as `step`.
 
         codes: (B, h', w') future codebook indices of the frame (e.g. an observed frame's, or a
@@ -261,10 +263,8 @@ class WorldModel:
         and rewards (B,) (None without a reward head). No frame is decoded.
         """
         state = self._require_state()
-        if codes.shape != (state.batch_size, *self.layout.future_grid):
-            raise ValueError(f"codes must be shaped ({state.batch_size}, {self.layout.future_grid[0]}, "
-                             f"{self.layout.future_grid[1]}) (B, h', w'), got {tuple(codes.shape)}")
-        _, hidden = self._advance(actions, codes.reshape(state.batch_size, -1).to(self.device))
+        codes = self._frame_codes(codes, state.batch_size)
+        _, hidden = self._advance(actions, codes)
         rewards = self.transformer.predict_reward(hidden[:, -1]).float() if self.predicts_reward else None
         return self.transformer.lm_head(hidden).float(), rewards
 
@@ -290,6 +290,8 @@ class WorldModel:
         state = self._require_state() if state is None else state
         if state.num_future == 0:
             raise ValueError("the state holds no future frames to decode")
+        if frames is not None and not 1 <= _count(frames, "frames") <= state.num_future:
+            raise ValueError(f"frames must be in [1, {state.num_future}] (the state's future frames), got {frames}")
         if rows is not None:
             state = state.index(rows)
         future_ids = self.layout.split_future(state.ids, state.num_context)[:, :frames]  # (R, F, h', w')
@@ -303,6 +305,9 @@ class WorldModel:
 
     def set_state(self, state: RolloutState) -> None:
         """Continue from `state` (it will be advanced in place: pass `state.repeat(1)` to keep it)."""
+        if not isinstance(state, RolloutState):
+            raise ValueError(f"set_state takes a RolloutState (from reset, fork or rollout), "
+                             f"got {type(state).__name__}")
         self.state = state
 
     def sibling(self, seed: int | None = None) -> "WorldModel":
@@ -314,7 +319,8 @@ class WorldModel:
         return other
 
     @torch.inference_mode()
-    def rollout(self, context: Tensor | RolloutState, actions: Tensor | None = None, horizon: int | None = None,
+    def rollout(self, context: Tensor | np.ndarray | RolloutState, actions: Tensor | np.ndarray | None = None,
+                horizon: int | None = None,
                 context_actions: Tensor | None = None, seed: int | None = None, decode: bool = True
                 ) -> tuple[Tensor | None, Tensor | None]:
         """Open-loop rollouts: frames (N, H, 3, h, w) (None with `decode=False`) and rewards (N, H) or None.
@@ -322,10 +328,12 @@ class WorldModel:
         context: frames (B, Tc, 3, h, w) or a state from `reset` (left untouched, so it can be reused).
         actions: (N, H, A) with N a multiple of B; each context row is forked N/B times (one prefill).
         """
+        if not isinstance(context, RolloutState):
+            context = _frames_tensor(context, "context_frames")
         contexts = context.batch_size if isinstance(context, RolloutState) else context.shape[0]
         rows = contexts
         if actions is not None:
-            actions = torch.as_tensor(actions)
+            actions = _actions_tensor(actions, "rollout actions")
             if actions.ndim != 3 or actions.shape[-1] != self.action_dim:
                 raise ValueError(f"rollout actions must be (N, H, A) with A = {self.action_dim}, got {tuple(actions.shape)}")
             _finite(actions.float(), "rollout actions")  # before any step: a refused rollout changes nothing
@@ -333,8 +341,9 @@ class WorldModel:
             if actions.shape[1] != horizon:
                 raise ValueError(f"actions cover {actions.shape[1]} steps but horizon={horizon}")
             rows = actions.shape[0]
-        if horizon is None or horizon < 1:
+        if horizon is None:
             raise ValueError("rollout needs actions (N, H, A) or a horizon >= 1")
+        horizon = _count(horizon, "rollout's horizon")
         if rows % contexts:
             raise ValueError(f"{rows} action sequences cannot be split over {contexts} contexts")
         if seed is not None:
@@ -394,6 +403,21 @@ class WorldModel:
             raise RuntimeError("call reset(context_frames) before step()")
         return self.state
 
+    def _frame_codes(self, codes: Tensor | np.ndarray, batch: int) -> Tensor:
+        """`codes` as (B, h', w') integer ids in [0, codebook_size) on the model's device, refused otherwise before
+        any token is fed: codes that fail inside the transformer would leave the cache a token ahead of the state."""
+        grid, size = self.layout.future_grid, self.layout.codebook_size
+        expected = f"codes must be ({batch}, {grid[0]}, {grid[1]}) (B, h', w') integer ids in [0, {size})"
+        codes = torch.as_tensor(codes, device=self.device)
+        if codes.shape != (batch, *grid):
+            raise ValueError(f"{expected}, got shape {tuple(codes.shape)}")
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise ValueError(f"{expected}, got dtype {codes.dtype}")
+        low, high = int(codes.min()), int(codes.max())
+        if low < 0 or high >= size:
+            raise ValueError(f"{expected}, got ids in [{low}, {high}]")
+        return codes.reshape(batch, -1)
+
     def _context_actions(self, actions: Tensor | None, batch: int, tc: int) -> Tensor | None:
         if self.action_dim == 0:
             if not _no_actions(actions):
@@ -404,7 +428,7 @@ class WorldModel:
                 raise ValueError(f"an action-conditioned model needs the {tc - 1} actions between the {tc} "
                                  f"context frames: pass actions shaped ({batch}, {tc - 1}, {self.action_dim})")
             return torch.zeros(batch, tc - 1, self.action_dim, device=self.device)  # not in the sequence
-        actions = torch.as_tensor(actions, device=self.device).float()
+        actions = _actions_tensor(actions, "context actions").to(self.device).float()
         if actions.shape != (batch, tc - 1, self.action_dim):
             raise ValueError(f"context actions must be shaped ({batch}, {tc - 1}, {self.action_dim}) "
                              f"(B, Tc-1, A), got {tuple(actions.shape)}")
@@ -417,7 +441,7 @@ class WorldModel:
             return None
         if actions is None:
             raise ValueError(f"this world model is action-conditioned: step needs actions ({batch}, {self.action_dim})")
-        actions = torch.as_tensor(actions)
+        actions = _actions_tensor(actions, "step actions")
         if actions.shape != (batch, self.action_dim):
             raise ValueError(f"step actions must be shaped ({batch}, {self.action_dim}) (B, A), "
                              f"got {tuple(actions.shape)}")
@@ -510,8 +534,8 @@ class WindowedRollout:
     def reset(self, context_frames: Tensor | np.ndarray, actions: Tensor | None = None,
               seed: int | None = None) -> RolloutState:
         """`WorldModel.reset`, refused when the Tc context frames leave no room for a predicted frame in the window."""
-        context_frames = torch.as_tensor(context_frames)
-        tc = context_frames.shape[1] if context_frames.ndim == 5 else 0  # other shapes: reset says what is wrong
+        context_frames = _frames_tensor(context_frames, "context_frames")
+        tc = context_frames.shape[1]
         if self.past_window != "extend" and self.window is not None and tc >= self.window:
             raise ValueError(f"{tc} context frames leave no room for a predicted frame in the model's "
                              f"{self.window}-frame training window")
@@ -556,3 +580,40 @@ def _finite(actions: Tensor, what: str) -> Tensor:
         rows = sorted({int(r) for r in (~torch.isfinite(actions)).nonzero()[:, 0].tolist()})
         raise ValueError(f"{what} contain NaN or inf (batch rows {rows}); nothing was stepped")
     return actions
+
+
+def _frames_tensor(frames: Tensor | np.ndarray, what: str) -> Tensor:
+    """`frames` (B, T, 3, H, W) as a tensor, float ones as float32 (numpy's float64 too, which the tokenizer's
+    float32 convolutions would refuse deep inside torch); resolution, dtype and range are the tokenizer's to check."""
+    frames = torch.as_tensor(frames)
+    if frames.ndim != 5 or 0 in frames.shape[:2]:
+        raise ValueError(f"{what} must be (B, T, 3, H, W) with B, T >= 1, got {tuple(frames.shape)}")
+    return frames.float() if frames.is_floating_point() else frames
+
+
+def _actions_tensor(actions: Tensor | np.ndarray | list, what: str) -> Tensor:
+    """`actions` as a tensor of real numbers, refused otherwise: bool or complex ones would be cast silently."""
+    try:
+        tensor = torch.as_tensor(actions)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{what} must be numbers (a tensor, array or nested list), got {actions!r:.80}") from None
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"{what} must be real numbers, got dtype {tensor.dtype}")
+    return tensor
+
+
+def _count(value: int, what: str) -> int:
+    """`value` as an int >= 1, refused otherwise (a float count would fail deep inside torch, maybe after a reset)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _batch_rows(rows: Tensor | list[int], batch: int) -> Tensor:
+    """`rows` as long batch indices in [-batch, batch), refused otherwise (float rows would be truncated silently)."""
+    rows = torch.as_tensor(rows)
+    if rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
+        raise ValueError(f"rows must be integer batch indices, got dtype {rows.dtype}")
+    if rows.numel() and not (-batch <= int(rows.min()) and int(rows.max()) < batch):
+        raise ValueError(f"rows must be batch indices in [0, {batch}), got {rows.tolist()}")
+    return rows.long()

@@ -143,3 +143,30 @@ def test_a_refusing_env_stops_at_the_window_and_an_extending_one_grows(windowed:
     assert windowed.state.num_context + windowed.state.num_future == 10
     with pytest.raises(ValueError, match="past_window"):
         make("wrap")
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_actions_outside_the_action_space_are_refused(world: WorldModel, vector: bool) -> None:
+    env = WorldModelVectorEnv(world, pool(), num_envs=2) if vector else WorldModelEnv(world, pool())
+    env.reset(seed=0)
+    outside = np.full(env.action_space.shape, 5.0, np.float32)
+    with pytest.raises(ValueError, match=r"action space's bounds \[-1, 1\], got values in \[5, 5\]"):
+        env.step(outside)
+    assert world.state.num_future == 0  # nothing was stepped
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda w: WorldModelEnv(w, pool(2, tc=2), context_actions=np.zeros((5, 1, 2))),
+     r"context_actions must be \(2, 1, 2\) \(N, Tc-1, A\), one row per context, got \(5, 1, 2\)"),
+    (lambda w: WorldModelEnv(w, pool(0)),
+     r"contexts must be \(N, Tc, 3, H, W\) .* with N, Tc >= 1, got \(0, 1, 64, 64, 3\)"),
+    (lambda w: WorldModelEnv(w, pool()).reset(options={"context": pool()[0, 0]}),
+     r"options\['context'\] must be \(Tc, 3, H, W\) float in \[-1, 1\] or \(Tc, H, W, 3\) uint8 .* got \(64, 64, 3\)"),
+    (lambda w: WorldModelEnv(w, pool()).reset(options={"contexts": pool()[0]}),
+     r"unknown reset options \['contexts'\]; this env reads \['context', 'context_actions'\]"),
+    (lambda w: WorldModelVectorEnv(w, pool(), num_envs=2).reset(options={"context": pool()[0]}),
+     r"unknown reset options \['context'\]"),
+])
+def test_bad_contexts_and_reset_options_are_refused_with_what_was_expected(world: WorldModel, make, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        make(world)

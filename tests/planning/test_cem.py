@@ -1,5 +1,7 @@
 """CEM planner: finds a known optimum, batches candidates, respects bounds, is reproducible."""
 
+import re
+
 import pytest
 import torch
 
@@ -153,3 +155,12 @@ def test_colored_noise_is_seeded() -> None:
 def test_config_validation_names_the_field(field: str, value) -> None:
     with pytest.raises(ValueError, match=field):
         CEMConfig(**{field: value})
+
+
+def test_an_init_mean_of_another_shape_is_refused_with_the_expected_one() -> None:
+    planner, _ = make(torch.zeros(3, 2), iterations=1)
+    for wrong in (torch.zeros(3), torch.zeros(2, 2)):
+        expected = r"init_mean must be \(2,\) \(A,\) or \(3, 2\) \(H, A\), got " + re.escape(str(tuple(wrong.shape)))
+        with pytest.raises(ValueError, match=expected):
+            planner.plan(torch.zeros(2), init_mean=wrong)
+    assert planner.plan(torch.zeros(2), init_mean=torch.zeros(3, 2)).actions.shape == (3, 2)

@@ -139,3 +139,10 @@ def test_closed_loop_in_pusht_writes_video_and_report(tiny_world_model, tmp_path
     assert frames.shape[0] == 4 and frames.shape[2] == 2 * (5 * 64 + 4 * 2)  # 5 panels, 2 px gaps, scale 2
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["random"]["episodes"] == 1
+
+
+def test_action_bounds_of_another_width_are_refused_before_planning(tiny_world_model) -> None:
+    with pytest.raises(ValueError, match=r"action_low must be one value or \(2,\), one per action dimension, "
+                                         r"got \(3,\)"):
+        dynamics = WorldModelDynamics(tiny_world_model, action_low=np.zeros(3), action_high=np.ones(3))
+        dynamics.rollout(ModelContext(torch.zeros(1, 3, 64, 64)), torch.zeros(4, 2, 2))

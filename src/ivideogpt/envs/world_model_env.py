@@ -28,10 +28,24 @@ from ivideogpt.frames import to_model, to_uint8
 from ivideogpt.world_model import PastWindow, WindowedRollout, WorldModel
 
 
-def _as_model_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) or float (..., 3, H, W) in [-1, 1] -> float (..., 3, H, W)."""
+def _as_model_frames(frames: torch.Tensor | np.ndarray, what: str, axes: str) -> torch.Tensor:
+    """uint8 (*axes, H, W, 3) or float (*axes, 3, H, W) in [-1, 1] -> float (*axes, 3, H, W), refused with what was
+    expected when shaped otherwise (e.g. one frame where `axes` = "N, Tc" asks for a pool of clips)."""
     tensor = torch.as_tensor(frames)
-    return to_model(tensor) if tensor.dtype == torch.uint8 else tensor.float()
+    uint8 = tensor.dtype == torch.uint8
+    leading = len(axes.split(", "))
+    channels = tensor.shape[-1] if uint8 else tensor.shape[-3] if tensor.ndim >= 3 else None
+    if tensor.ndim != leading + 3 or channels != 3 or 0 in tensor.shape[:leading]:
+        raise ValueError(f"{what} must be ({axes}, 3, H, W) float in [-1, 1] or ({axes}, H, W, 3) uint8 "
+                         f"with {axes} >= 1, got {tuple(tensor.shape)} {tensor.dtype}")
+    return to_model(tensor) if uint8 else tensor.float()
+
+
+def _check_options(options: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse reset options the env does not read: a misspelt key would otherwise start from a random context."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown reset options {unknown}; this env reads {list(allowed)}")
 
 
 class _Pool:
@@ -39,15 +53,16 @@ class _Pool:
 
     def __init__(self, world_model: WorldModel, contexts: torch.Tensor | np.ndarray,
                  context_actions: torch.Tensor | np.ndarray | None) -> None:
-        self.frames = _as_model_frames(contexts)
-        if self.frames.ndim != 5 or self.frames.shape[2] != 3:
-            raise ValueError(f"contexts must be (N, Tc, 3, H, W) float or (N, Tc, H, W, 3) uint8, "
-                             f"got {tuple(torch.as_tensor(contexts).shape)}")
+        self.frames = _as_model_frames(contexts, "contexts", "N, Tc")
         self.actions = None if context_actions is None else torch.as_tensor(context_actions).float()
-        tc = self.frames.shape[1]
+        n, tc = self.frames.shape[:2]
+        expected = (n, tc - 1, world_model.action_dim)
         if world_model.action_dim and tc > 1 and self.actions is None:
             raise ValueError(f"an action-conditioned world model with {tc} context frames needs context_actions "
-                             f"(N, {tc - 1}, {world_model.action_dim})")
+                             f"{expected} (N, Tc-1, A)")
+        if self.actions is not None and tuple(self.actions.shape) != expected:
+            raise ValueError(f"context_actions must be {expected} (N, Tc-1, A), one row per context, "
+                             f"got {tuple(self.actions.shape)}")
 
     def pick(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
         index = torch.as_tensor(rows, dtype=torch.long)
@@ -55,11 +70,15 @@ class _Pool:
 
 
 def _as_actions(actions: Any, space: spaces.Space) -> torch.Tensor:
-    """`actions` as a float32 tensor of exactly `space`'s shape; any other shape is refused, never reshaped
-    (a transposed (A, N) batch would otherwise scramble its rows silently)."""
+    """`actions` as a float32 tensor of exactly `space`'s shape within its bounds; any other shape is refused, never
+    reshaped (a transposed (A, N) batch would scramble its rows), and so are values outside the bounds (the model
+    was trained within them: it would extrapolate silently)."""
     array = np.asarray(actions, dtype=np.float32)
     if array.shape != space.shape:
         raise ValueError(f"actions must have the action space's shape {space.shape}, got {array.shape}")
+    if not np.all((array >= space.low) & (array <= space.high)):
+        raise ValueError(f"actions must lie in the action space's bounds [{space.low.min():g}, {space.high.max():g}], "
+                         f"got values in [{array.min():g}, {array.max():g}] (gymnasium.wrappers.ClipAction clips them)")
     return torch.from_numpy(array)
 
 
@@ -102,8 +121,9 @@ class WorldModelEnv(gym.Env):
         """Start from `options["context"]` (Tc frames) or a context drawn from the pool."""
         super().reset(seed=seed)
         options = options or {}
+        _check_options(options, ("context", "context_actions"))
         if "context" in options:
-            frames = _as_model_frames(options["context"])[None]
+            frames = _as_model_frames(options["context"], "options['context']", "Tc")[None]
             actions = options.get("context_actions")
             actions = None if actions is None else torch.as_tensor(actions).float()[None]
         else:
@@ -162,8 +182,9 @@ class WorldModelVectorEnv(VectorEnv):
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         options = options or {}
+        _check_options(options, ("contexts", "context_actions"))
         if "contexts" in options:
-            frames = _as_model_frames(options["contexts"])
+            frames = _as_model_frames(options["contexts"], "options['contexts']", "num_envs, Tc")
             actions = options.get("context_actions")
             actions = None if actions is None else torch.as_tensor(actions).float()
         else:

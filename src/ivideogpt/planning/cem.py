@@ -154,6 +154,15 @@ class CEMPlanner:
         if seed is not None:
             self.generator.manual_seed(seed)
 
+    def _checked_mean(self, init_mean: Tensor | list[float]) -> Tensor:
+        """`init_mean` as float32 (A,) or (H, A), refused otherwise (it would fail as a broadcast deep in the plan)."""
+        cfg = self.config
+        mean = torch.as_tensor(init_mean, dtype=torch.float32)
+        if mean.shape not in ((cfg.action_dim,), (cfg.horizon, cfg.action_dim)):
+            raise ValueError(f"init_mean must be ({cfg.action_dim},) (A,) or ({cfg.horizon}, {cfg.action_dim}) (H, A), "
+                             f"got {tuple(mean.shape)}")
+        return mean
+
     def _initial_mean(self, init_mean: Tensor | None) -> Tensor:
         """(H, A) the first sampling mean of a plan: the warm start, else `init_mean` (zero increments)."""
         cfg = self.config
@@ -193,6 +202,8 @@ class CEMPlanner:
         the action every plan's increments start from, so pass it on every call.
         """
         cfg = self.config
+        if init_mean is not None:
+            init_mean = self._checked_mean(init_mean)
         half_range = (self.high - self.low) / 2  # (A,)
         anchor = self._anchor(init_mean) if cfg.increments else None
         mean = self._initial_mean(init_mean)  # (H, A) in search variables

@@ -66,8 +66,8 @@ class WorldModelDynamics:
                  decode: bool = True) -> None:
         self.model = model
         self.decode = decode
-        self.low = None if action_low is None else torch.as_tensor(np.asarray(action_low), dtype=torch.float32)
-        self.high = None if action_high is None else torch.as_tensor(np.asarray(action_high), dtype=torch.float32)
+        self.low = _action_bound(action_low, "action_low", model.action_dim)
+        self.high = _action_bound(action_high, "action_high", model.action_dim)
         self.reward_transform = reward_transform
         self.generator = torch.Generator().manual_seed(seed)
         self.batch_sizes: list[int] = []
@@ -117,3 +117,15 @@ class WorldModelDynamics:
         if self._last is None:
             raise RuntimeError("imagined() needs a plan made with this dynamics first")
         return self.model.decode_frames(self._last, [result.best_index], steps)[0].float().cpu()
+
+
+def _action_bound(bound: np.ndarray | None, name: str, action_dim: int) -> Tensor | None:
+    """A raw action bound as float32, one value or one per action dimension; refused otherwise, where it would
+    fail as a broadcast inside the first plan (or, for one action dimension, silently stretch the actions)."""
+    if bound is None:
+        return None
+    tensor = torch.as_tensor(np.asarray(bound), dtype=torch.float32)
+    if tensor.shape not in ((), (action_dim,)):
+        raise ValueError(f"{name} must be one value or ({action_dim},), one per action dimension, "
+                         f"got {tuple(tensor.shape)}")
+    return tensor
