@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ivideogpt.tokenizer.checks import is_integer, value_range
 from ivideogpt.transformer.cache import GrowingCache
 from ivideogpt.transformer.frame_graph import FrameGenerator, FrameInputs, next_code
 from ivideogpt.transformer.model import WorldModelTransformer
@@ -411,9 +412,9 @@ class WorldModel:
         codes = torch.as_tensor(codes, device=self.device)
         if codes.shape != (batch, *grid):
             raise ValueError(f"{expected}, got shape {tuple(codes.shape)}")
-        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        if not is_integer(codes):
             raise ValueError(f"{expected}, got dtype {codes.dtype}")
-        low, high = int(codes.min()), int(codes.max())
+        low, high = value_range(codes)
         if low < 0 or high >= size:
             raise ValueError(f"{expected}, got ids in [{low}, {high}]")
         return codes.reshape(batch, -1)
@@ -612,8 +613,9 @@ def _count(value: int, what: str) -> int:
 def _batch_rows(rows: Tensor | list[int], batch: int) -> Tensor:
     """`rows` as long batch indices in [-batch, batch), refused otherwise (float rows would be truncated silently)."""
     rows = torch.as_tensor(rows)
-    if rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
+    if not is_integer(rows):
         raise ValueError(f"rows must be integer batch indices, got dtype {rows.dtype}")
-    if rows.numel() and not (-batch <= int(rows.min()) and int(rows.max()) < batch):
+    low, high = value_range(rows) if rows.numel() else (-batch, batch - 1)  # no rows: nothing out of range
+    if low < -batch or high >= batch:
         raise ValueError(f"rows must be batch indices in [0, {batch}), got {rows.tolist()}")
     return rows.long()

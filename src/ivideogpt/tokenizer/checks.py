@@ -7,6 +7,17 @@ import torch
 _RANGE_SLACK = 1e-3  # tolerate rounding just outside [-1, 1]
 
 
+def is_integer(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` holds integers: not float, complex or bool (which indexing would cast silently)."""
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
+def value_range(tensor: torch.Tensor) -> tuple[int, int]:
+    """(min, max) of a non-empty integer tensor, read with one device sync."""
+    low, high = torch.stack([tensor.min(), tensor.max()]).tolist()
+    return low, high
+
+
 def check_frames(name: str, frames: torch.Tensor, resolution: int, batch: int | None = None,
                  count: int | None = None) -> None:
     """Frames must be float (B, T, 3, R, R), finite, in [-1, 1] (and have batch `batch`, T = `count` when given)."""
@@ -41,12 +52,12 @@ def check_ids(name: str, ids: torch.Tensor, grid: int, codebook_size: int, batch
     shape = tuple(ids.shape)
     if ids.ndim != 4 or shape[2:] != (grid, grid) or 0 in shape[:2]:
         raise ValueError(f"{expected}; got {shape}")
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+    if not is_integer(ids):
         raise ValueError(f"{expected}; got dtype {ids.dtype}")
     if batch is not None and shape[0] != batch:
         raise ValueError(f"{expected} with B = {batch} (the context batch); got {shape}")
     if ids.device.type == "meta":
         return
-    low, high = torch.stack([ids.min(), ids.max()]).tolist()
+    low, high = value_range(ids)
     if low < 0 or high >= codebook_size:
         raise ValueError(f"{expected}; got ids in [{low}, {high}]")
