@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ivideogpt.weights import weight_dirs, where_to_put
+from ivideogpt.weights import not_a_weight_file, weight_dirs, where_to_put
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = None  # torch's own message runs to several lines; refused below like any file without a state dict
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
-        raise ValueError(f"{path} ({path.stat().st_size} bytes) is not a torchvision vgg16 state dict (.pth or "
-                         ".safetensors): a truncated download, or another file?")
+        raise not_a_weight_file(path, "torchvision vgg16 state dict (.pth or .safetensors)")
     return state
 
 

@@ -23,3 +23,8 @@ def where_to_put(filename: str) -> str:
     if os.environ.get(WEIGHTS_DIR_VARIABLE):
         return places
     return f"{places} (or in a folder named by ${WEIGHTS_DIR_VARIABLE})"
+
+
+def not_a_weight_file(path: Path, what: str) -> ValueError:
+    """The one-line error for a weight file that does not load as `what` (torch's own message runs to many lines)."""
+    return ValueError(f"{path} ({path.stat().st_size} bytes) is not a {what}: a truncated download, or another file?")

@@ -25,7 +25,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from ivideogpt.perceptual import LPIPS
-from ivideogpt.weights import weight_dirs, where_to_put
+from ivideogpt.weights import not_a_weight_file, weight_dirs, where_to_put
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ def load_i3d(path: str | Path | None = None, *, required: bool = False) -> torch
         try:
             return torch.jit.load(str(found), map_location="cpu").eval()
         except (RuntimeError, ValueError) as error:  # torch's own message runs to several lines
-            raise ValueError(f"{found} ({found.stat().st_size} bytes) is not a TorchScript I3D detector: a "
-                             "truncated download, or another file?") from error
+            raise not_a_weight_file(found, "TorchScript I3D detector") from error
 
 
 @torch.no_grad()
