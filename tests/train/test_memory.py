@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -61,6 +62,6 @@ def test_the_memory_free_is_read_where_the_model_trains(monkeypatch, tmp_path: P
 def test_fsdp_shards_what_the_check_counts(monkeypatch) -> None:
     from ivideogpt.train.config import TrainConfig
 
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setattr(memory, "process_state", lambda: SimpleNamespace(num_processes=4))  # a launch of 4
     assert memory.sharded_over(TrainConfig(distributed="fsdp")) == 4
     assert memory.sharded_over(TrainConfig(distributed="ddp")) == 1  # every process holds everything

@@ -4,13 +4,12 @@ traceback. An estimate of what training certainly holds; activations come on top
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from ivideogpt.configuration import ConfigError
-from ivideogpt.launch import on_cpu
+from ivideogpt.launch import on_cpu, process_state
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.train.config import TrainConfig
 from ivideogpt.transformer.config import TransformerConfig
@@ -47,7 +46,7 @@ def host_available_bytes() -> int | None:
 
 def sharded_over(train: TrainConfig) -> int:
     """Over how many processes training shards its weights, gradients and optimizer state: the launch's under FSDP."""
-    return int(os.environ.get("WORLD_SIZE", "1")) if train.distributed == "fsdp" else 1
+    return process_state().num_processes if train.distributed == "fsdp" else 1
 
 
 def codebook_bytes(config: TokenizerConfig) -> int:
